@@ -1,0 +1,54 @@
+"""The one `Definitions` of the project: every asset, check and resource, wired from the environment.
+
+Environment (all optional):
+- ``KUMO_GRAPH_SPEC``: graph.yaml path(s), separated by ``:``; default: the embedded F1 example.
+- ``KUMO_DATA_PLANE``: artifact root, a folder or ``s3://bucket/prefix``; default ``.kumo/data``.
+- ``AWS_ENDPOINT_URL`` / ``AWS_REGION``: S3-compatible endpoint and region for s3:// sources.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import Definitions
+
+from kumo_assets.ingest import build_ingest_assets
+from kumo_assets.spec_loader import load_spec
+from resources.connectors import ObjectStoreConnector
+from resources.data_plane import DataPlane
+
+__all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SPEC = Path(__file__).resolve().parent / "examples" / "f1" / "graph.yaml"
+
+
+def build_definitions(spec_paths: list[str | Path], data_plane_root: str) -> Definitions:
+    """Assets for every graph spec, sharing one data plane."""
+    specs = [load_spec(path) for path in spec_paths]
+    names = [spec.graph_name for spec in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"graph names must be unique across specs, got {names}: set `name:` in each graph.yaml"
+        )
+    assets = [asset for spec in specs for asset in build_ingest_assets(spec)]
+    object_store = ObjectStoreConnector(
+        endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
+        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
+    )
+    return Definitions(
+        assets=assets,
+        resources={"data_plane": DataPlane(root=data_plane_root, object_store=object_store)},
+    )
+
+
+def _spec_paths_from_environment() -> list[str | Path]:
+    configured = os.environ.get("KUMO_GRAPH_SPEC", "")
+    return [path for path in configured.split(os.pathsep) if path] or [DEFAULT_SPEC]
+
+
+defs = build_definitions(
+    _spec_paths_from_environment(),
+    os.environ.get("KUMO_DATA_PLANE") or str(PROJECT_ROOT / ".kumo" / "data"),
+)

@@ -1,0 +1,37 @@
+"""Connection settings for object stores (S3 and S3-compatible endpoints such as MinIO or moto).
+
+Credentials are never configuration: boto3 and polars read them from the environment (AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_PROFILE or an instance role), so they are never logged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import ConfigurableResource
+
+__all__ = ["ObjectStoreConnector"]
+
+
+class ObjectStoreConnector(ConfigurableResource):
+    """Where s3:// URIs are served from; empty fields fall back to the standard AWS environment."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    def storage_options(self) -> dict[str, str]:
+        """Options for polars' cloud readers and writers (no credentials: polars reads the environment)."""
+        options: dict[str, str] = {}
+        if self.endpoint_url:
+            options["aws_endpoint_url"] = self.endpoint_url
+            if self.endpoint_url.startswith("http://"):
+                options["aws_allow_http"] = "true"
+        if self.region:
+            options["aws_region"] = self.region
+        return options
+
+    def client(self) -> Any:
+        """A boto3 S3 client with the same endpoint and region."""
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_url or None, region_name=self.region or None)
