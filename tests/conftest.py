@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from kumo_assets.spec_loader import load_spec
 from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
 from tests.fake_db import write_fake_db
+from tests.servers import free_port, port_open, running_server, venv_tool
+
+# Property tests: a quick profile by default, a thorough one with HYPOTHESIS_PROFILE=thorough.
+settings.register_profile("default", max_examples=60, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KUMO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -39,40 +43,12 @@ def data_plane(tmp_path: Path) -> DataPlane:
     return DataPlane(root=str(tmp_path / "plane"))
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """A real S3 endpoint: moto_server on 127.0.0.1, started for the session and stopped by PID."""
+    """A real S3 endpoint: moto_server on 127.0.0.1 for the whole session."""
     port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("moto_server did not start") from None
-            time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with running_server([venv_tool("moto_server"), "-H", "127.0.0.1", "-p", str(port)], port_open(port)):
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

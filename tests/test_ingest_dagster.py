@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -17,6 +16,7 @@ from kumo_assets.spec_loader import load_spec
 from resources.data_plane import DataPlane
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.fake_db import make_tables, write_fake_db
+from tests.servers import venv_tool
 
 F1_ROWS = {
     "circuits": 77, "constructors": 212, "drivers": 864, "races": 1149, "results": 27118,
@@ -118,9 +118,8 @@ def _dagster_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
         "KUMO_DATA_PLANE": str(tmp_path / "plane"),
     }
     (tmp_path / "dagster_home").mkdir(exist_ok=True)
-    dagster = Path(sys.executable).parent / "dagster"
     return subprocess.run(
-        [str(dagster), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+        [venv_tool("dagster"), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
     )
 
 

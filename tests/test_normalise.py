@@ -96,7 +96,7 @@ moments = st.datetimes(min_value=dt.datetime(1900, 1, 1), max_value=dt.datetime(
 )
 
 
-@settings(max_examples=200, deadline=None)
+@settings(deadline=None)
 @given(moments, st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%SZ"]))
 def test_iso_text_round_trips_to_epoch(moment, fmt):
     expected = int(moment.replace(tzinfo=UTC).timestamp())
@@ -104,7 +104,7 @@ def test_iso_text_round_trips_to_epoch(moment, fmt):
     assert parsed.seconds.to_list() == [expected]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(deadline=None)
 @given(moments, st.integers(min_value=-14, max_value=14))
 def test_zoned_text_equals_the_same_instant(moment, hours):
     zone = dt.timezone(dt.timedelta(hours=hours))

@@ -145,13 +145,18 @@ def test_integral_float_foreign_key_matches_integer_key(tmp_path):
     assert built["reviews"].frame["_kumo_fk__order_id"].null_count() == 0
 
 
-def test_missing_column_names_table_and_suggests(tmp_path):
+@pytest.mark.parametrize(
+    "renamed, key",
+    [("created_at", "time_column"), ("user_id", "foreign_keys.user_id"), ("order_id", "primary_key")],
+)
+def test_missing_column_names_table_key_and_suggests(tmp_path, renamed, key):
     tables = make_tables()
-    tables["orders"] = tables["orders"].rename({"created_at": "created"})
-    with pytest.raises(
-        IngestError, match=r"'orders'.*`time_column` names column 'created_at'.*did you mean 'created'"
-    ):
+    tables["orders"] = tables["orders"].rename({renamed: renamed + "_x"})
+    with pytest.raises(IngestError) as info:
         build_all(load_spec(write_fake_db(tmp_path, tables=tables)))
+    message = str(info.value)
+    assert f"table 'orders': `{key}` names column '{renamed}'" in message
+    assert f"did you mean '{renamed}_x'" in message
 
 
 def test_empty_table_is_an_error(tmp_path):

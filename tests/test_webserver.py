@@ -5,17 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 from dagster import instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
-from tests.conftest import F1_SPEC, REPO_ROOT, free_port
+from tests.conftest import F1_SPEC, REPO_ROOT
+from tests.servers import free_port, running_server, venv_tool
 
 pytestmark = pytest.mark.integration
 
@@ -49,29 +46,18 @@ def test_ui_lists_assets_checks_and_metadata(tmp_path):
         assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "KUMO_DATA_PLANE": str(plane)}
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
-         "-p", str(port)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                answer = graphql(port, QUERY)
-                if answer.get("data", {}).get("assetNodes"):
-                    break
-            except OSError:
-                pass
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("dagster-webserver did not answer")
-            time.sleep(0.5)
-    finally:
-        server.send_signal(signal.SIGINT)
+    answers = []
+
+    def answered() -> bool:
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            answers.append(graphql(port, QUERY))
+        except OSError:
+            return False
+        return bool(answers[-1].get("data", {}).get("assetNodes"))
+
+    command = [venv_tool("dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)]
+    with running_server(command, answered, timeout=90, stop_signal=signal.SIGINT, cwd=REPO_ROOT, env=env):
+        answer = answers[-1]
     nodes = {"/".join(node["assetKey"]["path"]): node for node in answer["data"]["assetNodes"]}
     assert len(nodes) == 9
     checks = {
