@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 __all__ = [
     "Aggregation",
@@ -90,8 +89,8 @@ class Not:
     position: int = field(default=0, compare=False)
 
 
-Value = Union[Aggregation, Column, Literal]
-Condition = Union[Comparison, Membership, NullCheck, BoolOp, Not, Aggregation, Column]
+Value = Aggregation | Column | Literal
+Condition = Comparison | Membership | NullCheck | BoolOp | Not | Aggregation | Column
 
 
 @dataclass(frozen=True)

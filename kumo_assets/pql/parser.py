@@ -106,7 +106,9 @@ class _Parser:
         if self.accept("KEYWORD", "ASSUMING"):
             assuming = self.condition()
         if not self.current.is_("END"):
-            expected = "ASSUMING or the end of the query" if where or assuming else "WHERE, ASSUMING or the end"
+            expected = (
+                "ASSUMING or the end of the query" if where or assuming else "WHERE, ASSUMING or the end"
+            )
             raise self.error(f"expected {expected} but found {_describe(self.current)}")
         return Query(
             text=self.text,
@@ -180,7 +182,9 @@ class _Parser:
             self.expect("KEYWORD", "NULL", "NULL after IS" + (" NOT" if is_not else ""))
             return NullCheck(value, is_not, start)
         if isinstance(value, Literal):
-            raise self.error("a constant on its own is not a condition: compare a column or aggregation with it")
+            raise self.error(
+                "a constant on its own is not a condition: compare a column or aggregation with it"
+            )
         return value
 
     def value(self) -> Value:
@@ -191,9 +195,13 @@ class _Parser:
             return self.column(allow_star=False)
         if token.kind in {"NUMBER", "STRING", "DATETIME"} or token.is_("PUNCT", "-") or token.is_("KEYWORD"):
             if token.is_("KEYWORD") and token.value not in {"NULL", "TRUE", "FALSE"}:
-                raise self.error(f"expected a column, an aggregation or a value but found keyword {token.value}")
+                raise self.error(
+                    f"expected a column, an aggregation or a value but found keyword {token.value}"
+                )
             return self.literal()
-        raise self.error(f"expected a column (table.column), an aggregation or a value but found {_describe(token)}")
+        raise self.error(
+            f"expected a column (table.column), an aggregation or a value but found {_describe(token)}"
+        )
 
     def column(self, allow_star: bool) -> Column:
         table = self.current
@@ -210,7 +218,9 @@ class _Parser:
         if not (column.is_("IDENT") or column.is_("KEYWORD") or column.is_("AGG")):
             raise self.error(f"expected a column name after '{table.value}.' but found {_describe(column)}")
         self.advance()
-        return Column(table.value, column.value if column.is_("IDENT") else column.value.lower(), table.position)
+        return Column(
+            table.value, column.value if column.is_("IDENT") else column.value.lower(), table.position
+        )
 
     def aggregation(self) -> Aggregation:
         function = self.advance()

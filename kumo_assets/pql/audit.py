@@ -1,0 +1,75 @@
+"""The leakage audit, run on every training table before it is written: fail loudly on any violation.
+
+Rules: (1) each label uses only rows inside its window (anchor+start, anchor+end]; (2) every row a filter
+reads (WHERE) is at or before its anchor, and every entity exists at its anchor; (3) splits are ordered
+in time: every train anchor < every val anchor < every test anchor, and no label window of an earlier
+split reaches past the first anchor of a later one.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import polars as pl
+
+from kumo_assets.pql.bound import BoundQuery
+from kumo_assets.pql.errors import LeakageError
+
+__all__ = ["audit_training_table"]
+
+_ORDER = ("train", "val", "test")
+
+
+def audit_training_table(bound: BoundQuery, provenance: pl.DataFrame, anchors: dict[str, list[int]]) -> dict:
+    """Check the rules above against the provenance of every row; return counts, raise `LeakageError`."""
+    problems: list[str] = []
+    checked = {"rows": provenance.height}
+    if bound.is_temporal:
+        anchor_times = sorted(set(provenance.get_column("anchor_time").to_list()))
+        bounds = {anchor: {} for anchor in anchor_times}
+        for key, aggregation in bound.aggregations.items():
+            for anchor in anchor_times:
+                bounds[anchor][key] = aggregation.window.bounds(anchor)
+            problems += _window_violations(key, provenance, bounds)
+            if key.startswith("where"):
+                late = provenance.filter(pl.col(f"{key}__max_time") > pl.col("anchor_time"))
+                if late.height:
+                    problems.append(f"{late.height} row(s): filter {key} read rows after the anchor")
+        early = provenance.filter(pl.col("_entity_time") > pl.col("anchor_time"))
+        if early.height:
+            problems.append(f"{early.height} row(s): the entity did not exist yet at its anchor")
+        problems += _split_order(bound, anchors)
+        checked["anchors"] = len(anchor_times)
+    if problems:
+        raise LeakageError(
+            "leakage audit failed for query " + repr(bound.text) + ":\n  " + "\n  ".join(problems)
+        )
+    return {"passed": True, **checked}
+
+
+def _window_violations(key: str, provenance: pl.DataFrame, bounds: dict) -> list[str]:
+    lows = pl.Series([bounds[a][key][0] for a in provenance["anchor_time"].to_list()], dtype=pl.Int64)
+    highs = pl.Series([bounds[a][key][1] for a in provenance["anchor_time"].to_list()], dtype=pl.Int64)
+    frame = provenance.select(
+        pl.col(f"{key}__min_time").alias("first"), pl.col(f"{key}__max_time").alias("last")
+    ).with_columns(low=lows, high=highs)
+    outside = frame.filter(
+        (pl.col("first").is_not_null() & pl.col("low").is_not_null() & (pl.col("first") <= pl.col("low")))
+        | (pl.col("last").is_not_null() & (pl.col("last") > pl.col("high")))
+    )
+    if outside.height:
+        return [f"{outside.height} row(s): {key} used rows outside its window (start excluded, end included)"]
+    return []
+
+
+def _split_order(bound: BoundQuery, anchors: dict[str, list[int]]) -> list[str]:
+    problems = []
+    present = [split for split in _ORDER if anchors.get(split)]
+    for earlier, later in itertools.pairwise(present):
+        if max(anchors[earlier]) >= min(anchors[later]):
+            problems.append(f"{earlier} anchors must all come before {later} anchors")
+        target_windows = [a.window for key, a in bound.aggregations.items() if key.startswith("target")]
+        reach = max(w.bounds(max(anchors[earlier]))[1] for w in target_windows) if target_windows else None
+        if reach is not None and reach > min(anchors[later]):
+            problems.append(f"{earlier} labels reach past the first {later} anchor (their windows overlap)")
+    return problems

@@ -1,0 +1,35 @@
+"""What the query binder needs to know about a graph: tables, columns with stypes, keys and times."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from kumo_assets.spec import ForeignKey, GraphSpec
+
+__all__ = ["GraphSchema", "TableSchema"]
+
+
+@dataclass(frozen=True)
+class TableSchema:
+    name: str
+    stypes: dict[str, str]  # column -> semantic type
+    primary_key: list[str]
+    has_time: bool
+    foreign_keys: list[ForeignKey] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GraphSchema:
+    tables: dict[str, TableSchema]
+
+    @classmethod
+    def from_table_metadata(cls, spec: GraphSpec, metas: Mapping[str, dict]) -> GraphSchema:
+        """Built from the JSON metadata ingest writes beside each validated table."""
+        tables = {}
+        for name, table_spec in spec.tables.items():
+            stypes = {column: decision["stype"] for column, decision in metas[name]["stypes"].items()}
+            tables[name] = TableSchema(
+                name, stypes, table_spec.primary_key_columns, table_spec.has_time, spec.foreign_keys(name)
+            )
+        return cls(tables)
