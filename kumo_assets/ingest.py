@@ -24,6 +24,7 @@ from dagster import (
 
 from kumo_assets.checks import ingest_check_names
 from kumo_assets.errors import IngestError
+from kumo_assets.graph_tables import read_implied_keys
 from kumo_assets.keys import NODE_ID
 from kumo_assets.sources import read_table_source
 from kumo_assets.spec import GraphSpec
@@ -33,7 +34,6 @@ from kumo_assets.table_build import (
     ParentKeys,
     build_implied_table,
     build_table,
-    normalise_key_frame,
 )
 from resources.data_plane import DataPlane
 
@@ -73,15 +73,8 @@ def ingest_table(
     spec: GraphSpec, table: str, data_plane: DataPlane, storage_options: Mapping[str, str] | None = None
 ) -> BuiltTable:
     """Read a table's source and its parents' keys, then validate and normalise it (writes nothing)."""
-    table_spec = spec.table(table)
-    if table_spec.implied:
-        frames = []
-        for child, fk in spec.referencing(table):
-            child_spec = spec.table(child)
-            raw = read_table_source(spec, child, storage_options, columns=list(fk.columns))
-            keys = normalise_key_frame(raw, child_spec.null_values, child_spec.timezone)
-            frames.append(keys.rename(dict(zip(fk.columns, table_spec.primary_key_columns, strict=True))))
-        return build_implied_table(spec, table, frames)
+    if spec.table(table).implied:
+        return build_implied_table(spec, table, read_implied_keys(spec, table, storage_options))
     raw = read_table_source(spec, table, storage_options)
     parents = {parent: load_parent_keys(spec, parent, data_plane) for parent in spec.parents(table)}
     return build_table(spec, table, raw, parents)

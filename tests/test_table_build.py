@@ -2,39 +2,20 @@
 
 from __future__ import annotations
 
-import graphlib
-
 import polars as pl
 import pytest
 
 from kumo_assets.errors import IngestError
+from kumo_assets.graph_tables import ingest_in_memory
 from kumo_assets.keys import NODE_ID
 from kumo_assets.sources import read_table_source
 from kumo_assets.spec_loader import load_spec
-from kumo_assets.table_build import EVENT_TIME, build_implied_table, build_table
+from kumo_assets.table_build import EVENT_TIME, build_table
 from tests.fake_db import make_tables, write_fake_db
 
 
-def build_all(spec, storage_options=None):
-    """Build every table in dependency order without any data plane (pure functions only)."""
-    built = {}
-    order = graphlib.TopologicalSorter({table: spec.parents(table) for table in spec.tables}).static_order()
-    for table in order:
-        if spec.tables[table].implied:
-            frames = [
-                read_table_source(spec, child, columns=list(fk.columns)).rename(
-                    dict(zip(fk.columns, spec.tables[table].primary_key_columns, strict=True))
-                )
-                for child, fk in spec.referencing(table)
-            ]
-            built[table] = build_implied_table(spec, table, frames)
-            continue
-        parents = {
-            parent: built[parent].parent_keys(spec.tables[parent].primary_key_columns)
-            for parent in spec.parents(table)
-        }
-        built[table] = build_table(spec, table, read_table_source(spec, table, storage_options), parents)
-    return built
+def build_all(spec):
+    return ingest_in_memory(spec, strict=False)
 
 
 def checks_of(built_table):

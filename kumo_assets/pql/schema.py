@@ -33,3 +33,8 @@ class GraphSchema:
                 name, stypes, table_spec.primary_key_columns, table_spec.has_time, spec.foreign_keys(name)
             )
         return cls(tables)
+
+    @classmethod
+    def from_built_tables(cls, spec: GraphSpec, built: Mapping) -> GraphSchema:
+        """Built from tables validated in memory (`kumo_assets.graph_tables.ingest_in_memory`)."""
+        return cls.from_table_metadata(spec, {name: table.meta for name, table in built.items()})
