@@ -1,7 +1,8 @@
 """The one `Definitions` of the project: every asset, check and resource, wired from the environment.
 
 Environment (all optional):
-- ``KUMO_GRAPH_SPEC``: graph.yaml path(s), separated by ``:``; default: the embedded F1 example.
+- ``KUMO_GRAPH_SPEC``: graph.yaml path(s), separated by ``:``; default: the embedded F1 example. A
+  ``queries.yaml`` beside a graph.yaml adds one training-table asset per query.
 - ``KUMO_DATA_PLANE``: artifact root, a folder or ``s3://bucket/prefix``; default ``.kumo/data``.
 - ``AWS_ENDPOINT_URL`` / ``AWS_REGION``: S3-compatible endpoint and region for s3:// sources.
 """
@@ -14,7 +15,9 @@ from pathlib import Path
 from dagster import Definitions
 
 from kumo_assets.ingest import build_ingest_assets
+from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec_loader import load_spec
+from kumo_assets.tasks import build_training_table_assets
 from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
 
@@ -32,7 +35,12 @@ def build_definitions(spec_paths: list[str | Path], data_plane_root: str) -> Def
         raise ValueError(
             f"graph names must be unique across specs, got {names}: set `name:` in each graph.yaml"
         )
-    assets = [asset for spec in specs for asset in build_ingest_assets(spec)]
+    assets = []
+    for spec in specs:
+        assets += build_ingest_assets(spec)
+        queries_file = queries_beside(spec.path)
+        if queries_file is not None:
+            assets += build_training_table_assets(spec, load_queries(queries_file))
     object_store = ObjectStoreConnector(
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),

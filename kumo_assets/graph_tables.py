@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 import polars as pl
 
+from kumo_assets.errors import IngestError
 from kumo_assets.sources import read_table_source
 from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import BuiltTable, build_implied_table, build_table, normalise_key_frame
@@ -57,3 +58,17 @@ def ingest_in_memory(
         if strict:
             built[table].raise_for_blocking()
     return built
+
+
+def read_published_tables(spec: GraphSpec, data_plane) -> tuple[dict[str, pl.DataFrame], dict[str, dict]]:
+    """Every validated table of ``spec`` and its metadata, as ingest published them to the data plane."""
+    frames, metas = {}, {}
+    for table in spec.tables:
+        try:
+            metas[table] = data_plane.get_json(spec.graph_name, "tables", f"{table}.json")
+            frames[table] = data_plane.get_frame(spec.graph_name, "tables", f"{table}.parquet")
+        except FileNotFoundError as exc:
+            raise IngestError(
+                f"table {table!r} is not ingested yet ({exc}); materialise {spec.graph_name}/{table}"
+            ) from None
+    return frames, metas

@@ -171,7 +171,7 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
         "bytes": MetadataValue.int(meta["bytes"]),
         "build_seconds": MetadataValue.float(round(seconds, 3)),
         "stypes": MetadataValue.md(
-            _markdown_table(
+            markdown_table(
                 ["column", "stype", "decided by", "reason", "null rate"],
                 [
                     [column, d["stype"], d["source"], d["reason"], f"{null_rates.get(column, 0.0):.1%}"]
@@ -180,14 +180,14 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
             )
         ),
         "preview": MetadataValue.md(
-            _markdown_table(
+            markdown_table(
                 user_columns, [list(map(str, row)) for row in frame.select(user_columns).head(5).rows()]
             )
         ),
     }
     if meta["foreign_keys"]:
         metadata["foreign_keys"] = MetadataValue.md(
-            _markdown_table(
+            markdown_table(
                 ["key", "points at", "null rows", "dangling rows", "dangling rate"],
                 [
                     [
@@ -220,7 +220,7 @@ def _iso(seconds: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
-def _markdown_table(header: list[str], rows: list[list]) -> str:
+def markdown_table(header: list[str], rows: list[list]) -> str:
     def cell(value) -> str:
         return str(value).replace("|", "\\|").replace("\n", " ")[:80]
 

@@ -39,7 +39,7 @@ def audit_training_table(bound: BoundQuery, provenance: pl.DataFrame, anchors: d
         if early.height:
             problems.append(f"{early.height} row(s): the entity did not exist yet at its anchor")
         problems += _split_order(bound, anchors)
-        checked["anchors"] = len(anchor_times)
+        checked["anchors_with_rows"] = len(anchor_times)
     if problems:
         raise LeakageError(
             "leakage audit failed for query " + repr(bound.text) + ":\n  " + "\n  ".join(problems)

@@ -74,6 +74,8 @@ def compile_training_table(
         if key.startswith("target") and aggregation.drops_empty:
             candidates = candidates.filter(pl.col(f"{key}__rows").fill_null(0) > 0)
     candidates = candidates.with_columns(_label_expression(bound).alias("label"))
+    if bound.task_type != "binary_classification":
+        candidates = candidates.filter(pl.col("label").is_not_null())  # e.g. AVG over rows that are all null
     report("collecting")
     frame = candidates.collect()
     return _finish(bound, frame, anchors)

@@ -1,0 +1,124 @@
+"""Training tables: one Dagster asset per query of a graph's queries.yaml (an asset factory).
+
+The asset is thin: `materialise_training_table` reads the published tables, builds and audits the table
+(`kumo_assets.pql`), and writes ``<graph>/training_tables/<name>.parquet`` plus its metadata atomically.
+"""
+
+import time
+from collections.abc import Callable
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from kumo_assets.graph_tables import read_published_tables
+from kumo_assets.ingest import markdown_table, table_asset_key
+from kumo_assets.pql.compiler import SPLITS
+from kumo_assets.pql.parser import parse_query
+from kumo_assets.pql.queries import NamedQuery
+from kumo_assets.pql.schema import GraphSchema
+from kumo_assets.pql.training_table import TrainingTable, build_training_table
+from kumo_assets.spec import GraphSpec
+from resources.data_plane import DataPlane
+
+__all__ = ["build_training_table_assets", "label_plot", "materialise_training_table", "training_table_key"]
+
+
+def training_table_key(spec: GraphSpec, name: str) -> AssetKey:
+    return AssetKey([spec.graph_name, "training_table", name])
+
+
+def materialise_training_table(
+    spec: GraphSpec, query: NamedQuery, data_plane: DataPlane, progress: Callable[[str], None] | None = None
+) -> tuple[TrainingTable, dict]:
+    """Build, audit and publish one query's training table; return it and the metadata written."""
+    frames, metas = read_published_tables(spec, data_plane)
+    schema = GraphSchema.from_table_metadata(spec, metas)
+    result = build_training_table(query.text, schema, frames, query.anchors, progress)
+    parts = (spec.graph_name, "training_tables")
+    uri, digest, size = data_plane.put_frame(result.table, *parts, f"{query.name}.parquet")
+    meta = {
+        **result.meta,
+        "name": query.name,
+        "uri": uri,
+        "content_hash": digest,
+        "bytes": size,
+        "tables": {table: metas[table].get("content_hash") for table in spec.tables},
+    }
+    data_plane.put_json(meta, *parts, f"{query.name}.json")
+    return result, meta
+
+
+def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+    """One asset per named query; a syntax error fails at load time (so `definitions validate` catches it)."""
+    for query in queries.values():
+        parse_query(query.text)
+    return [_training_table_asset(spec, query) for query in queries.values()]
+
+
+def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
+    @asset(
+        key=training_table_key(spec, query.name),
+        deps=[table_asset_key(spec, table) for table in spec.tables],
+        group_name=f"{spec.graph_name}_tasks",
+        description=f"Training table for `{query.text}`",
+        kinds={"polars", "parquet"},
+    )
+    def _training_table(context: AssetExecutionContext, data_plane: DataPlane) -> MaterializeResult:
+        started = time.perf_counter()
+        result, meta = materialise_training_table(spec, query, data_plane, context.log.info)
+        return MaterializeResult(
+            metadata=training_table_metadata(result, meta, time.perf_counter() - started)
+        )
+
+    return _training_table
+
+
+def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -> dict:
+    rows = [
+        [split, meta["rows"][split], meta["anchors"][split]["count"], _iso(meta["anchors"][split]["first"]),
+         _iso(meta["anchors"][split]["last"])]
+        for split in SPLITS
+    ]  # fmt: skip
+    return {
+        "dagster/row_count": MetadataValue.int(result.table.height),
+        "dagster/uri": MetadataValue.path(meta["uri"]),
+        "task_type": MetadataValue.text(meta["task_type"]),
+        "query": MetadataValue.md(f"```\n{meta['query']}\n```"),
+        "parsed": MetadataValue.json(meta["parsed"]),
+        "splits": MetadataValue.md(
+            markdown_table(["split", "rows", "anchors", "first anchor", "last anchor"], rows)
+        ),
+        "label_distribution": MetadataValue.json(meta["label_distribution"]),
+        "label_plot": MetadataValue.md(label_plot(result.table, meta["task_type"])),
+        "leakage_audit": MetadataValue.json(meta["leakage_audit"]),
+        "content_hash": MetadataValue.text(meta["content_hash"]),
+        "build_seconds": MetadataValue.float(round(seconds, 3)),
+    }
+
+
+def label_plot(table: pl.DataFrame, task_type: str, width: int = 40) -> str:
+    """A text bar chart of the labels per split (Dagster shows it as Markdown)."""
+    lines = []
+    for split in SPLITS:
+        labels = table.filter(pl.col("split") == split).get_column("label")
+        lines.append(f"{split} ({labels.len()} rows)")
+        if labels.len() == 0:
+            continue
+        if isinstance(labels.dtype, pl.List):
+            labels = labels.explode().drop_nulls()
+        if task_type in {"regression", "forecasting"} and labels.dtype.is_numeric():
+            counts = labels.hist(bin_count=10)
+            bars = [(f"{row[0]:>10.3g}", row[2]) for row in counts.rows()]
+        else:
+            bars = [
+                (f"{value!s:>10}", count) for value, count in labels.value_counts(sort=True).head(12).rows()
+            ]
+        peak = max(count for _, count in bars) or 1
+        lines += [
+            f"  {label} | {'#' * round(width * count / peak):<{width}} {count}" for label, count in bars
+        ]
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
+def _iso(seconds: int | None) -> str:
+    return "" if seconds is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
