@@ -17,7 +17,7 @@ from tests.fake_db import write_fake_db
 from tests.servers import free_port, port_open, running_server, venv_tool
 
 # Property tests: a quick profile by default, a thorough one with HYPOTHESIS_PROFILE=thorough.
-settings.register_profile("default", max_examples=60, deadline=None)
+settings.register_profile("default", max_examples=100, deadline=None)
 settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from kumo_assets.errors import KumoError
 from kumo_assets.pql.anchors import AnchorPlan, DataTimes, resolve_anchors
 from kumo_assets.pql.audit import audit_training_table
 from kumo_assets.pql.binder import bind_query
@@ -68,13 +69,23 @@ def build_training_table(
 
 def _data_times(bound: BoundQuery, tables: Mapping[str, pl.DataFrame]) -> DataTimes:
     timed = [frame.get_column(EVENT_TIME) for frame in tables.values() if EVENT_TIME in frame.columns]
+    timed = [series for series in timed if series.len() > 0]
     target_tables = {a.table for key, a in bound.aggregations.items() if key.startswith("target")}
     target_times = [tables[name].get_column(EVENT_TIME).max() for name in target_tables]
+    target_times = [value for value in target_times if value is not None]
+    if not timed or not target_times:
+        raise KumoError(
+            "the tables this query aggregates hold no rows with a time: there is nothing to label"
+        )
     return DataTimes(
         first=min(int(series.min()) for series in timed),
         last=max(int(series.max()) for series in timed),
         last_target=max(int(value) for value in target_times),
     )
+
+
+def _number(value) -> float | None:
+    return None if value is None else float(value)
 
 
 def label_distribution(table: pl.DataFrame, task_type: str) -> dict:
@@ -94,7 +105,9 @@ def label_distribution(table: pl.DataFrame, task_type: str) -> dict:
         elif task_type in {"regression", "forecasting"} and labels.dtype.is_numeric():
             result[split] = {
                 "rows": labels.len(),
-                **{name: float(getattr(labels, name)()) for name in ("mean", "std", "min", "median", "max")},
+                **{
+                    name: _number(getattr(labels, name)()) for name in ("mean", "std", "min", "median", "max")
+                },
             }
         else:
             values = labels.explode() if isinstance(labels.dtype, pl.List) else labels
