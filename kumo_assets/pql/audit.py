@@ -9,6 +9,7 @@ split reaches past the first anchor of a later one.
 from __future__ import annotations
 
 import itertools
+import math
 
 import polars as pl
 
@@ -29,7 +30,7 @@ def audit_training_table(bound: BoundQuery, provenance: pl.DataFrame, anchors: d
         bounds = {anchor: {} for anchor in anchor_times}
         for key, aggregation in bound.aggregations.items():
             for anchor in anchor_times:
-                bounds[anchor][key] = aggregation.window.bounds(anchor)
+                bounds[anchor][key] = _declared_bounds(aggregation.window, anchor)
             problems += _window_violations(key, provenance, bounds)
             if key.startswith("where"):
                 late = provenance.filter(pl.col(f"{key}__max_time") > pl.col("anchor_time"))
@@ -45,6 +46,18 @@ def audit_training_table(bound: BoundQuery, provenance: pl.DataFrame, anchors: d
             "leakage audit failed for query " + repr(bound.text) + ":\n  " + "\n  ".join(problems)
         )
     return {"passed": True, **checked}
+
+
+_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
+
+
+def _declared_bounds(window, anchor: int) -> tuple[int | None, int]:
+    """The window as written in the query, computed here on its own so a compiler bug cannot hide."""
+    if window.unit == "months":
+        return window.bounds(anchor)
+    unit = _SECONDS[window.unit]
+    low = None if math.isinf(window.start) else anchor + round(window.start * unit)
+    return low, anchor + round(window.end * unit)
 
 
 def _window_violations(key: str, provenance: pl.DataFrame, bounds: dict) -> list[str]:
@@ -69,7 +82,11 @@ def _split_order(bound: BoundQuery, anchors: dict[str, list[int]]) -> list[str]:
         if max(anchors[earlier]) >= min(anchors[later]):
             problems.append(f"{earlier} anchors must all come before {later} anchors")
         target_windows = [a.window for key, a in bound.aggregations.items() if key.startswith("target")]
-        reach = max(w.bounds(max(anchors[earlier]))[1] for w in target_windows) if target_windows else None
+        reach = (
+            max(_declared_bounds(w, max(anchors[earlier]))[1] for w in target_windows)
+            if target_windows
+            else None
+        )
         if reach is not None and reach > min(anchors[later]):
             problems.append(f"{earlier} labels reach past the first {later} anchor (their windows overlap)")
     return problems
