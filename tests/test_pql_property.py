@@ -30,7 +30,7 @@ tables:
     primary_key: order_id
     time_column: at
     foreign_keys: {user_id: users}
-    stypes: {status: categorical, amount: numerical}
+    stypes: {status: categorical, amount: numerical, qty: numerical}
   items:
     source: items.parquet
     primary_key: item_id
@@ -59,6 +59,7 @@ def databases(draw):
         "user_id": [draw(st.integers(10, 10 + n_users)) for _ in range(n_orders)],  # the last id dangles
         "at": [draw(st.integers(0, 20)) for _ in range(n_orders)],
         "amount": [draw(maybe_amount) for _ in range(n_orders)],
+        "qty": [draw(st.one_of(st.none(), st.integers(-3, 9))) for _ in range(n_orders)],
         "status": [draw(st.sampled_from(["done", "open", None])) for _ in range(n_orders)],
     }
     n_items = draw(st.integers(1, 12))
@@ -74,11 +75,18 @@ def databases(draw):
 def queries(draw):
     table, column = draw(
         st.sampled_from(
-            [("orders", "*"), ("orders", "amount"), ("orders", "status"), ("items", "price"), ("items", "*")]
+            [
+                ("orders", "*"),
+                ("orders", "amount"),
+                ("orders", "qty"),
+                ("orders", "status"),
+                ("items", "price"),
+                ("items", "*"),
+            ]
         )
     )
     functions = ["COUNT"] if column == "*" else ["COUNT", "COUNT_DISTINCT", "FIRST", "LAST"]
-    if column in {"amount", "price"}:
+    if column in {"amount", "price", "qty"}:
         functions += ["SUM", "AVG", "MIN", "MAX"]
     function = draw(st.sampled_from(functions))
     start = draw(st.integers(0, 3))
@@ -90,6 +98,7 @@ def queries(draw):
     numeric = function in {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"} or column in {
         "amount",
         "price",
+        "qty",
     }
     if numeric and draw(st.booleans()):
         target += draw(st.sampled_from([" > 2", " = 0", " <= 4", " != 1"]))
@@ -122,6 +131,7 @@ def validated_tables(database) -> dict[str, pl.DataFrame]:
                 "user_id": pl.Int64,
                 "at": pl.Int64,
                 "amount": pl.Float64,
+                "qty": pl.Int64,
                 "status": pl.String,
             },
         ).with_columns(pl.col("at") * DAY),

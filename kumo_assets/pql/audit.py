@@ -61,11 +61,17 @@ def _declared_bounds(window, anchor: int) -> tuple[int | None, int]:
 
 
 def _window_violations(key: str, provenance: pl.DataFrame, bounds: dict) -> list[str]:
-    lows = pl.Series([bounds[a][key][0] for a in provenance["anchor_time"].to_list()], dtype=pl.Int64)
-    highs = pl.Series([bounds[a][key][1] for a in provenance["anchor_time"].to_list()], dtype=pl.Int64)
+    declared = pl.DataFrame(
+        {
+            "anchor_time": list(bounds),
+            "low": [bounds[anchor][key][0] for anchor in bounds],
+            "high": [bounds[anchor][key][1] for anchor in bounds],
+        },
+        schema={"anchor_time": pl.Int64, "low": pl.Int64, "high": pl.Int64},
+    )
     frame = provenance.select(
-        pl.col(f"{key}__min_time").alias("first"), pl.col(f"{key}__max_time").alias("last")
-    ).with_columns(low=lows, high=highs)
+        "anchor_time", pl.col(f"{key}__min_time").alias("first"), pl.col(f"{key}__max_time").alias("last")
+    ).join(declared, on="anchor_time", how="left")
     outside = frame.filter(
         (pl.col("first").is_not_null() & pl.col("low").is_not_null() & (pl.col("first") <= pl.col("low")))
         | (pl.col("last").is_not_null() & (pl.col("last") > pl.col("high")))
