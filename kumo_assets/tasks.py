@@ -105,7 +105,7 @@ def label_plot(table: pl.DataFrame, task_type: str, width: int = 40) -> str:
         if labels.len() == 0:
             continue
         if isinstance(labels.dtype, pl.List):
-            labels = labels.explode().drop_nulls()
+            labels = labels.explode(empty_as_null=True).drop_nulls()
         if task_type in {"regression", "forecasting"} and labels.dtype.is_numeric():
             counts = labels.hist(bin_count=10)
             bars = [(f"{row[0]:>10.3g}", row[2]) for row in counts.rows()]

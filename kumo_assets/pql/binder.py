@@ -88,6 +88,8 @@ class _Binder:
                 "ASSUMING needs a temporal target (an aggregation over a window)",
                 getattr(query.assuming, "position", 0),
             )
+        if task_type == "forecasting":
+            self.add_forecast_windows(target, query.forecast_timeframes)
         entity_ids = None
         if query.entity_ids is not None:
             entity_ids = tuple(self.literal_for(entity, literal).value for literal in query.entity_ids)
@@ -106,6 +108,14 @@ class _Binder:
             forecast_timeframes=query.forecast_timeframes,
             target_table=target_table,
         )
+
+    def add_forecast_windows(self, target: BoundAggregation, timeframes: int) -> None:
+        """FORECAST N TIMEFRAMES: N consecutive copies of the target window, keyed target0..targetN-1."""
+        window = target.window
+        length = window.end - (0 if math.isinf(window.start) else window.start)
+        for index in range(1, timeframes):
+            shifted = Window(window.start + index * length, window.end + index * length, window.unit)
+            self.aggregations[f"target{index}"] = replace(target, key=f"target{index}", window=shifted)
 
     def _has_target_aggregation(self) -> bool:
         return any(key.startswith("target") for key in self.aggregations)

@@ -66,7 +66,9 @@ def compile_training_table(
         if key.startswith("target") and aggregation.drops_empty:
             candidates = candidates.filter(pl.col(f"{key}__rows").fill_null(0) > 0)
     candidates = candidates.with_columns(_label_expression(bound).alias("label"))
-    if bound.task_type != "binary_classification":
+    if bound.task_type == "forecasting":
+        candidates = candidates.filter(~pl.col("label").list.eval(pl.element().is_null()).list.any())
+    elif bound.task_type != "binary_classification":
         candidates = candidates.filter(pl.col("label").is_not_null())  # e.g. AVG over rows that are all null
     report("collecting")
     frame = candidates.collect()
@@ -106,6 +108,9 @@ def _entity_candidates(bound: BoundQuery, entity: pl.DataFrame, anchor_frame: pl
 
 
 def _label_expression(bound: BoundQuery) -> pl.Expr:
+    if bound.task_type == "forecasting":
+        keys = [key for key in bound.aggregations if key.startswith("target")]
+        return pl.concat_list([pl.col(key).cast(pl.Float64) for key in keys])
     expression = condition_expression(bound.target)
     if bound.task_type == "binary_classification":
         return expression.fill_null(False).cast(pl.Int64)

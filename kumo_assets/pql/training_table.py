@@ -110,7 +110,7 @@ def label_distribution(table: pl.DataFrame, task_type: str) -> dict:
                 },
             }
         else:
-            values = labels.explode() if isinstance(labels.dtype, pl.List) else labels
+            values = labels.explode(empty_as_null=True) if isinstance(labels.dtype, pl.List) else labels
             top = values.value_counts(sort=True).head(10).rows()
             result[split] = {"rows": labels.len(), "top": [[str(value), count] for value, count in top]}
     return result
