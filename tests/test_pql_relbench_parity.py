@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import polars as pl
 import pytest
-from kumo_assets.pql.queries import load_queries
 from relbench.tasks.f1 import DriverDNFTask, DriverPositionTask, DriverTop3Task
 
+from kumo_assets.pql.queries import load_queries
 from kumo_assets.pql.training_table import build_training_table
 from tests.conftest import F1_SPEC
 from tests.pql_helpers import in_memory_graph
