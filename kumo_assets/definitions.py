@@ -14,12 +14,14 @@ from pathlib import Path
 
 from dagster import Definitions
 
+from kumo_assets.graph import build_graph_store_asset
 from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec_loader import load_spec
 from kumo_assets.tasks import build_training_table_assets
 from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
+from resources.graph_store import GraphStoreResource
 
 __all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
 
@@ -38,6 +40,7 @@ def build_definitions(spec_paths: list[str | Path], data_plane_root: str) -> Def
     assets = []
     for spec in specs:
         assets += build_ingest_assets(spec)
+        assets.append(build_graph_store_asset(spec))
         queries_file = queries_beside(spec.path)
         if queries_file is not None:
             assets += build_training_table_assets(spec, load_queries(queries_file))
@@ -47,7 +50,10 @@ def build_definitions(spec_paths: list[str | Path], data_plane_root: str) -> Def
     )
     return Definitions(
         assets=assets,
-        resources={"data_plane": DataPlane(root=data_plane_root, object_store=object_store)},
+        resources={
+            "data_plane": DataPlane(root=data_plane_root, object_store=object_store),
+            "graph_store": GraphStoreResource(root=data_plane_root),
+        },
     )
 
 

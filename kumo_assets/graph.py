@@ -1,0 +1,102 @@
+"""The graph_store asset: the validated tables of a graph as a versioned, memory-mappable CSC store.
+
+Thin shell over `build_graph_from_tables` (plain function) and `resources.graph_store.build_graph_store`.
+"""
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from kumo_assets.graph_tables import read_published_tables
+from kumo_assets.ingest import markdown_table, table_asset_key
+from kumo_assets.keys import NODE_ID
+from kumo_assets.spec import GraphSpec
+from kumo_assets.table_build import EVENT_TIME
+from resources.data_plane import DataPlane
+from resources.graph_store import EdgeList, build_graph_store
+
+__all__ = ["build_graph_from_tables", "build_graph_store_asset", "graph_store_key"]
+
+
+def graph_store_key(spec: GraphSpec) -> AssetKey:
+    return AssetKey([spec.graph_name, "graph_store"])
+
+
+def build_graph_from_tables(
+    spec: GraphSpec, tables: Mapping[str, pl.DataFrame], root: str | Path
+) -> tuple[Path, dict]:
+    """Nodes: one type per table (node id = `_kumo_id`); edges: two types per foreign key."""
+    node_counts = {name: frame.height for name, frame in tables.items()}
+    node_times = {
+        name: frame.get_column(EVENT_TIME).to_numpy()
+        for name, frame in tables.items()
+        if EVENT_TIME in frame.columns
+    }
+    node_keys = {name: tables[name].select(spec.table(name).primary_key_columns) for name in tables
+                 if spec.table(name).primary_key_columns}  # fmt: skip
+    edges = []
+    for child in spec.tables:
+        frame = tables[child]
+        for fk in spec.foreign_keys(child):
+            linked = frame.select(NODE_ID, fk.id_column).drop_nulls()
+            edges.append(
+                EdgeList(
+                    child, fk.name, fk.table,
+                    linked.get_column(NODE_ID).to_numpy().astype(np.int64),
+                    linked.get_column(fk.id_column).to_numpy().astype(np.int64),
+                    dropped=frame.height - linked.height,
+                )
+            )  # fmt: skip
+    return build_graph_store(root, node_counts, node_times, edges, {"graph": spec.graph_name}, node_keys)
+
+
+def build_graph_store_asset(spec: GraphSpec) -> AssetsDefinition:
+    @asset(
+        key=graph_store_key(spec),
+        deps=[table_asset_key(spec, table) for table in spec.tables],
+        group_name=f"{spec.graph_name}_graph",
+        description="CSC adjacency per edge type (two per foreign key), time-sorted, memory-mapped by trainers.",
+        kinds={"numpy"},
+    )
+    def _graph_store(context: AssetExecutionContext, data_plane: DataPlane) -> MaterializeResult:
+        if data_plane.is_remote:
+            raise ValueError(
+                "the graph store is memory-mapped and needs a local data plane (KUMO_DATA_PLANE)"
+            )
+        started = time.perf_counter()
+        tables, _ = read_published_tables(spec, data_plane)
+        path, manifest = build_graph_from_tables(spec, tables, data_plane.uri(spec.graph_name, "graph_store"))
+        context.log.info(f"graph store version {manifest['version']} at {path}")
+        return MaterializeResult(metadata=graph_metadata(manifest, path, time.perf_counter() - started))
+
+    return _graph_store
+
+
+def graph_metadata(manifest: dict, path: Path, seconds: float) -> dict:
+    nodes = [
+        [name, meta["count"], "yes" if meta["time"] else "static"]
+        for name, meta in manifest["node_types"].items()
+    ]
+    edges = [
+        ["/".join(meta["type"]), meta["edges"], f"{meta['degree']['mean']:.2f}", meta["degree"]["max"],
+         meta["dropped_rows"], meta["index_dtype"]]
+        for meta in manifest["edge_types"].values()
+    ]  # fmt: skip
+    return {
+        "version": MetadataValue.text(manifest["version"]),
+        "dagster/uri": MetadataValue.path(str(path)),
+        "nodes": MetadataValue.md(markdown_table(["node type", "nodes", "time"], nodes)),
+        "edges": MetadataValue.md(
+            markdown_table(
+                ["edge type", "edges", "mean degree", "max degree", "dropped (null/dangling)", "ids"], edges
+            )
+        ),
+        "total_edges": MetadataValue.int(manifest["edges"]),
+        "bytes_per_edge": MetadataValue.float(round(manifest["bytes_per_edge"], 3)),
+        "bytes": MetadataValue.int(manifest["bytes"]),
+        "build_seconds": MetadataValue.float(round(seconds, 3)),
+    }
