@@ -83,7 +83,7 @@ def graph_metadata(manifest: dict, path: Path, seconds: float) -> dict:
     ]
     edges = [
         ["/".join(meta["type"]), meta["edges"], f"{meta['degree']['mean']:.2f}", meta["degree"]["max"],
-         meta["dropped_rows"], meta["index_dtype"]]
+         meta["dropped_rows"]]
         for meta in manifest["edge_types"].values()
     ]  # fmt: skip
     return {
@@ -97,6 +97,7 @@ def graph_metadata(manifest: dict, path: Path, seconds: float) -> dict:
         ),
         "total_edges": MetadataValue.int(manifest["edges"]),
         "bytes_per_edge": MetadataValue.float(round(manifest["bytes_per_edge"], 3)),
+        "id_dtypes": MetadataValue.text(f"indices {manifest['index_dtype']}, offsets {manifest['indptr_dtype']}"),
         "bytes": MetadataValue.int(manifest["bytes"]),
         "build_seconds": MetadataValue.float(round(seconds, 3)),
     }

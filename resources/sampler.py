@@ -67,7 +67,6 @@ class TemporalSampler:
         self.graph = graph
         self.config = config
         self.threads = threads or os.cpu_count() or 1
-        self._mark_rows: np.ndarray | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self.node_types = sorted(graph.node_counts)
@@ -78,10 +77,14 @@ class TemporalSampler:
         counts = np.array([graph.node_counts[t] for t in self.node_types], dtype=np.int64)
         self._type_offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._has_time = np.array([t in graph.node_times for t in self.node_types], dtype=np.bool_)
-        empty = np.zeros(0, dtype=np.int64)
-        self._times = tuple(_read_only(graph.node_times.get(t, empty)) for t in self.node_types)
-        self._indptr = tuple(_read_only(graph.csc[e][0]) for e in self.edge_types)
-        self._indices = tuple(_read_only(graph.csc[e][1]) for e in self.edge_types)
+        manifest = graph.manifest
+        self._time_offset = np.array(
+            [manifest["node_types"][t]["time_offset"] for t in self.node_types], dtype=np.int64
+        )
+        metas = [manifest["edge_types"]["__".join(e)] for e in self.edge_types]
+        self._indptr_offset = np.array([meta["indptr_offset"] for meta in metas], dtype=np.int64)
+        self._single = np.array([meta["layout"] == "single" for meta in metas], dtype=np.bool_)
+        self._indices_offset = np.array([meta["indices_offset"] for meta in metas], dtype=np.int64)
         self._fanouts = self._fanout_matrix(config.fanouts)
         self._windows = np.full((len(config.fanouts), 2), _NO_WINDOW, dtype=np.int64)
         for hop, window in enumerate(config.windows or ()):
@@ -118,27 +121,20 @@ class TemporalSampler:
             raise ValueError("give one seed time per seed")
         chunks = max(1, min(self.threads, len(seeds)))
         bounds = np.linspace(0, len(seeds), chunks + 1).astype(np.int64)
-        marks = self._marks(chunks)
+        graph = self.graph
         arguments = (
             self.node_types.index(seed_type), seeds, seed_times, self._src_type, self._dst_type, self._type_offset,
-            self._has_time, self._times, self._indptr, self._indices, self._fanouts, self._windows,
-            self.config.strategy == "last", np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF),
+            self._has_time, graph.times, self._time_offset, graph.indptr, self._indptr_offset, graph.indices,
+            self._indices_offset, self._single, self._fanouts, self._windows, self.config.strategy == "last",
+            np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF),
         )  # fmt: skip
 
         def run(chunk: int):
-            return _sample_one_chunk(
-                *arguments[:3], bounds[chunk], bounds[chunk + 1], *arguments[3:], marks[chunk]
-            )
+            return _sample_one_chunk(*arguments[:3], bounds[chunk], bounds[chunk + 1], *arguments[3:])
 
-        with self._lock:  # the scratch rows are shared: one sample call at a time per sampler
+        with self._lock:  # one sample call at a time per sampler (its thread pool is shared)
             parts = [run(0)] if chunks == 1 else list(self._pool(chunks).map(run, range(chunks)))
         return self._assemble(parts)
-
-    def _marks(self, chunks: int) -> np.ndarray:
-        """One zeroed scratch row per thread, allocated once (sampling leaves them zeroed again)."""
-        if self._mark_rows is None or len(self._mark_rows) < chunks:
-            self._mark_rows = np.zeros((chunks, max(int(self._type_offset[-1]), 1)), dtype=np.int64)
-        return self._mark_rows
 
     def _pool(self, chunks: int) -> ThreadPoolExecutor:
         if self._executor is None or self._executor._max_workers < chunks:
@@ -146,43 +142,28 @@ class TemporalSampler:
         return self._executor
 
     def _assemble(self, parts) -> SampledSubgraph:
-        node_type, node_id, node_seed, node_hop, edge_type, edge_src, edge_dst, edge_hop = _merge(parts)
+        node_rows, edge_rows = parts[0] if len(parts) == 1 else _merge(parts)
         hops = self._fanouts.shape[0]
-        local, order = _local_indices(node_type, node_hop, len(self.node_types), hops)
+        types, edge_types = len(self.node_types), len(self.edge_types)
+        node_order, local, edge_order = _assemble_rows(node_rows, edge_rows, types, edge_types, hops)
+        ordered_nodes = node_rows[node_order]
+        ordered_edges = edge_rows[edge_order]
         result = SampledSubgraph({}, {}, {}, {}, {}, {})
+        type_bounds = np.searchsorted(ordered_nodes[:, 0], np.arange(types + 1))
         for t, name in enumerate(self.node_types):
-            chosen = order[node_type[order] == t]
-            if len(chosen) == 0:
-                continue
-            result.node[name] = node_id[chosen]
-            result.batch[name] = node_seed[chosen]
-            result.num_sampled_nodes[name] = np.bincount(node_hop[chosen], minlength=hops + 1).tolist()
-        edge_order = np.lexsort((edge_hop, edge_type))
+            chunk = ordered_nodes[type_bounds[t] : type_bounds[t + 1]]
+            if len(chunk):
+                result.node[name] = chunk[:, 1]
+                result.batch[name] = chunk[:, 2]
+                result.num_sampled_nodes[name] = np.bincount(chunk[:, 3], minlength=hops + 1).tolist()
+        edge_bounds = np.searchsorted(ordered_edges[:, 0], np.arange(edge_types + 1))
         for e, name in enumerate(self.edge_types):
-            chosen = edge_order[edge_type[edge_order] == e]
-            if len(chosen) == 0:
-                continue
-            result.row[name] = local[edge_src[chosen]]
-            result.col[name] = local[edge_dst[chosen]]
-            result.num_sampled_edges[name] = np.bincount(edge_hop[chosen] - 1, minlength=hops).tolist()
+            chunk = ordered_edges[edge_bounds[e] : edge_bounds[e + 1]]
+            if len(chunk):
+                result.row[name] = local[chunk[:, 1]]
+                result.col[name] = local[chunk[:, 2]]
+                result.num_sampled_edges[name] = np.bincount(chunk[:, 3] - 1, minlength=hops).tolist()
         return result
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    """A read-only view, so mmap'd and in-memory arrays share one numba type (tuples index dynamically)."""
-    view = array.view()
-    view.setflags(write=False)
-    return view
-
-
-def _local_indices(node_type: np.ndarray, node_hop: np.ndarray, types: int, hops: int):
-    """Order records by (type, hop), stable, and give each record its index within its type."""
-    order = np.argsort(node_type * (hops + 1) + node_hop, kind="stable")
-    sorted_types = node_type[order]
-    starts = np.searchsorted(sorted_types, np.arange(types))
-    local = np.empty(len(order), dtype=np.int64)
-    local[order] = np.arange(len(order)) - starts[sorted_types]
-    return local, order
 
 
 @numba.njit(cache=True, inline="always")
@@ -195,23 +176,21 @@ def _next_random(state):
 
 
 @numba.njit(cache=True)
-def _grow(array, size):
-    if size <= len(array):
-        return array
-    bigger = np.empty(max(size, 2 * len(array)), dtype=array.dtype)
-    bigger[: len(array)] = array
+def _grow_rows(buffer, rows):
+    bigger = np.empty((max(rows, 2 * buffer.shape[0]), buffer.shape[1]), dtype=buffer.dtype)
+    bigger[: buffer.shape[0]] = buffer
     return bigger
 
 
-@numba.njit(cache=True)
-def _visible_range(indices, times, start, end, upper, lower, has_time):
+@numba.njit(cache=True, inline="always")
+def _visible_range(indices, times, time_base, start, end, upper, lower, has_time):
     """[lo, hi) of a time-sorted neighbourhood whose source times lie in [lower, upper]."""
     if not has_time:
         return start, end
     lo, hi = start, end
     while lo < hi:  # first position with time > upper
         mid = (lo + hi) // 2
-        if times[indices[mid]] <= upper:
+        if times[time_base + indices[mid]] <= upper:
             lo = mid + 1
         else:
             hi = mid
@@ -221,7 +200,7 @@ def _visible_range(indices, times, start, end, upper, lower, has_time):
         hi = stop
         while lo < hi:  # first position with time >= lower
             mid = (lo + hi) // 2
-            if times[indices[mid]] < lower:
+            if times[time_base + indices[mid]] < lower:
                 lo = mid + 1
             else:
                 hi = mid
@@ -230,30 +209,34 @@ def _visible_range(indices, times, start, end, upper, lower, has_time):
 
 @numba.njit(cache=True, nogil=True)
 def _sample_one_chunk(seed_type, seeds, seed_times, first, last, src_type, dst_type, type_offset, has_time,
-                      times, indptr, indices, fanouts, windows, take_last, rng_seed, marks):  # fmt: skip
+                      times, time_offset, indptr, indptr_offset, indices, indices_offset, single, fanouts, windows,
+                      take_last, rng_seed):  # fmt: skip
+    """Nodes as rows (type, id, seed, hop) and edges as rows (edge type, src record, dst record, hop)."""
     hops, edge_types = fanouts.shape
-    n_type = np.empty(1024, np.int64)
-    n_id = np.empty(1024, np.int64)
-    n_seed = np.empty(1024, np.int64)
-    n_hop = np.empty(1024, np.int64)
-    e_type = np.empty(1024, np.int64)
-    e_src = np.empty(1024, np.int64)
-    e_dst = np.empty(1024, np.int64)
-    e_hop = np.empty(1024, np.int64)
+    node_rows = np.empty((4096, 4), np.int64)
+    edge_rows = np.empty((4096, 4), np.int64)
+    picked = np.empty(256, np.int64)
     nodes = 0
     edges = 0
-    # marks: record index + 1 of each node within the current seed, 0 = unseen; all zero between seeds
-    picked = np.empty(0, np.int64)
+    # Dedup within a seed: a small open-addressing table (node key -> record + 1) that stays in cache;
+    # a slot belongs to the current seed iff its stamp equals the seed's generation.
+    capacity = 64
+    slot_keys = np.empty(capacity, np.int64)
+    slot_values = np.empty(capacity, np.int64)
+    slot_stamps = np.zeros(capacity, np.int64)
     for s in range(first, last):
         seed_first_record = nodes
         state = rng_seed ^ (np.uint64(s) * np.uint64(0xD1B54A32D192ED03))
-        n_type = _grow(n_type, nodes + 1)
-        n_id = _grow(n_id, nodes + 1)
-        n_seed = _grow(n_seed, nodes + 1)
-        n_hop = _grow(n_hop, nodes + 1)
-        n_type[nodes], n_id[nodes], n_seed[nodes], n_hop[nodes] = seed_type, seeds[s], s, 0
-        marks[type_offset[seed_type] + seeds[s]] = nodes + 1
+        if nodes + 1 > node_rows.shape[0]:
+            node_rows = _grow_rows(node_rows, nodes + 1)
+        node_rows[nodes, 0] = seed_type
+        node_rows[nodes, 1] = seeds[s]
+        node_rows[nodes, 2] = s
+        node_rows[nodes, 3] = 0
+        generation = s - first + 1
+        _insert(slot_keys, slot_values, slot_stamps, generation, type_offset[seed_type] + seeds[s], nodes + 1)
         nodes += 1
+        in_table = 1
         frontier_start, frontier_end = seed_first_record, nodes
         for hop in range(hops):
             upper = seed_times[s]
@@ -262,33 +245,43 @@ def _sample_one_chunk(seed_type, seeds, seed_times, first, last, src_type, dst_t
                 lower = seed_times[s] + windows[hop, 0]
                 upper = seed_times[s] + windows[hop, 1]
             for record in range(frontier_start, frontier_end):
-                t = n_type[record]
-                v = n_id[record]
+                t = node_rows[record, 0]
+                v = node_rows[record, 1]
                 for e in range(edge_types):
                     k = fanouts[hop, e]
                     if dst_type[e] != t or k == 0:
                         continue
                     st = src_type[e]
-                    ip = indptr[e]
-                    ix = indices[e]
-                    lo, hi = _visible_range(ix, times[st], ip[v], ip[v + 1], upper, lower, has_time[st])
+                    base_ix = indices_offset[e]
+                    if single[e]:  # at most one source: no offsets to read
+                        lo = base_ix + v
+                        hi = lo + 1 if indices[lo] >= 0 else lo
+                        if hi > lo and has_time[st]:
+                            when = times[time_offset[st] + indices[lo]]
+                            if when > upper or (lower != _NO_WINDOW and when < lower):
+                                hi = lo
+                    else:
+                        base_ptr = indptr_offset[e] + v
+                        lo, hi = _visible_range(
+                            indices, times, time_offset[st], base_ix + indptr[base_ptr],
+                            base_ix + indptr[base_ptr + 1], upper, lower, has_time[st],
+                        )  # fmt: skip
                     count = hi - lo
                     if count <= 0:
                         continue
-                    if k < 0 or count <= k:
-                        take = count
-                        picked = _grow(picked, take)
+                    take = count if (k < 0 or count <= k) else k
+                    if take > picked.shape[0]:
+                        picked = np.empty(2 * take, np.int64)
+                    if take == count:
                         for j in range(take):
                             picked[j] = lo + j
                     elif take_last:
-                        take = k
-                        picked = _grow(picked, take)
                         for j in range(take):
-                            picked[j] = hi - k + j
+                            picked[j] = hi - take + j
                     else:
-                        take = k
-                        picked = _grow(picked, take)
-                        for chosen, j in enumerate(range(count - k, count)):  # Floyd: k distinct of count
+                        for chosen, j in enumerate(
+                            range(count - take, count)
+                        ):  # Floyd: take distinct of count
                             state, r = _next_random(state)
                             candidate = np.int64(r % np.uint64(j + 1))
                             for q in range(chosen):
@@ -296,38 +289,123 @@ def _sample_one_chunk(seed_type, seeds, seed_times, first, last, src_type, dst_t
                                     candidate = j
                                     break
                             picked[chosen] = lo + candidate
-                    n_type = _grow(n_type, nodes + take)
-                    n_id = _grow(n_id, nodes + take)
-                    n_seed = _grow(n_seed, nodes + take)
-                    n_hop = _grow(n_hop, nodes + take)
-                    e_type = _grow(e_type, edges + take)
-                    e_src = _grow(e_src, edges + take)
-                    e_dst = _grow(e_dst, edges + take)
-                    e_hop = _grow(e_hop, edges + take)
+                    if nodes + take > node_rows.shape[0]:
+                        node_rows = _grow_rows(node_rows, nodes + take)
+                    if edges + take > edge_rows.shape[0]:
+                        edge_rows = _grow_rows(edge_rows, edges + take)
                     base = type_offset[st]
                     for j in range(take):
-                        u = np.int64(ix[picked[j]])
-                        mark = marks[base + u]
+                        u = np.int64(indices[picked[j]])
+                        mark = _lookup(slot_keys, slot_values, slot_stamps, generation, base + u)
                         if mark == 0:
-                            n_type[nodes], n_id[nodes], n_seed[nodes], n_hop[nodes] = st, u, s, hop + 1
+                            node_rows[nodes, 0] = st
+                            node_rows[nodes, 1] = u
+                            node_rows[nodes, 2] = s
+                            node_rows[nodes, 3] = hop + 1
                             nodes += 1
-                            marks[base + u] = nodes
                             mark = nodes
-                        e_type[edges], e_src[edges], e_dst[edges], e_hop[edges] = e, mark - 1, record, hop + 1
+                            if 2 * (in_table + 1) > capacity:
+                                capacity *= 4
+                                slot_keys, slot_values, slot_stamps = _rehash(
+                                    node_rows, type_offset, seed_first_record, nodes - 1, capacity, generation
+                                )
+                            _insert(slot_keys, slot_values, slot_stamps, generation, base + u, mark)
+                            in_table += 1
+                        edge_rows[edges, 0] = e
+                        edge_rows[edges, 1] = mark - 1
+                        edge_rows[edges, 2] = record
+                        edge_rows[edges, 3] = hop + 1
                         edges += 1
             frontier_start, frontier_end = frontier_end, nodes
-        for record in range(seed_first_record, nodes):  # forget this seed's nodes
-            marks[type_offset[n_type[record]] + n_id[record]] = 0
-    return (n_type[:nodes], n_id[:nodes], n_seed[:nodes], n_hop[:nodes],
-            e_type[:edges], e_src[:edges], e_dst[:edges], e_hop[:edges])  # fmt: skip
+    return node_rows[:nodes], edge_rows[:edges]
+
+
+@numba.njit(cache=True, inline="always")
+def _slot(key, mask):
+    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+
+
+@numba.njit(cache=True, inline="always")
+def _lookup(keys, values, stamps, generation, key):
+    mask = keys.shape[0] - 1
+    slot = _slot(key, mask)
+    while stamps[slot] == generation:
+        if keys[slot] == key:
+            return values[slot]
+        slot = (slot + 1) & mask
+    return 0
+
+
+@numba.njit(cache=True, inline="always")
+def _insert(keys, values, stamps, generation, key, value):
+    mask = keys.shape[0] - 1
+    slot = _slot(key, mask)
+    while stamps[slot] == generation:
+        slot = (slot + 1) & mask
+    keys[slot] = key
+    values[slot] = value
+    stamps[slot] = generation
+
+
+@numba.njit(cache=True)
+def _rehash(node_rows, type_offset, first_record, end_record, capacity, generation):
+    """A bigger table holding this seed's records so far (records first_record .. end_record-1)."""
+    keys = np.empty(capacity, np.int64)
+    values = np.empty(capacity, np.int64)
+    stamps = np.zeros(capacity, np.int64)
+    for record in range(first_record, end_record):
+        _insert(
+            keys,
+            values,
+            stamps,
+            generation,
+            type_offset[node_rows[record, 0]] + node_rows[record, 1],
+            record + 1,
+        )
+    return keys, values, stamps
+
+
+@numba.njit(cache=True)
+def _assemble_rows(node_rows, edge_rows, types, edge_types, hops):
+    """Counting sorts: nodes by (type, hop), edges by (edge type, hop), both stable (seed order kept).
+
+    Returns node order, each record's index within its type, and edge order.
+    """
+    node_keys = node_rows[:, 0] * (hops + 1) + node_rows[:, 3]
+    node_order = _counting_order(node_keys, types * (hops + 1))
+    local = np.empty(node_rows.shape[0], np.int64)
+    type_seen = np.zeros(types, np.int64)
+    for position in range(node_order.shape[0]):
+        record = node_order[position]
+        t = node_rows[record, 0]
+        local[record] = type_seen[t]
+        type_seen[t] += 1
+    edge_keys = edge_rows[:, 0] * hops + (edge_rows[:, 3] - 1)
+    edge_order = _counting_order(edge_keys, edge_types * hops)
+    return node_order, local, edge_order
+
+
+@numba.njit(cache=True)
+def _counting_order(keys, buckets):
+    counts = np.zeros(buckets + 1, np.int64)
+    for key in keys:
+        counts[key + 1] += 1
+    for bucket in range(buckets):
+        counts[bucket + 1] += counts[bucket]
+    order = np.empty(keys.shape[0], np.int64)
+    for index in range(keys.shape[0]):
+        order[counts[keys[index]]] = index
+        counts[keys[index]] += 1
+    return order
 
 
 def _merge(parts):
     """Concatenate chunk outputs in seed order; edge endpoints become indices into the whole record list."""
+    node_rows = np.concatenate([part[0] for part in parts])
     offsets = np.cumsum([0] + [len(part[0]) for part in parts])
-    columns = [
-        np.concatenate([part[i] for part in parts]) if parts else np.zeros(0, np.int64) for i in range(8)
-    ]
-    node_type, node_id, node_seed, node_hop, edge_type, edge_src, edge_dst, edge_hop = columns
-    shift = np.concatenate([np.full(len(part[4]), offsets[i], np.int64) for i, part in enumerate(parts)])
-    return node_type, node_id, node_seed, node_hop, edge_type, edge_src + shift, edge_dst + shift, edge_hop
+    edge_parts = []
+    for index, part in enumerate(parts):
+        edge_rows = part[1].copy()
+        edge_rows[:, 1:3] += offsets[index]
+        edge_parts.append(edge_rows)
+    return node_rows, np.concatenate(edge_parts)

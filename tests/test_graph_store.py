@@ -1,0 +1,130 @@
+"""The graph store: layout, versions, shared memory maps, clear errors on damage, the Dagster asset, PyG."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from dagster import AssetKey, instance_for_test, materialize
+from torch_geometric.nn import HeteroConv, SAGEConv
+
+from kumo_assets.definitions import build_definitions
+from resources.graph_store import EdgeList, GraphStoreError, build_graph_store, open_graph_store
+from resources.pyg_adapters import PygGraphStore, temporal_node_loader
+from resources.sampler import SamplerConfig
+from tests.conftest import REPO_ROOT
+from tests.fake_db import write_fake_db
+
+
+def small_store(root, events=1000):
+    rng = np.random.default_rng(0)
+    edges = [EdgeList("events", "user", "users", np.arange(events), rng.integers(0, 50, events), dropped=3)]
+    return build_graph_store(root, {"users": 50, "events": events}, {"events": np.arange(events) * 10}, edges)
+
+
+def test_layout_csc_sorted_by_time_and_int32(tmp_path):
+    path, manifest = small_store(tmp_path)
+    graph = open_graph_store(tmp_path)
+    assert graph.version == manifest["version"] == path.name
+    indptr, indices = graph.csc[("events", "user", "users")]
+    assert indices.dtype == np.int32 and indptr[-1] == 1000
+    for user in range(50):
+        neighbourhood = graph.node_times["events"][indices[indptr[user] : indptr[user + 1]]]
+        assert np.all(np.diff(neighbourhood) >= 0)
+    back_ptr, back = graph.csc[("users", "rev_user", "events")]
+    assert np.all(np.diff(back_ptr) == 1)  # one user per event
+    assert manifest["edge_types"]["users__rev_user__events"]["layout"] == "single"
+    assert manifest["edge_types"]["events__user__users"]["layout"] == "csc"
+    assert manifest["edge_types"]["events__user__users"]["dropped_rows"] == 3
+    assert manifest["bytes_per_edge"] <= 8.2
+
+
+def test_same_content_same_version_and_pointer(tmp_path):
+    first, _ = small_store(tmp_path)
+    second, _ = small_store(tmp_path)
+    assert first == second and (tmp_path / "CURRENT").read_text() == first.name
+    other, _ = small_store(tmp_path, events=999)
+    assert other != first and open_graph_store(tmp_path).version == other.name
+    assert open_graph_store(tmp_path, first.name).version == first.name
+
+
+def test_damaged_or_missing_store_gives_clear_errors(tmp_path):
+    path, manifest = small_store(tmp_path)
+    with pytest.raises(GraphStoreError, match="version 'nope' does not exist"):
+        open_graph_store(tmp_path, "nope")
+    manifest_path = path / "manifest.json"
+    changed = {**manifest, "format_version": 99}
+    manifest_path.write_text(json.dumps(changed))
+    with pytest.raises(GraphStoreError, match="expected format 1"):
+        open_graph_store(tmp_path)
+    manifest_path.write_text(json.dumps(manifest))
+    indices = path / "edges" / "indices.npy"
+    indices.write_bytes(indices.read_bytes()[:-100])
+    with pytest.raises(GraphStoreError, match="truncated or corrupt"):
+        open_graph_store(tmp_path)
+    with pytest.raises(GraphStoreError, match="no graph store under"):
+        open_graph_store(tmp_path / "elsewhere")
+
+
+def test_two_processes_share_one_copy(tmp_path):
+    """Map a store in two processes and read all of what the sampler reads: no private copy in either."""
+    events = 8_000_000
+    edges = [EdgeList("events", "user", "users", np.arange(events), np.random.default_rng(0).integers(0, 1000, events))]
+    build_graph_store(tmp_path, {"users": 1000, "events": events}, {}, edges)
+    probe = (
+        "import sys, numpy as np\n"
+        "from resources.graph_store import open_graph_store\n"
+        "def anon():\n"
+        "    return int([l for l in open('/proc/self/status') if l.startswith('RssAnon')][0].split()[1])\n"
+        "before = anon()\n"
+        "g = open_graph_store(sys.argv[1])\n"
+        "touched = sum(int(np.add.reduce(a, dtype=np.int64)) for a in (g.indptr, g.indices, g.times))\n"
+        "print(anon() - before)\n"
+    )
+    sizes = []
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", probe, str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        sizes.append(int(done.stdout.strip().splitlines()[-1]))
+    store_kib = sum(p.stat().st_size for p in tmp_path.rglob("*.npy")) / 1024
+    assert all(size < 0.6 * store_kib for size in sizes), (sizes, store_kib)
+
+
+def test_pyg_loader_batches_train_a_hetero_gnn(tmp_path):
+    path, _ = small_store(tmp_path)
+    graph = open_graph_store(tmp_path)
+    store = PygGraphStore(graph)
+    colptr, row = store.get_edge_index(("events", "user", "users"), "csc")
+    assert colptr.shape == (51,) and row.shape == (1000,)
+    loader = temporal_node_loader(graph, "users", np.arange(50), np.full(50, 5000), SamplerConfig((4, 2), "uniform"),
+                                  batch_size=16)  # fmt: skip
+    batch = next(iter(loader))
+    assert batch["users"].input_id.tolist() == list(range(16))
+    assert batch["users"].n_id[:16].tolist() == list(range(16))
+    assert batch["events"].time.max() <= 5000 and len(batch["events"].batch) == batch["events"].num_nodes
+    conv = HeteroConv({et: SAGEConv((-1, -1), 8) for et in batch.edge_types}, aggr="sum")
+    x = {nt: torch.randn(batch[nt].num_nodes, 4) for nt in batch.node_types}
+    out = conv(x, batch.edge_index_dict)
+    out["users"][: batch["users"].batch_size].sum().backward()
+    assert out["users"].shape == (batch["users"].num_nodes, 8)
+
+
+def test_graph_store_asset_on_the_fake_shop(tmp_path):
+    spec_path = write_fake_db(tmp_path / "shop")
+    defs = build_definitions([spec_path], str(tmp_path / "plane"))
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
+        metadata = instance.get_latest_materialization_event(AssetKey(["shop", "graph_store"])).asset_materialization.metadata
+    graph = defs.resources["graph_store"].open("shop")
+    assert metadata["version"].value == graph.version
+    orders = graph.node_counts["orders"]
+    # one order has no time (dropped at ingest); one has a null and one a dangling user: no edge
+    assert graph.csc[("orders", "user_id", "users")][1].shape[0] == orders - 2
+    assert graph.csc[("orders", "product_id", "products")][1].shape[0] == orders
+    assert "| orders/user_id/users |" in metadata["edges"].value
+    keys = defs.resources["graph_store"].node_keys(graph, "users")
+    assert keys.columns == ["user_id"] and keys.height == graph.node_counts["users"]
