@@ -97,7 +97,9 @@ def graph_metadata(manifest: dict, path: Path, seconds: float) -> dict:
         ),
         "total_edges": MetadataValue.int(manifest["edges"]),
         "bytes_per_edge": MetadataValue.float(round(manifest["bytes_per_edge"], 3)),
-        "id_dtypes": MetadataValue.text(f"indices {manifest['index_dtype']}, offsets {manifest['indptr_dtype']}"),
+        "id_dtypes": MetadataValue.text(
+            f"indices {manifest['index_dtype']}, offsets {manifest['indptr_dtype']}"
+        ),
         "bytes": MetadataValue.int(manifest["bytes"]),
         "build_seconds": MetadataValue.float(round(seconds, 3)),
     }

@@ -120,7 +120,7 @@ class TemporalSampler:
         if len(seed_times) != len(seeds):
             raise ValueError("give one seed time per seed")
         chunks = max(1, min(self.threads, len(seeds)))
-        bounds = np.linspace(0, len(seeds), chunks + 1).astype(np.int64)
+        bounds = [len(seeds) * chunk // chunks for chunk in range(chunks + 1)]
         graph = self.graph
         arguments = (
             self.node_types.index(seed_type), seeds, seed_times, self._src_type, self._dst_type, self._type_offset,
@@ -129,41 +129,110 @@ class TemporalSampler:
             np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF),
         )  # fmt: skip
 
-        def run(chunk: int):
-            return _sample_one_chunk(*arguments[:3], bounds[chunk], bounds[chunk + 1], *arguments[3:])
-
-        with self._lock:  # one sample call at a time per sampler (its thread pool is shared)
-            parts = [run(0)] if chunks == 1 else list(self._pool(chunks).map(run, range(chunks)))
-        return self._assemble(parts)
-
-    def _pool(self, chunks: int) -> ThreadPoolExecutor:
-        if self._executor is None or self._executor._max_workers < chunks:
-            self._executor = ThreadPoolExecutor(max_workers=chunks, thread_name_prefix="sampler")
-        return self._executor
-
-    def _assemble(self, parts) -> SampledSubgraph:
-        node_rows, edge_rows = parts[0] if len(parts) == 1 else _merge(parts)
         hops = self._fanouts.shape[0]
         types, edge_types = len(self.node_types), len(self.edge_types)
-        node_order, local, edge_order = _assemble_rows(node_rows, edge_rows, types, edge_types, hops)
-        ordered_nodes = node_rows[node_order]
-        ordered_edges = edge_rows[edge_order]
+
+        parts: list = [None] * chunks
+        shared: dict = {}
+
+        def plan_placement() -> None:  # runs once, in the last thread to finish sampling
+            plan = _placement([part[2] for part in parts], [part[3] for part in parts])
+            total_nodes, total_edges = int(plan["node_totals"].sum()), int(plan["edge_totals"].sum())
+            shared["plan"] = plan
+            shared["out"] = (np.empty(total_nodes, np.int64), np.empty(total_nodes, np.int64),
+                             np.empty(total_edges, np.int64), np.empty(total_edges, np.int64))  # fmt: skip
+
+        barrier = threading.Barrier(chunks, action=plan_placement)
+
+        def work(chunk: int) -> None:
+            """Sample a chunk, wait until every chunk's counts are known, then write its part of the output."""
+            node_rows, edge_rows = _sample_one_chunk(
+                *arguments[:3], bounds[chunk], bounds[chunk + 1], *arguments[3:]
+            )
+            parts[chunk] = (
+                node_rows,
+                edge_rows,
+                *_chunk_counts(node_rows, edge_rows, types, edge_types, hops),
+            )
+            barrier.wait()
+            plan = shared["plan"]
+            _place(node_rows, edge_rows, plan["node_base"][chunk], plan["edge_base"][chunk], plan["type_start"],
+                   *shared["out"])  # fmt: skip
+
+        with self._lock:  # one sample call at a time per sampler (its thread pool is shared)
+            self._map(work, chunks)
+        return self._result(shared["plan"], *shared["out"])
+
+    def _map(self, function, chunks: int) -> list:
+        """Run chunk 0 in this thread and the others on the pool (one wake-up fewer per batch)."""
+        if chunks == 1:
+            return [function(0)]
+        if self._executor is None or self._executor._max_workers < chunks - 1:
+            self._executor = ThreadPoolExecutor(max_workers=chunks - 1, thread_name_prefix="sampler")
+        futures = [self._executor.submit(function, chunk) for chunk in range(1, chunks)]
+        first = function(0)
+        return [first, *(future.result() for future in futures)]
+
+    def _result(self, plan: dict, node_id, node_seed, row, col) -> SampledSubgraph:
         result = SampledSubgraph({}, {}, {}, {}, {}, {})
-        type_bounds = np.searchsorted(ordered_nodes[:, 0], np.arange(types + 1))
+        type_start, edge_start = plan["type_start"], plan["edge_start"]
         for t, name in enumerate(self.node_types):
-            chunk = ordered_nodes[type_bounds[t] : type_bounds[t + 1]]
-            if len(chunk):
-                result.node[name] = chunk[:, 1]
-                result.batch[name] = chunk[:, 2]
-                result.num_sampled_nodes[name] = np.bincount(chunk[:, 3], minlength=hops + 1).tolist()
-        edge_bounds = np.searchsorted(ordered_edges[:, 0], np.arange(edge_types + 1))
+            if type_start[t + 1] > type_start[t]:
+                result.node[name] = node_id[type_start[t] : type_start[t + 1]]
+                result.batch[name] = node_seed[type_start[t] : type_start[t + 1]]
+                result.num_sampled_nodes[name] = plan["node_totals"][t].tolist()
         for e, name in enumerate(self.edge_types):
-            chunk = ordered_edges[edge_bounds[e] : edge_bounds[e + 1]]
-            if len(chunk):
-                result.row[name] = local[chunk[:, 1]]
-                result.col[name] = local[chunk[:, 2]]
-                result.num_sampled_edges[name] = np.bincount(chunk[:, 3] - 1, minlength=hops).tolist()
+            if edge_start[e + 1] > edge_start[e]:
+                result.row[name] = row[edge_start[e] : edge_start[e + 1]]
+                result.col[name] = col[edge_start[e] : edge_start[e + 1]]
+                result.num_sampled_edges[name] = plan["edge_totals"][e].tolist()
         return result
+
+
+def _placement(node_counts: list[np.ndarray], edge_counts: list[np.ndarray]) -> dict:
+    """Where each chunk's (type, hop) and (edge type, hop) runs go in the output: hop-major, then seed order."""
+    nodes = np.stack(node_counts)  # chunks x types x (hops + 1)
+    edges = np.stack(edge_counts)  # chunks x edge types x hops
+    plan = {"node_totals": nodes.sum(0), "edge_totals": edges.sum(0)}
+    for kind, counts, totals in (("node", nodes, plan["node_totals"]), ("edge", edges, plan["edge_totals"])):
+        block_start = np.concatenate([[0], np.cumsum(totals.sum(1))]).astype(np.int64)
+        hop_start = np.cumsum(totals, axis=1) - totals
+        chunk_start = np.cumsum(counts, axis=0) - counts
+        plan[f"{kind}_base"] = block_start[:-1][None, :, None] + hop_start[None] + chunk_start
+        plan["type_start" if kind == "node" else "edge_start"] = block_start
+    return plan
+
+
+@numba.njit(cache=True, nogil=True)
+def _chunk_counts(node_rows, edge_rows, types, edge_types, hops):
+    node_counts = np.zeros((types, hops + 1), np.int64)
+    for record in range(node_rows.shape[0]):
+        node_counts[node_rows[record, 0], node_rows[record, 3]] += 1
+    edge_counts = np.zeros((edge_types, hops), np.int64)
+    for edge in range(edge_rows.shape[0]):
+        edge_counts[edge_rows[edge, 0], edge_rows[edge, 3] - 1] += 1
+    return node_counts, edge_counts
+
+
+@numba.njit(cache=True, nogil=True)
+def _place(node_rows, edge_rows, node_base, edge_base, type_start, node_id, node_seed, row, col):
+    """Write one chunk's nodes and edges at their final positions; edges get local (per-type) indices."""
+    node_cursor = node_base.copy()
+    local = np.empty(node_rows.shape[0], np.int64)
+    for record in range(node_rows.shape[0]):
+        t = node_rows[record, 0]
+        position = node_cursor[t, node_rows[record, 3]]
+        node_cursor[t, node_rows[record, 3]] += 1
+        node_id[position] = node_rows[record, 1]
+        node_seed[position] = node_rows[record, 2]
+        local[record] = position - type_start[t]
+    edge_cursor = edge_base.copy()
+    for edge in range(edge_rows.shape[0]):
+        e = edge_rows[edge, 0]
+        position = edge_cursor[e, edge_rows[edge, 3] - 1]
+        edge_cursor[e, edge_rows[edge, 3] - 1] += 1
+        row[position] = local[edge_rows[edge, 1]]
+        col[position] = local[edge_rows[edge, 2]]
 
 
 @numba.njit(cache=True, inline="always")
@@ -363,49 +432,3 @@ def _rehash(node_rows, type_offset, first_record, end_record, capacity, generati
             record + 1,
         )
     return keys, values, stamps
-
-
-@numba.njit(cache=True)
-def _assemble_rows(node_rows, edge_rows, types, edge_types, hops):
-    """Counting sorts: nodes by (type, hop), edges by (edge type, hop), both stable (seed order kept).
-
-    Returns node order, each record's index within its type, and edge order.
-    """
-    node_keys = node_rows[:, 0] * (hops + 1) + node_rows[:, 3]
-    node_order = _counting_order(node_keys, types * (hops + 1))
-    local = np.empty(node_rows.shape[0], np.int64)
-    type_seen = np.zeros(types, np.int64)
-    for position in range(node_order.shape[0]):
-        record = node_order[position]
-        t = node_rows[record, 0]
-        local[record] = type_seen[t]
-        type_seen[t] += 1
-    edge_keys = edge_rows[:, 0] * hops + (edge_rows[:, 3] - 1)
-    edge_order = _counting_order(edge_keys, edge_types * hops)
-    return node_order, local, edge_order
-
-
-@numba.njit(cache=True)
-def _counting_order(keys, buckets):
-    counts = np.zeros(buckets + 1, np.int64)
-    for key in keys:
-        counts[key + 1] += 1
-    for bucket in range(buckets):
-        counts[bucket + 1] += counts[bucket]
-    order = np.empty(keys.shape[0], np.int64)
-    for index in range(keys.shape[0]):
-        order[counts[keys[index]]] = index
-        counts[keys[index]] += 1
-    return order
-
-
-def _merge(parts):
-    """Concatenate chunk outputs in seed order; edge endpoints become indices into the whole record list."""
-    node_rows = np.concatenate([part[0] for part in parts])
-    offsets = np.cumsum([0] + [len(part[0]) for part in parts])
-    edge_parts = []
-    for index, part in enumerate(parts):
-        edge_rows = part[1].copy()
-        edge_rows[:, 1:3] += offsets[index]
-        edge_parts.append(edge_rows)
-    return node_rows, np.concatenate(edge_parts)

@@ -68,14 +68,18 @@ def per_seed_view(out, num_seeds):
         counts = out.num_sampled_nodes[node_type]
         hop_of = np.repeat(np.arange(len(counts)), counts)
         hops[node_type] = hop_of
-        for position, (node, seed) in enumerate(zip(ids.tolist(), out.batch[node_type].tolist(), strict=True)):
+        for position, (node, seed) in enumerate(
+            zip(ids.tolist(), out.batch[node_type].tolist(), strict=True)
+        ):
             nodes[seed].append((node_type, node, int(hop_of[position])))
     for edge_type, rows in out.row.items():
         counts = out.num_sampled_edges[edge_type]
         hop_of = np.repeat(np.arange(1, len(counts) + 1), counts)
         src_ids, dst_ids = out.node[edge_type[0]][rows], out.node[edge_type[2]][out.col[edge_type]]
         seeds = out.batch[edge_type[2]][out.col[edge_type]]
-        for src, dst, seed, hop in zip(src_ids.tolist(), dst_ids.tolist(), seeds.tolist(), hop_of.tolist(), strict=True):
+        for src, dst, seed, hop in zip(
+            src_ids.tolist(), dst_ids.tolist(), seeds.tolist(), hop_of.tolist(), strict=True
+        ):
             edges[seed].append((edge_type, src, dst, hop))
     return [(sorted(n), sorted(e)) for n, e in zip(nodes, edges, strict=True)]
 

@@ -35,7 +35,7 @@ def test_layout_csc_sorted_by_time_and_int32(tmp_path):
     for user in range(50):
         neighbourhood = graph.node_times["events"][indices[indptr[user] : indptr[user + 1]]]
         assert np.all(np.diff(neighbourhood) >= 0)
-    back_ptr, back = graph.csc[("users", "rev_user", "events")]
+    back_ptr, _back = graph.csc[("users", "rev_user", "events")]
     assert np.all(np.diff(back_ptr) == 1)  # one user per event
     assert manifest["edge_types"]["users__rev_user__events"]["layout"] == "single"
     assert manifest["edge_types"]["events__user__users"]["layout"] == "csc"
@@ -73,7 +73,11 @@ def test_damaged_or_missing_store_gives_clear_errors(tmp_path):
 def test_two_processes_share_one_copy(tmp_path):
     """Map a store in two processes and read all of what the sampler reads: no private copy in either."""
     events = 8_000_000
-    edges = [EdgeList("events", "user", "users", np.arange(events), np.random.default_rng(0).integers(0, 1000, events))]
+    edges = [
+        EdgeList(
+            "events", "user", "users", np.arange(events), np.random.default_rng(0).integers(0, 1000, events)
+        )
+    ]
     build_graph_store(tmp_path, {"users": 1000, "events": events}, {}, edges)
     probe = (
         "import sys, numpy as np\n"
@@ -95,7 +99,7 @@ def test_two_processes_share_one_copy(tmp_path):
 
 
 def test_pyg_loader_batches_train_a_hetero_gnn(tmp_path):
-    path, _ = small_store(tmp_path)
+    _path, _ = small_store(tmp_path)
     graph = open_graph_store(tmp_path)
     store = PygGraphStore(graph)
     colptr, row = store.get_edge_index(("events", "user", "users"), "csc")
@@ -118,7 +122,9 @@ def test_graph_store_asset_on_the_fake_shop(tmp_path):
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
-        metadata = instance.get_latest_materialization_event(AssetKey(["shop", "graph_store"])).asset_materialization.metadata
+        metadata = instance.get_latest_materialization_event(
+            AssetKey(["shop", "graph_store"])
+        ).asset_materialization.metadata
     graph = defs.resources["graph_store"].open("shop")
     assert metadata["version"].value == graph.version
     orders = graph.node_counts["orders"]

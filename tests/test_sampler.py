@@ -34,7 +34,9 @@ def seed_batches(draw, graph):
 @given(graphs, fanouts, st.data())
 def test_last_equals_brute_force(graph, hop_fanouts, data):
     seeds, times = data.draw(seed_batches(graph))
-    out = TemporalSampler(graph, SamplerConfig(tuple(hop_fanouts), "last"), threads=2).sample("users", seeds, times)
+    out = TemporalSampler(graph, SamplerConfig(tuple(hop_fanouts), "last"), threads=2).sample(
+        "users", seeds, times
+    )
     assert per_seed_view(out, len(seeds)) == reference_last(graph, "users", seeds, times, hop_fanouts)
 
 
@@ -45,7 +47,9 @@ def test_windows_equal_brute_force(graph, data):
     windows = tuple(data.draw(st.sampled_from([None, (-10, 0), (-3, -1), (-20, 5)])) for _ in range(2))
     config = SamplerConfig((-1, 2), "last", windows)
     out = TemporalSampler(graph, config, threads=1).sample("users", seeds, times)
-    assert per_seed_view(out, len(seeds)) == reference_last(graph, "users", seeds, times, [-1, 2], list(windows))
+    assert per_seed_view(out, len(seeds)) == reference_last(
+        graph, "users", seeds, times, [-1, 2], list(windows)
+    )
 
 
 @settings(deadline=None)
