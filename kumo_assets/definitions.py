@@ -4,6 +4,7 @@ Environment (all optional):
 - ``KUMO_GRAPH_SPEC``: graph.yaml path(s), separated by ``:``; default: the embedded F1 example. A
   ``queries.yaml`` beside a graph.yaml adds one training-table asset per query.
 - ``KUMO_DATA_PLANE``: artifact root, a folder or ``s3://bucket/prefix``; default ``.kumo/data``.
+- ``KUMO_GRAPH_STORE``: local folder for graph stores; default: the data plane when local.
 - ``AWS_ENDPOINT_URL`` / ``AWS_REGION``: S3-compatible endpoint and region for s3:// sources.
 """
 
@@ -29,8 +30,18 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = Path(__file__).resolve().parent / "examples" / "f1" / "graph.yaml"
 
 
-def build_definitions(spec_paths: list[str | Path], data_plane_root: str) -> Definitions:
-    """Assets for every graph spec, sharing one data plane."""
+def build_definitions(
+    spec_paths: list[str | Path], data_plane_root: str, graph_store_root: str | None = None
+) -> Definitions:
+    """Assets for every graph spec, sharing one data plane.
+
+    Args:
+        graph_store_root: local folder for graph stores (memory-mapped); default: the data plane when it
+            is local, else ``.kumo/graph_store`` in the project.
+    """
+    if graph_store_root is None:
+        remote = "://" in data_plane_root
+        graph_store_root = str(PROJECT_ROOT / ".kumo" / "graph_store") if remote else data_plane_root
     specs = [load_spec(path) for path in spec_paths]
     names = [spec.graph_name for spec in specs]
     if len(set(names)) != len(names):
@@ -52,7 +63,7 @@ def build_definitions(spec_paths: list[str | Path], data_plane_root: str) -> Def
         assets=assets,
         resources={
             "data_plane": DataPlane(root=data_plane_root, object_store=object_store),
-            "graph_store": GraphStoreResource(root=data_plane_root),
+            "graph_store": GraphStoreResource(root=graph_store_root),
         },
     )
 
@@ -65,4 +76,5 @@ def _spec_paths_from_environment() -> list[str | Path]:
 defs = build_definitions(
     _spec_paths_from_environment(),
     os.environ.get("KUMO_DATA_PLANE") or str(PROJECT_ROOT / ".kumo" / "data"),
+    os.environ.get("KUMO_GRAPH_STORE") or None,
 )

@@ -17,7 +17,7 @@ from kumo_assets.keys import NODE_ID
 from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import EVENT_TIME
 from resources.data_plane import DataPlane
-from resources.graph_store import EdgeList, build_graph_store
+from resources.graph_store import EdgeList, GraphStoreResource, build_graph_store
 
 __all__ = ["build_graph_from_tables", "build_graph_store_asset", "graph_store_key"]
 
@@ -62,14 +62,12 @@ def build_graph_store_asset(spec: GraphSpec) -> AssetsDefinition:
         description="CSC adjacency per edge type (two per foreign key), time-sorted, memory-mapped by trainers.",
         kinds={"numpy"},
     )
-    def _graph_store(context: AssetExecutionContext, data_plane: DataPlane) -> MaterializeResult:
-        if data_plane.is_remote:
-            raise ValueError(
-                "the graph store is memory-mapped and needs a local data plane (KUMO_DATA_PLANE)"
-            )
+    def _graph_store(
+        context: AssetExecutionContext, data_plane: DataPlane, graph_store: GraphStoreResource
+    ) -> MaterializeResult:
         started = time.perf_counter()
         tables, _ = read_published_tables(spec, data_plane)
-        path, manifest = build_graph_from_tables(spec, tables, data_plane.uri(spec.graph_name, "graph_store"))
+        path, manifest = build_graph_from_tables(spec, tables, graph_store.directory(spec.graph_name))
         context.log.info(f"graph store version {manifest['version']} at {path}")
         return MaterializeResult(metadata=graph_metadata(manifest, path, time.perf_counter() - started))
 

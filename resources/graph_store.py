@@ -371,12 +371,16 @@ def _map(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
 
 
 class GraphStoreResource(ConfigurableResource):
-    """Opens graph-store versions under a local root (mmap needs a local file system)."""
+    """Graph-store versions under a local root (mmap needs a local file system, even when the data plane
+    is on S3)."""
 
     root: str
 
+    def directory(self, graph: str) -> Path:
+        return Path(self.root).expanduser() / graph / "graph_store"
+
     def open(self, graph: str, version: str | None = None) -> StoredGraph:
-        return open_graph_store(Path(self.root) / graph / "graph_store", version)
+        return open_graph_store(self.directory(graph), version)
 
     def node_keys(self, stored: StoredGraph, node_type: str) -> pl.DataFrame:
         """The primary-key values of ``node_type`` in node-id order (row i is node i)."""

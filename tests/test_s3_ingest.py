@@ -26,7 +26,7 @@ def test_fake_db_from_s3_into_an_s3_data_plane(tmp_path, s3_endpoint, s3_bucket,
     spec_path.parent.mkdir()
     spec_path.write_text(SPEC.format(ext="parquet").replace("source: ", f"source: s3://{s3_bucket}/raw/"))
 
-    defs = build_definitions([spec_path], f"s3://{s3_bucket}/plane")
+    defs = build_definitions([spec_path], f"s3://{s3_bucket}/plane", str(tmp_path / "graph_stores"))
     assets = list(defs.assets)
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = materialize(assets, resources=defs.resources, instance=instance)
