@@ -68,6 +68,7 @@ class TemporalSampler:
         self.threads = threads or os.cpu_count() or 1
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._owner_pid = os.getpid()
         self.node_types = sorted(graph.node_counts)
         self.edge_types = sorted(graph.edge_types)
         type_index = {name: i for i, name in enumerate(self.node_types)}
@@ -158,6 +159,9 @@ class TemporalSampler:
             place(node_rows, edge_rows, plan["node_base"][chunk], plan["edge_base"][chunk], plan["type_start"],
                    *shared["out"])  # fmt: skip
 
+        # Forked (e.g. a DataLoader worker): the parent's threads did not follow, its lock may be held.
+        if os.getpid() != self._owner_pid:
+            self._executor, self._lock, self._owner_pid = None, threading.Lock(), os.getpid()
         with self._lock:  # one sample call at a time per sampler (its thread pool is shared)
             self._map(work, chunks)
         return self._result(shared["plan"], *shared["out"])

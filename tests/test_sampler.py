@@ -105,3 +105,30 @@ def test_per_edge_type_fanouts_and_static_types():
     out = TemporalSampler(graph, config).sample("users", np.arange(4), np.full(4, 49))
     assert set(out.row) <= {events_of_users, items_of_events}
     assert out.num_sampled_edges[events_of_users][1] == 0 and out.num_sampled_edges[items_of_events][0] == 0
+
+
+def test_sampler_keeps_working_in_a_forked_worker():
+    """DataLoader workers fork the process, maybe while another thread is sampling (its lock held): the child
+    must get its own lock and pool instead of waiting forever on the parent's."""
+    import multiprocessing
+
+    graph = random_store(np.random.default_rng(4), 5, 3, 50, user_times=True)
+    sampler = TemporalSampler(graph, SamplerConfig((3, 2), "uniform"), threads=2)
+    seeds, times = np.arange(5), np.full(5, 60)
+    expected = per_seed_view(sampler.sample("users", seeds, times, rng_seed=3), 5)
+    context = multiprocessing.get_context("fork")
+    receiver, sender = context.Pipe(duplex=False)
+
+    def child() -> None:  # runs in the forked process: no pickling of the sampler
+        sender.send(per_seed_view(sampler.sample("users", seeds, times, rng_seed=3), len(seeds)))
+
+    worker = context.Process(target=child)
+    with sampler._lock:  # as if another thread were inside sample() at fork time
+        worker.start()
+    try:
+        assert receiver.poll(30), "the forked sampler hung"
+        assert receiver.recv() == expected
+    finally:
+        worker.join(10)
+        if worker.is_alive():
+            worker.kill()
