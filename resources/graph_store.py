@@ -15,11 +15,6 @@ indirection; every process that opens a version maps the same files, so the page
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -29,6 +24,15 @@ import numba
 import numpy as np
 import polars as pl
 from dagster import ConfigurableResource
+
+from resources.versions import (
+    VersionBuilder,
+    building_version,
+    publish,
+    read_manifest,
+    resolve_version,
+    save_array,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -107,22 +111,17 @@ def build_graph_store(
         node_keys: per node type, the primary-key columns in node-id order (the key -> node id map).
     """
     started = time.perf_counter()
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
-    try:
+    with building_version(root) as builder:
+        staging = builder.staging
         (staging / "nodes").mkdir()
         (staging / "edges").mkdir()
-        digest = hashlib.blake2b(digest_size=16)
-        node_meta = _write_nodes(staging, node_counts, node_times, node_keys or {}, digest)
-        edge_meta, edge_dtypes = _write_edges(staging, node_counts, edges, digest)
-        version = digest.hexdigest()[:20]
+        node_meta = _write_nodes(builder, node_counts, node_times, node_keys or {})
+        edge_meta, edge_dtypes = _write_edges(builder, node_counts, edges)
         total_edges = sum(meta["edges"] for meta in edge_meta.values())
         total_bytes = sum(path.stat().st_size for path in staging.rglob("*") if path.is_file())
         edge_bytes = sum(path.stat().st_size for path in (staging / "edges").glob("*.npy"))
         manifest = {
             "format_version": FORMAT_VERSION,
-            "version": version,
             "node_types": node_meta,
             "edge_types": edge_meta,
             **edge_dtypes,
@@ -133,20 +132,10 @@ def build_graph_store(
             "build_seconds": time.perf_counter() - started,
             **(extra or {}),
         }
-        (staging / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        target = root / version
-        if target.exists():
-            shutil.rmtree(staging)  # same content already published
-        else:
-            os.replace(staging, target)
-        _write_pointer(root, version)
-        return target, json.loads((target / "manifest.json").read_text())
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        return publish(builder, manifest)
 
 
-def _write_nodes(staging: Path, node_counts, node_times, node_keys, digest) -> dict:
+def _write_nodes(builder: VersionBuilder, node_counts, node_times, node_keys) -> dict:
     node_meta, offset, temporal = {}, 0, []
     for node_type in sorted(node_counts):
         count = int(node_counts[node_type])
@@ -160,20 +149,16 @@ def _write_nodes(staging: Path, node_counts, node_times, node_keys, digest) -> d
             temporal.append(times)
             offset += count
         if node_type in node_keys:
-            keys_path = staging / "nodes" / f"{node_type}.keys.parquet"
+            keys_path = builder.staging / "nodes" / f"{node_type}.keys.parquet"
             node_keys[node_type].write_parquet(keys_path)
-            digest.update(keys_path.read_bytes())
+            builder.hash_bytes(keys_path.name, keys_path.read_bytes())
             meta["keys"] = node_keys[node_type].columns
         node_meta[node_type] = meta
-    _save(
-        staging / "nodes" / "time.npy",
-        np.concatenate(temporal) if temporal else np.zeros(0, np.int64),
-        digest,
-    )
+    save_array(builder, "nodes/time.npy", np.concatenate(temporal) if temporal else np.zeros(0, np.int64))
     return node_meta
 
 
-def _write_edges(staging: Path, node_counts, edges: list[EdgeList], digest) -> tuple[dict, dict]:
+def _write_edges(builder: VersionBuilder, node_counts, edges: list[EdgeList]) -> tuple[dict, dict]:
     """Fill the two adjacency files in place (memory-mapped), one edge type after another.
 
     An edge type where every destination has at most one source (the reverse of a foreign key) is stored
@@ -194,6 +179,7 @@ def _write_edges(staging: Path, node_counts, edges: list[EdgeList], digest) -> t
             plan.append((edge_type, src, dst, degrees, single, edge.dropped))
     indptr_length = sum(len(degrees) + 1 for *_, degrees, single, _ in plan if not single)
     indices_length = sum(len(degrees) if single else len(src) for _, src, _, degrees, single, _ in plan)
+    staging = builder.staging
     indptr_all = np.lib.format.open_memmap(
         staging / "edges" / "indptr.npy", "w+", indptr_dtype, (indptr_length,)
     )
@@ -228,8 +214,8 @@ def _write_edges(staging: Path, node_counts, edges: list[EdgeList], digest) -> t
         }
     indptr_all.flush()
     indices_all.flush()
-    for array in (indptr_all, indices_all):
-        digest.update(np.ascontiguousarray(array).view(np.uint8).data)
+    for name, array in (("indptr", indptr_all), ("indices", indices_all)):
+        builder.hash_bytes(name, np.ascontiguousarray(array).view(np.uint8).data)
     del indptr_all, indices_all
     return edge_meta, {
         "index_dtype": np.dtype(index_dtype).name,
@@ -237,19 +223,6 @@ def _write_edges(staging: Path, node_counts, edges: list[EdgeList], digest) -> t
         "indptr_length": indptr_length,
         "indices_length": indices_length,
     }
-
-
-def _save(path: Path, array: np.ndarray, digest) -> None:
-    np.save(path, array, allow_pickle=False)
-    digest.update(path.name.encode())
-    digest.update(np.ascontiguousarray(array).view(np.uint8).data)
-
-
-def _write_pointer(root: Path, version: str) -> None:
-    handle, name = tempfile.mkstemp(prefix=".CURRENT.", dir=root)
-    with os.fdopen(handle, "w") as pointer:
-        pointer.write(version)
-    os.replace(name, root / "CURRENT")
 
 
 @dataclass
@@ -282,24 +255,8 @@ class StoredGraph:
 
 def open_graph_store(root: str | Path, version: str | None = None) -> StoredGraph:
     """Map a version (default: the latest written) and check every file against the manifest."""
-    root = Path(root)
-    if version is None:
-        try:
-            version = (root / "CURRENT").read_text().strip()
-        except FileNotFoundError:
-            raise GraphStoreError(
-                f"no graph store under {root}: materialise the graph_store asset first"
-            ) from None
-    path = root / version
-    try:
-        manifest = json.loads((path / "manifest.json").read_text())
-    except FileNotFoundError:
-        raise GraphStoreError(f"graph store version {version!r} does not exist under {root}") from None
-    if manifest.get("format_version") != FORMAT_VERSION or manifest.get("version") != version:
-        raise GraphStoreError(
-            f"{path}: manifest says format {manifest.get('format_version')} version {manifest.get('version')!r}, "
-            f"expected format {FORMAT_VERSION} version {version!r}; rebuild the graph store"
-        )
+    path = resolve_version(root, version, "graph store", GraphStoreError)
+    manifest = read_manifest(path, "manifest.json", FORMAT_VERSION, GraphStoreError)
     node_types = manifest["node_types"]
     times_size = sum(meta["count"] for meta in node_types.values() if meta["time"])
     graph = StoredGraph(
