@@ -4,7 +4,8 @@ Environment (all optional):
 - ``KUMO_GRAPH_SPEC``: graph.yaml path(s), separated by ``:``; default: the embedded F1 example. A
   ``queries.yaml`` beside a graph.yaml adds one training-table asset per query.
 - ``KUMO_DATA_PLANE``: artifact root, a folder or ``s3://bucket/prefix``; default ``.kumo/data``.
-- ``KUMO_GRAPH_STORE``: local folder for graph stores; default: the data plane when local.
+- ``KUMO_GRAPH_STORE``: local folder for the memory-mapped graph and feature stores; default: the data
+  plane when local.
 - ``AWS_ENDPOINT_URL`` / ``AWS_REGION``: S3-compatible endpoint and region for s3:// sources.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from dagster import Definitions
 
+from kumo_assets.features import build_feature_store_asset
 from kumo_assets.graph import build_graph_store_asset
 from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.pql.queries import load_queries, queries_beside
@@ -22,6 +24,7 @@ from kumo_assets.spec_loader import load_spec
 from kumo_assets.tasks import build_training_table_assets
 from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
+from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
 
 __all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
@@ -52,6 +55,7 @@ def build_definitions(
     for spec in specs:
         assets += build_ingest_assets(spec)
         assets.append(build_graph_store_asset(spec))
+        assets.append(build_feature_store_asset(spec))
         queries_file = queries_beside(spec.path)
         if queries_file is not None:
             assets += build_training_table_assets(spec, load_queries(queries_file))
@@ -64,6 +68,7 @@ def build_definitions(
         resources={
             "data_plane": DataPlane(root=data_plane_root, object_store=object_store),
             "graph_store": GraphStoreResource(root=graph_store_root),
+            "feature_store": FeatureStoreResource(root=graph_store_root),
         },
     )
 

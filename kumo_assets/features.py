@@ -1,0 +1,103 @@
+"""The feature_store asset: every node type's feature columns encoded by stype, versioned on local disk.
+
+Encoder statistics (means, vocabularies, ...) are fitted only on rows at or before the training cut-off:
+the earliest validation anchor of the graph's queries.yaml when there is one (static tables use every row,
+since they have no time). Without a cut-off every row is used, as for a graph with no queries yet.
+"""
+
+import time
+
+import polars as pl
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from kumo_assets.graph_tables import read_published_tables
+from kumo_assets.ingest import markdown_table, table_asset_key
+from kumo_assets.pql.queries import load_queries, queries_beside
+from kumo_assets.spec import GraphSpec
+from kumo_assets.table_build import EVENT_TIME
+from resources.data_plane import DataPlane
+from resources.feature_store import FeatureStoreResource, NodeTable, build_feature_store
+
+__all__ = ["build_feature_store_asset", "feature_store_key", "fit_cutoff", "node_tables"]
+
+
+def feature_store_key(spec: GraphSpec) -> AssetKey:
+    return AssetKey([spec.graph_name, "feature_store"])
+
+
+def fit_cutoff(spec: GraphSpec) -> int | None:
+    """The earliest validation anchor among the graph's queries (None when no query fixes one)."""
+    queries_file = queries_beside(spec.path)
+    if queries_file is None:
+        return None
+    cutoffs = []
+    for query in load_queries(queries_file).values():
+        plan = query.anchors
+        if plan.val is not None:
+            cutoffs.append(plan.val)
+        elif plan.timestamps and plan.timestamps.get("val"):
+            cutoffs.append(min(plan.timestamps["val"]))
+    return min(cutoffs) if cutoffs else None
+
+
+def node_tables(
+    tables: dict[str, pl.DataFrame], metas: dict[str, dict], cutoff: int | None
+) -> dict[str, NodeTable]:
+    result = {}
+    for name, frame in tables.items():
+        fit_rows = None
+        if cutoff is not None and EVENT_TIME in frame.columns:
+            fit_rows = (frame.get_column(EVENT_TIME) <= cutoff).to_numpy()
+        result[name] = NodeTable(frame, metas[name]["stypes"], fit_rows)
+    return result
+
+
+def build_feature_store_asset(spec: GraphSpec) -> AssetsDefinition:
+    @asset(
+        key=feature_store_key(spec),
+        deps=[table_asset_key(spec, table) for table in spec.tables],
+        group_name=f"{spec.graph_name}_graph",
+        description="Feature columns encoded per node type (numerical, categorical, text blocks), memory-mapped.",
+        kinds={"numpy"},
+    )
+    def _feature_store(
+        context: AssetExecutionContext, data_plane: DataPlane, feature_store: FeatureStoreResource
+    ) -> MaterializeResult:
+        started = time.perf_counter()
+        tables, metas = read_published_tables(spec, data_plane)
+        cutoff = fit_cutoff(spec)
+        path, schema = build_feature_store(
+            feature_store.directory(spec.graph_name),
+            node_tables(tables, metas, cutoff),
+            extra={"fit_cutoff": cutoff},
+        )
+        context.log.info(f"feature store version {schema['version']} at {path}")
+        return MaterializeResult(metadata=feature_metadata(schema, path, time.perf_counter() - started))
+
+    return _feature_store
+
+
+def feature_metadata(schema: dict, path, seconds: float) -> dict:
+    rows = []
+    for node_type, meta in schema["node_types"].items():
+        stypes: dict[str, int] = {}
+        for column in meta["columns"]:
+            stypes[column["stype"]] = stypes.get(column["stype"], 0) + 1
+        summary = ", ".join(f"{count} {stype}" for stype, count in sorted(stypes.items()))
+        widths = ", ".join(f"{block} {width}" for block, width in meta["blocks"].items())
+        rows.append([node_type, meta["rows"], meta["fit_rows"], summary or "none", widths or "none"])
+    cutoff = schema.get("fit_cutoff")
+    return {
+        "version": MetadataValue.text(schema["version"]),
+        "dagster/uri": MetadataValue.path(str(path)),
+        "node_types": MetadataValue.md(
+            markdown_table(
+                ["node type", "rows", "rows fitting encoders", "columns per stype", "block widths"], rows
+            )
+        ),
+        "fit_cutoff": MetadataValue.text(
+            "none (every row)" if cutoff is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(cutoff))
+        ),
+        "bytes": MetadataValue.int(schema["bytes"]),
+        "build_seconds": MetadataValue.float(round(seconds, 3)),
+    }
