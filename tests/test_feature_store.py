@@ -100,7 +100,7 @@ def stored(tmp_path):
     rng = np.random.default_rng(0)
     data = pl.DataFrame({"x": rng.normal(size=1000), "c": rng.choice(["a", "b", "c"], 1000)})
     tables = {"items": NodeTable(data, {"x": {"stype": "numerical"}, "c": {"stype": "categorical"}})}
-    path, schema = build_feature_store(tmp_path, tables)
+    path, _schema = build_feature_store(tmp_path, tables)
     return open_feature_store(tmp_path), path
 
 
@@ -120,7 +120,7 @@ def test_gathers_equal_the_stored_rows_and_reuse_buffers(stored):
 
 
 def test_damaged_store_is_an_error(stored, tmp_path):
-    features, path = stored
+    _features, path = stored
     block = path / "items.numerical.npy"
     block.write_bytes(block.read_bytes()[:-64])
     with pytest.raises(FeatureStoreError, match="truncated or corrupt"):
