@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import polars as pl
 import torch
@@ -169,7 +170,11 @@ class PygFeatureStore(FeatureStore):
             return torch.from_numpy(np.array(source))  # a copy: the whole column, rarely asked for
         index = np.asarray(attr.index, dtype=np.int64)
         out = self._buffer((attr.group_name, attr.attr_name), source, len(index))
-        np.take(source, index, axis=0, out=out.numpy())
+        target = out.numpy()
+        if source.ndim == 2 and len(index) >= 4096:
+            _gather_rows(source, index, target)  # parallel copy for big batches
+        else:
+            np.take(source, index, axis=0, out=target)
         return out
 
     def _put_tensor(self, tensor, attr: TensorAttr) -> bool:
@@ -185,6 +190,12 @@ class PygFeatureStore(FeatureStore):
     def get_all_tensor_attrs(self) -> list[TensorAttr]:
         attrs = [TensorAttr(group, block) for group, block in self.stored.blocks]
         return attrs + [TensorAttr(group, "time") for group in self.node_times]
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather_rows(source, index, out):
+    for row in numba.prange(index.shape[0]):
+        out[row, :] = source[index[row], :]
 
 
 class FeatureStoreResource(ConfigurableResource):

@@ -86,7 +86,13 @@ class MinibatchFetcher:
         )
 
     def build(self, split: TrainingSplit, epoch_seed: int, index: int, shuffle: bool = True) -> bytes:
-        """Sample the batch's subgraph, gather its features and labels, serialise (no cache involved)."""
+        """The serialised batch, built without the cache."""
+        buffer = io.BytesIO()
+        torch.save(self.content(split, epoch_seed, index, shuffle), buffer)
+        return buffer.getvalue()
+
+    def content(self, split: TrainingSplit, epoch_seed: int, index: int, shuffle: bool = True) -> dict:
+        """Sample the batch's subgraph, gather its features and labels, as plain tensors."""
         rows = self.order(split, epoch_seed, shuffle)[index * self.batch_size : (index + 1) * self.batch_size]
         seeds, times = split.seeds[rows], split.seed_times[rows]
         self.sampler_invocations += 1
@@ -113,16 +119,20 @@ class MinibatchFetcher:
             "seed_time": torch.from_numpy(times.astype(np.int64)),
             "y": torch.from_numpy(np.asarray(split.labels)[rows]),
         }
-        buffer = io.BytesIO()
-        torch.save({"node_type": split.node_type, "nodes": nodes, "edges": edges, "seed": seed}, buffer)
-        return buffer.getvalue()
+        return {"node_type": split.node_type, "nodes": nodes, "edges": edges, "seed": seed}
 
     def epoch(self, split: TrainingSplit, epoch_seed: int, shuffle: bool = True) -> Iterator[HeteroData]:
         """Every minibatch of one epoch, in order; up to ``prefetch`` batches are built ahead in a thread."""
         count = self.batches_per_epoch(split)
+
+        def make(index: int):
+            if self.cache is None:  # nothing to share: skip serialising
+                return self.content(split, epoch_seed, index, shuffle)
+            return self.payload(split, epoch_seed, index, shuffle)
+
         if self.prefetch <= 0:
             for index in range(count):
-                yield decode_batch(self.payload(split, epoch_seed, index, shuffle))
+                yield decode_batch(make(index))
             return
         ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
@@ -132,7 +142,7 @@ class MinibatchFetcher:
                 for index in range(count):
                     if stop.is_set():
                         return
-                    ready.put(self.payload(split, epoch_seed, index, shuffle))
+                    ready.put(make(index))
                 ready.put(None)
             except BaseException as error:  # handed to the consumer, which re-raises it
                 ready.put(error)
@@ -156,9 +166,9 @@ class MinibatchFetcher:
                     worker.join(0.01)
 
 
-def decode_batch(payload: bytes) -> HeteroData:
-    """A serialised batch back into `HeteroData` (tensors only: loaded with ``weights_only=True``)."""
-    content = torch.load(io.BytesIO(payload), weights_only=True)
+def decode_batch(payload: bytes | dict) -> HeteroData:
+    """A batch (serialised, or its tensors) as `HeteroData`; bytes load with ``weights_only=True``."""
+    content = payload if isinstance(payload, dict) else torch.load(io.BytesIO(payload), weights_only=True)
     data = HeteroData()
     for node_type, entry in content["nodes"].items():
         for name, value in entry.items():

@@ -115,6 +115,8 @@ def test_gathers_equal_the_stored_rows_and_reuse_buffers(stored):
         assert torch.equal(gathered, torch.from_numpy(source[index.numpy()]))
         pointers.append(gathered.data_ptr())
     assert len(set(pointers)) == 2  # two buffers, reused in turn: no allocation per batch
+    big = torch.from_numpy(np.random.default_rng(9).integers(0, 1000, 5000))  # the parallel gather path
+    assert torch.equal(store.get_tensor("items", "numerical", index=big), torch.from_numpy(source[big.numpy()]))
     codes = store.get_tensor("items", "categorical", index=torch.tensor([0, 5]))
     assert codes.dtype == torch.int32 and codes.shape == (2, 1)
 
