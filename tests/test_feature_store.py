@@ -116,7 +116,9 @@ def test_gathers_equal_the_stored_rows_and_reuse_buffers(stored):
         pointers.append(gathered.data_ptr())
     assert len(set(pointers)) == 2  # two buffers, reused in turn: no allocation per batch
     big = torch.from_numpy(np.random.default_rng(9).integers(0, 1000, 5000))  # the parallel gather path
-    assert torch.equal(store.get_tensor("items", "numerical", index=big), torch.from_numpy(source[big.numpy()]))
+    assert torch.equal(
+        store.get_tensor("items", "numerical", index=big), torch.from_numpy(source[big.numpy()])
+    )
     codes = store.get_tensor("items", "categorical", index=torch.tensor([0, 5]))
     assert codes.dtype == torch.int32 and codes.shape == (2, 1)
 
@@ -149,3 +151,17 @@ def test_feature_store_asset_and_a_pyg_loader_over_both_stores(tmp_path):
     assert batch["orders"].time.max() <= 1_720_000_000
     users = np.asarray(features.blocks[("users", "numerical")])
     assert torch.equal(batch["users"].numerical, torch.from_numpy(users[batch["users"].n_id.numpy()]))
+
+
+def test_text_columns_get_real_sentence_embeddings(tmp_path):
+    from resources.text_embedding import sentence_embedder
+
+    embed, width = sentence_embedder()
+    vectors = embed(["formula one racing driver", "a driver in formula 1 races", "chocolate cake recipe"])
+    assert vectors.shape == (3, width) == (3, 384) and vectors.dtype == np.float32
+    assert float(vectors[0] @ vectors[1]) > float(vectors[0] @ vectors[2]) + 0.2
+    data = pl.DataFrame({"note": ["formula one racing driver", None, "chocolate cake recipe"]})
+    tables = {"items": NodeTable(data, {"note": {"stype": "text"}})}
+    build_feature_store(tmp_path, tables, embed_text=embed, text_width=width)
+    text = np.asarray(open_feature_store(tmp_path).blocks[("items", "text")])
+    assert text.shape == (3, 384) and np.allclose(text[0], vectors[0], atol=1e-5) and not text[1].any()
