@@ -29,4 +29,4 @@ def sentence_embedder() -> tuple[Callable[[list[str]], np.ndarray], int] | None:
         vectors = model.encode(texts, batch_size=64, show_progress_bar=False, convert_to_numpy=True)
         return np.asarray(vectors, dtype=np.float32)
 
-    return embed, int(model.get_sentence_embedding_dimension())
+    return embed, int(model.get_embedding_dimension())
