@@ -152,7 +152,25 @@ def _trial(args) -> tuple[int, int]:
 def test_concurrent_trials_build_each_batch_once(stores, tmp_path):
     """Four processes pull the same epoch at once: four batches are sampled in all, not sixteen."""
     assert (tmp_path / "features" / "CURRENT").exists()  # the fixture's feature store, shared by the trials
-    with multiprocessing.get_context("fork").Pool(4) as pool:
-        results = pool.map(_trial, [(str(tmp_path), 3)] * 4)
+    context = multiprocessing.get_context(
+        "fork"
+    )  # plain processes, no Pool: its helper threads and fork mix badly
+    pipes, workers = [], []
+    for _ in range(4):
+        receiver, sender = context.Pipe(duplex=False)
+        worker = context.Process(target=lambda out=sender: out.send(_trial((str(tmp_path), 3))))
+        worker.start()
+        pipes.append(receiver)
+        workers.append(worker)
+    try:
+        results = []
+        for receiver in pipes:
+            assert receiver.poll(120), "a trial process did not finish"
+            results.append(receiver.recv())
+    finally:
+        for worker in workers:
+            worker.join(10)
+            if worker.is_alive():
+                worker.kill()
     assert sum(misses for misses, _ in results) == 4
     assert sum(hits for _, hits in results) == 12
