@@ -11,7 +11,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from kumo_assets.graph_tables import read_published_tables
-from kumo_assets.ingest import markdown_table, table_asset_key
+from kumo_assets.ingest import format_time, markdown_table, table_asset_key
 from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import EVENT_TIME
@@ -100,9 +100,7 @@ def feature_metadata(schema: dict, path, seconds: float) -> dict:
             )
         ),
         "text_encoder": MetadataValue.text(schema.get("text_encoder", "hashing")),
-        "fit_cutoff": MetadataValue.text(
-            "none (every row)" if cutoff is None else time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(cutoff))
-        ),
+        "fit_cutoff": MetadataValue.text(format_time(cutoff, "none (every row)")),
         "bytes": MetadataValue.int(schema["bytes"]),
         "build_seconds": MetadataValue.float(round(seconds, 3)),
     }

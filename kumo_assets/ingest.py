@@ -204,7 +204,7 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
     if meta["time"]:
         time_meta = meta["time"]
         metadata["time_range"] = MetadataValue.text(
-            f"{_iso(time_meta['min'])} .. {_iso(time_meta['max'])} ({time_meta['how']})"
+            f"{format_time(time_meta['min'])} .. {format_time(time_meta['max'])} ({time_meta['how']})"
         )
         metadata["rows_dropped_without_time"] = MetadataValue.int(time_meta["dropped_null_rows"])
     return metadata
@@ -214,9 +214,10 @@ def _stype_text(decision: dict | None) -> str:
     return "" if decision is None else f"{decision['stype']}: {decision['reason']}"
 
 
-def _iso(seconds: int | None) -> str:
+def format_time(seconds: int | None, missing: str = "none") -> str:
+    """UTC seconds as text for the UI (one format for every asset's metadata)."""
     if seconds is None:
-        return "none"
+        return missing
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 

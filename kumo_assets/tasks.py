@@ -11,7 +11,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
 from kumo_assets.graph_tables import read_published_tables
-from kumo_assets.ingest import markdown_table, table_asset_key
+from kumo_assets.ingest import format_time, markdown_table, table_asset_key
 from kumo_assets.pql.compiler import SPLITS
 from kumo_assets.pql.parser import parse_query
 from kumo_assets.pql.queries import NamedQuery
@@ -75,8 +75,8 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinitio
 
 def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -> dict:
     rows = [
-        [split, meta["rows"][split], meta["anchors"][split]["count"], _iso(meta["anchors"][split]["first"]),
-         _iso(meta["anchors"][split]["last"])]
+        [split, meta["rows"][split], meta["anchors"][split]["count"], format_time(meta["anchors"][split]["first"], ""),
+         format_time(meta["anchors"][split]["last"], "")]
         for split in SPLITS
     ]  # fmt: skip
     return {
@@ -118,7 +118,3 @@ def label_plot(table: pl.DataFrame, task_type: str, width: int = 40) -> str:
             f"  {label} | {'#' * round(width * count / peak):<{width}} {count}" for label, count in bars
         ]
     return "```\n" + "\n".join(lines) + "\n```"
-
-
-def _iso(seconds: int | None) -> str:
-    return "" if seconds is None else time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
