@@ -1,0 +1,148 @@
+"""One trial: train one configuration of the GNN family on a query's training table and score it.
+
+Plain functions (no Dagster) used by the model asset, the HPO trials and `benchmarks/bench_f1.py`:
+training table rows -> fetcher splits (entity key -> node id, anchor -> seed time) -> model -> trainer ->
+validation/test metrics, predictions and embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import polars as pl
+
+from models.checkpoints import CheckpointStore
+from models.gnn import GNNConfig, RelationalGNN
+from models.heads import TaskSpec
+from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
+from resources.batch_cache import BatchCache
+from resources.feature_store import StoredFeatures
+from resources.fetcher import MinibatchFetcher, TrainingSplit
+from resources.graph_store import StoredGraph
+from resources.sampler import SamplerConfig
+
+__all__ = ["GNNTrialConfig", "GNNTrialResult", "make_splits", "run_gnn_trial"]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class GNNTrialConfig:
+    """Everything one GNN trial varies. Sampling (fanouts, strategy, batch size) is kept apart from the model
+    so trials that share it share the fetcher's cached batches."""
+
+    model: GNNConfig = field(default_factory=GNNConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    fanouts: tuple[int, ...] = (128, 64)
+    strategy: str = "uniform"
+    batch_size: int = 512
+    eval_batch_size: int = 1024
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class GNNTrialResult:
+    config: GNNTrialConfig
+    spec: TaskSpec
+    fit: FitResult
+    metrics: dict[str, dict]
+    predictions: dict[str, Predictions]
+    model: RelationalGNN
+
+
+def make_splits(
+    table: pl.DataFrame,
+    node_keys: pl.DataFrame,
+    node_type: str,
+    name: str,
+    observe_until: int | None = None,
+    label_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, TrainingSplit]:
+    """Training-table rows as fetcher splits: entity key -> node id (row of ``node_keys``), anchor -> seed
+    time. ``observe_until`` freezes the graph: seeds see nothing after it (the RelBench frozen regime)."""
+    key_column = node_keys.columns[0]
+    lookup = node_keys.select(pl.col(key_column).alias("entity"), pl.int_range(pl.len()).alias("_node"))
+    joined = table.with_columns(pl.col("entity").cast(lookup.schema["entity"]))
+    joined = joined.join(lookup, on="entity", how="left", maintain_order="left")
+    missing = joined.filter(pl.col("_node").is_null())
+    if missing.height:
+        raise ValueError(
+            f"{missing.height} training rows name {node_type} keys that are not in the graph store "
+            f"(e.g. {missing['entity'][0]!r}): rebuild the graph store from the same tables"
+        )
+    digest = hashlib.sha256(joined.select("entity", "anchor_time", "split").write_ipc(None).getvalue())
+    splits = {}
+    for split in SPLITS:
+        rows = joined.filter(pl.col("split") == split)
+        times = rows["anchor_time"].to_numpy().astype(np.int64)
+        if observe_until is not None:
+            times = np.minimum(times, observe_until)
+        labels = rows["label"].to_numpy()
+        if label_transform is not None:
+            labels = label_transform(labels)
+        splits[split] = TrainingSplit(
+            f"{name}/{split}@{digest.hexdigest()[:16]}-{observe_until}",
+            node_type,
+            rows["_node"].to_numpy().astype(np.int64),
+            times,
+            labels,
+        )
+    return splits
+
+
+def task_spec_for(task_type: str, train_labels: np.ndarray, loss: str = "auto") -> TaskSpec:
+    return TaskSpec.from_labels(task_type, train_labels, loss=loss)
+
+
+def run_gnn_trial(
+    graph: StoredGraph,
+    features: StoredFeatures,
+    splits: dict[str, TrainingSplit],
+    task_type: str,
+    config: GNNTrialConfig,
+    checkpoints: CheckpointStore | None = None,
+    callback: Callable[[int, dict], None] | None = None,
+    cache: BatchCache | None = None,
+    threads: int | None = None,
+    loss: str = "auto",
+) -> GNNTrialResult:
+    """Fit on ``splits['train']``, early-stop on ``val``, then score ``val`` and ``test`` (when present)."""
+    train = splits["train"]
+    spec = task_spec_for(task_type, train.labels, loss)
+    if task_type == "multiclass_classification":
+        splits = {name: _with_labels(split, spec.class_index(split.labels)) for name, split in splits.items()}
+        train = splits["train"]
+    seed_everything(config.trainer.seed)
+    model = RelationalGNN(
+        list(graph.node_counts), graph.edge_types, features.schema["node_types"], train.node_type, spec,
+        config.model, graph.node_counts,
+    )  # fmt: skip
+    sampling = SamplerConfig(tuple(config.fanouts), config.strategy)
+    fetch = MinibatchFetcher(graph, features, sampling, config.batch_size, cache=cache, threads=threads)
+    evaluate = MinibatchFetcher(
+        graph, features, sampling, config.eval_batch_size, cache=cache, threads=threads
+    )
+    trainer = Trainer(model, config.trainer, checkpoints, callback)
+    seed = config.trainer.seed
+
+    def train_epoch(epoch: int):
+        return fetch.epoch(train, epoch_seed=seed * 1_000 + epoch)
+
+    def batches(split: TrainingSplit):
+        return evaluate.epoch(split, epoch_seed=seed, shuffle=False)
+
+    fit = trainer.fit(train_epoch, lambda: batches(splits["val"]))
+    metrics, predictions = {}, {}
+    for name in ("val", "test"):
+        if name in splits and len(splits[name].seeds):
+            metrics[name], predictions[name] = trainer.evaluate(batches(splits[name]))
+    return GNNTrialResult(config, spec, fit, metrics, predictions, model)
+
+
+def _with_labels(split: TrainingSplit, labels: np.ndarray) -> TrainingSplit:
+    return TrainingSplit(split.name, split.node_type, split.seeds, split.seed_times, labels)

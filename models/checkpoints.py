@@ -1,0 +1,70 @@
+"""Where a trainer keeps its checkpoints: a local directory or any data plane (local or S3).
+
+A checkpoint is one blob written atomically (temp file + rename locally, a single PUT on S3), so a trial
+killed mid-write leaves the previous checkpoint intact and a restarted trial resumes from it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+__all__ = ["CheckpointStore", "DataPlaneCheckpoints", "DirectoryCheckpoints", "from_bytes", "to_bytes"]
+
+
+class CheckpointStore(Protocol):
+    def save(self, name: str, data: bytes) -> None: ...
+
+    def load(self, name: str) -> bytes | None: ...
+
+
+class DirectoryCheckpoints:
+    """Checkpoints as files in one local directory."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+
+    def save(self, name: str, data: bytes) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.")
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.directory / name)
+
+    def load(self, name: str) -> bytes | None:
+        path = self.directory / name
+        return path.read_bytes() if path.exists() else None
+
+
+class DataPlaneCheckpoints:
+    """Checkpoints under ``prefix`` of a data plane (anything with ``put_bytes``/``get_bytes``)."""
+
+    def __init__(self, plane: Any, *prefix: str) -> None:
+        self.plane, self.prefix = plane, prefix
+
+    def save(self, name: str, data: bytes) -> None:
+        self.plane.put_bytes(data, *self.prefix, name)
+
+    def load(self, name: str) -> bytes | None:
+        try:
+            return self.plane.get_bytes(*self.prefix, name)
+        except FileNotFoundError:
+            return None
+
+
+def to_bytes(state: dict) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def from_bytes(data: bytes) -> dict:
+    # Our own checkpoints hold RNG states (numpy arrays, python tuples): not loadable with weights_only.
+    return torch.load(io.BytesIO(data), weights_only=False, map_location="cpu")
