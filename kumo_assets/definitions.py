@@ -22,6 +22,7 @@ from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec_loader import load_spec
 from kumo_assets.tasks import build_training_table_assets
+from kumo_assets.training import build_model_assets
 from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
@@ -58,7 +59,9 @@ def build_definitions(
         assets.append(build_feature_store_asset(spec))
         queries_file = queries_beside(spec.path)
         if queries_file is not None:
-            assets += build_training_table_assets(spec, load_queries(queries_file))
+            queries = load_queries(queries_file)
+            assets += build_training_table_assets(spec, queries)
+            assets += build_model_assets(spec, queries)
     object_store = ObjectStoreConnector(
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),

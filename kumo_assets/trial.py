@@ -8,15 +8,22 @@ validation/test metrics, predictions and embeddings.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+import tempfile
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from models.checkpoints import CheckpointStore
+from kumo_assets.keys import NODE_ID
+from kumo_assets.pql.schema import GraphSchema
+from models.checkpoints import CheckpointStore, to_bytes
+from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
+from models.propositional import PropositionalConfig, build_relational_features
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from resources.batch_cache import BatchCache
 from resources.feature_store import StoredFeatures
@@ -24,7 +31,15 @@ from resources.fetcher import MinibatchFetcher, TrainingSplit
 from resources.graph_store import StoredGraph
 from resources.sampler import SamplerConfig
 
-__all__ = ["GNNTrialConfig", "GNNTrialResult", "make_splits", "run_gnn_trial"]
+__all__ = [
+    "GBDTTrialResult",
+    "GNNTrialConfig",
+    "GNNTrialResult",
+    "gnn_artifacts",
+    "make_splits",
+    "run_gbdt_trial",
+    "run_gnn_trial",
+]
 
 SPLITS = ("train", "val", "test")
 
@@ -146,3 +161,59 @@ def run_gnn_trial(
 
 def _with_labels(split: TrainingSplit, labels: np.ndarray) -> TrainingSplit:
     return TrainingSplit(split.name, split.node_type, split.seeds, split.seed_times, labels)
+
+
+def gnn_artifacts(result: GNNTrialResult) -> bytes:
+    """The trained GNN as one blob: weights plus everything needed to rebuild and decode it."""
+    return to_bytes({"state_dict": result.model.state_dict(), "config": result.config.to_dict(),
+                     "spec": result.spec.to_dict(), "seed_type": result.model.seed_type,
+                     "fit": asdict(result.fit), "metrics": result.metrics})  # fmt: skip
+
+
+@dataclass
+class GBDTTrialResult:
+    model: GBDTModel
+    metrics: dict[str, dict]
+    feature_seconds: float
+    fit_seconds: float
+    features: int
+
+    @property
+    def model_bytes(self) -> bytes:
+        with tempfile.TemporaryDirectory() as scratch:
+            path = Path(scratch) / "model.lgb"
+            self.model.save(path)
+            return path.read_bytes()
+
+
+def run_gbdt_trial(
+    frames: Mapping[str, pl.DataFrame],
+    schema: GraphSchema,
+    entity_table: str,
+    entity_keys: pl.DataFrame,
+    table: pl.DataFrame,
+    task_type: str,
+    config: GBDTConfig | None = None,
+    observe_until: int | None = None,
+    features: PropositionalConfig | None = None,
+) -> GBDTTrialResult:
+    """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
+
+    ``entity_keys``: the entity table's key column and its ``_kumo_id`` (entity value -> node id).
+    """
+    started = time.perf_counter()
+    key = entity_keys.columns[0]
+    rows = table.join(
+        entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left"
+    )  # fmt: skip
+    design = build_relational_features(frames, schema, entity_table, rows.select(NODE_ID, "anchor_time"),
+                                       features or PropositionalConfig(), observe_until)  # fmt: skip
+    feature_seconds = time.perf_counter() - started
+    parts = {}
+    for split in SPLITS:
+        mask = (rows["split"] == split).to_numpy()
+        if mask.any():
+            parts[split] = (design.filter(pl.Series(mask)), rows["label"].to_numpy()[mask])
+    model, metrics = fit_gbdt_for_task(task_type, parts["train"], parts["val"], parts.get("test"), config)
+    return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
+                           design.width)  # fmt: skip

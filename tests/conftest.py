@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import HealthCheck, settings
 
 from kumo_assets.spec_loader import load_spec
@@ -22,6 +23,10 @@ settings.register_profile(
     "thorough", max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+# pytest-xdist runs one worker per core: a second intra-op thread per worker only makes torch's OpenMP
+# threads spin against each other (tiny models ran 15x slower with two threads on a busy machine).
+torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("KUMO_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

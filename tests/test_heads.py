@@ -66,17 +66,17 @@ def test_head_shapes_and_loss_goes_down(task_type):
 
 
 def test_predictions_decode_per_task_type():
-    spec, x, y = toy("multiclass_classification")
+    spec, _, _ = toy("multiclass_classification")
     probabilities = make_head(spec, CHANNELS).predict(torch.randn(ROWS, 3))
     torch.testing.assert_close(probabilities.sum(dim=1), torch.ones(ROWS))
     assert spec.classes == ["a", "b", "c"] and spec.class_index(["c", "zzz"]).tolist() == [2, -1]
 
-    spec, x, y = toy("regression")
+    spec, _, y = toy("regression")
     low, high = np.percentile(y.numpy(), [2, 98])
     values = make_head(spec, CHANNELS).predict(torch.linspace(-100, 100, ROWS))
     assert values.min() == pytest.approx(low) and values.max() == pytest.approx(high)  # clamped to the range
 
-    spec, x, y = toy("ranking")
+    spec, _x, y = toy("ranking")
     top = make_head(spec, CHANNELS).predict(torch.arange(20.0).repeat(ROWS, 1))
     assert top[0].tolist() == [19, 18, 17]
 

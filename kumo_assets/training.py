@@ -1,0 +1,201 @@
+"""Model assets: train one configuration of either family (GNN or GBDT) for a query, from the UI or CLI.
+
+The asset is thin: it reads the training table and stores, calls `train_query_model` (plain, tested
+without Dagster), and reports metrics. Artifacts live under ``<graph>/models/<query>/<run key>/`` of the
+data plane; the run key hashes the configuration and the input versions, so re-materialising after a crash
+resumes from the checkpoint, and a finished run is not retrained.
+"""
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from kumo_assets.features import feature_store_key
+from kumo_assets.graph import graph_store_key
+from kumo_assets.graph_tables import read_published_tables
+from kumo_assets.ingest import format_time, markdown_table, table_asset_key
+from kumo_assets.keys import NODE_ID
+from kumo_assets.pql.queries import NamedQuery
+from kumo_assets.pql.schema import GraphSchema
+from kumo_assets.spec import GraphSpec
+from kumo_assets.tasks import training_table_key
+from kumo_assets.trial import GNNTrialConfig, gnn_artifacts, make_splits, run_gbdt_trial, run_gnn_trial
+from models.checkpoints import DataPlaneCheckpoints
+from models.gbdt import GBDTConfig
+from models.gnn import GNNConfig
+from models.trainer import TrainerConfig
+from resources.data_plane import DataPlane
+from resources.feature_store import FeatureStoreResource
+from resources.graph_store import GraphStoreResource
+
+__all__ = ["ModelRunConfig", "build_model_assets", "model_key", "train_query_model"]
+
+
+class ModelRunConfig(Config):
+    """One configuration to train. Defaults are small so `make demo` trains every query in about a minute
+    each on a laptop CPU; the F1 benchmark (benchmarks/bench_f1.py) uses the full recipe."""
+
+    family: str = "gnn"
+    conv: str = "sage"
+    channels: int = 64
+    layers: int = 2
+    aggr: str = "sum"
+    dropout: float = 0.0
+    epochs: int = 3
+    lr: float = 0.005
+    batch_size: int = 512
+    fanouts: list[int] = [32, 16]
+    max_steps_per_epoch: int = 2000
+    seed: int = 0
+    device: str = "auto"
+    observe_until: str | None = None  # ISO date: hide every row after it (the frozen benchmark regime)
+    gbdt_trees: int = 1000
+    gbdt_learning_rate: float = 0.05
+    gbdt_leaves: int = 31
+
+
+def model_key(spec: GraphSpec, name: str) -> AssetKey:
+    return AssetKey([spec.graph_name, "model", name])
+
+
+@dataclass
+class TrainedModel:
+    run_key: str
+    family: str
+    task_type: str
+    metrics: dict
+    seconds: float
+    resumed_from: int | None
+    uri: str
+
+
+def _epoch_seconds(value: str | None) -> int | None:
+    if value is None:
+        return None
+    from datetime import UTC, datetime
+
+    return int(datetime.fromisoformat(value).replace(tzinfo=UTC).timestamp())
+
+
+def train_query_model(
+    spec: GraphSpec,
+    query: NamedQuery,
+    config: ModelRunConfig,
+    data_plane: DataPlane,
+    graph_store: GraphStoreResource,
+    feature_store: FeatureStoreResource,
+    log=print,
+) -> TrainedModel:
+    """Train ``config`` on the query's published training table; write model, metrics and predictions."""
+    started = time.perf_counter()
+    parts = (spec.graph_name, "training_tables")
+    table, meta = (
+        data_plane.get_frame(*parts, f"{query.name}.parquet"),
+        data_plane.get_json(*parts, f"{query.name}.json"),
+    )
+    task_type = meta["task_type"]
+    entity_table, entity_column = meta["parsed"]["entity"]["table"], meta["parsed"]["entity"]["column"]
+    observe_until = _epoch_seconds(config.observe_until)
+    graph = graph_store.open(spec.graph_name)
+    features = feature_store.open(spec.graph_name)
+    inputs = f"{meta['content_hash']}|{graph.version}|{features.version}"
+    run_key = hashlib.sha256(f"{config.model_dump_json()}|{inputs}".encode()).hexdigest()[:16]
+    prefix = (spec.graph_name, "models", query.name, run_key)
+    if config.family == "gbdt":
+        frames, metas = read_published_tables(spec, data_plane)
+        schema = GraphSchema.from_table_metadata(spec, metas)
+        gbdt = GBDTConfig(n_estimators=config.gbdt_trees, learning_rate=config.gbdt_learning_rate,
+                          num_leaves=config.gbdt_leaves, seed=config.seed)  # fmt: skip
+        keys = frames[entity_table].select(entity_column, NODE_ID)
+        result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until)
+        metrics, resumed_from = result.metrics, None
+        data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
+    elif config.family == "gnn":
+        splits = make_splits(table, graph_store.node_keys(graph, entity_table), entity_table,
+                             f"{spec.graph_name}/{query.name}", observe_until)  # fmt: skip
+        trial = GNNTrialConfig(
+            GNNConfig(conv=config.conv, channels=config.channels, layers=config.layers, aggr=config.aggr,
+                      dropout=config.dropout),
+            TrainerConfig(epochs=config.epochs, lr=config.lr, max_steps_per_epoch=config.max_steps_per_epoch,
+                          seed=config.seed, device=config.device),
+            fanouts=tuple(config.fanouts), batch_size=config.batch_size,
+        )  # fmt: skip
+        result = run_gnn_trial(
+            graph, features, splits, task_type, trial, DataPlaneCheckpoints(data_plane, *prefix, "checkpoints"),
+            callback=lambda epoch, values: log(f"epoch {epoch}: " + json.dumps(_rounded(values))),
+        )  # fmt: skip
+        metrics, resumed_from = result.metrics, result.fit.resumed_from
+        data_plane.put_bytes(gnn_artifacts(result), *prefix, "model.pt")
+    else:
+        raise ValueError(f"unknown model family {config.family!r}: choose gnn or gbdt")
+    seconds = time.perf_counter() - started
+    summary = {"family": config.family, "task_type": task_type, "config": config.model_dump(), "metrics": metrics,
+               "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from}  # fmt: skip
+    uri = data_plane.put_json(summary, *prefix, "summary.json")
+    return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri)
+
+
+def _rounded(values: dict) -> dict:
+    return {key: round(float(value), 4) for key, value in values.items()}
+
+
+def build_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+    return [_model_asset(spec, query) for query in queries.values()]
+
+
+def _model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
+    @asset(
+        key=model_key(spec, query.name),
+        deps=[
+            training_table_key(spec, query.name),
+            graph_store_key(spec),
+            feature_store_key(spec),
+            *[table_asset_key(spec, table) for table in spec.tables],
+        ],
+        group_name=f"{spec.graph_name}_models",
+        description=f"One trained model (GNN or GBDT, chosen in the run config) for `{query.text}`",
+        kinds={"pytorch", "lightgbm"},
+    )
+    def _model(
+        context: AssetExecutionContext,
+        config: ModelRunConfig,
+        data_plane: DataPlane,
+        graph_store: GraphStoreResource,
+        feature_store: FeatureStoreResource,
+    ) -> MaterializeResult:
+        trained = train_query_model(
+            spec, query, config, data_plane, graph_store, feature_store, context.log.info
+        )
+        return MaterializeResult(metadata=model_metadata(trained, config))
+
+    return _model
+
+
+def model_metadata(trained: TrainedModel, config: ModelRunConfig) -> dict:
+    names = sorted({name for split in trained.metrics.values() for name in split})
+    rows = [[split, *[f"{values.get(name, float('nan')):.4f}" for name in names]]
+            for split, values in trained.metrics.items()]  # fmt: skip
+    return {
+        "family": MetadataValue.text(trained.family),
+        "task_type": MetadataValue.text(trained.task_type),
+        "metrics": MetadataValue.md(markdown_table(["split", *names], rows)),
+        "config": MetadataValue.json(config.model_dump()),
+        "run_key": MetadataValue.text(trained.run_key),
+        "resumed_from_epoch": MetadataValue.text(
+            str(trained.resumed_from) if trained.resumed_from is not None else "none"
+        ),
+        "observe_until": MetadataValue.text(format_time(_epoch_seconds(config.observe_until), "none")),
+        "dagster/uri": MetadataValue.path(trained.uri),
+        "train_seconds": MetadataValue.float(round(trained.seconds, 2)),
+    }

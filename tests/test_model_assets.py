@@ -1,0 +1,75 @@
+"""Model assets through Dagster: either family trains from the run config; a re-run resumes, never retrains."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from dagster import AssetKey, instance_for_test, materialize
+
+from kumo_assets.definitions import build_definitions
+from tests.fake_db import write_fake_db
+from tests.test_tasks import QUERIES
+
+MODEL = AssetKey(["shop", "model", "big_spender"])
+OP = "shop__model__big_spender"
+
+
+@pytest.fixture
+def shop(tmp_path):
+    spec_path = write_fake_db(tmp_path / "shop")
+    (spec_path.parent / "queries.yaml").write_text(QUERIES)
+    defs = build_definitions([spec_path], str(tmp_path / "plane"))
+    for resource in defs.resources.values():
+        if type(resource).__name__ == "FeatureStoreResource":
+            object.__setattr__(resource, "text_encoder", "hashing")  # the sentence model is tested elsewhere
+    return defs, tmp_path
+
+
+def run(defs, selection, instance, **config):
+    assets = [a for a in defs.assets if not selection or any(key in selection for key in a.keys)]
+    run_config = {"ops": {OP: {"config": config}}} if config else None
+    return materialize(assets, resources=defs.resources, instance=instance, run_config=run_config,
+                       selection=selection)  # fmt: skip
+
+
+def test_gnn_model_trains_reports_metrics_and_resumes_instead_of_retraining(shop):
+    defs, tmp_path = shop
+    config = {"epochs": 2, "channels": 16, "fanouts": [4, 2], "batch_size": 8, "device": "cpu"}
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert run(defs, None, instance).success  # stores and tables, default model config
+        assert run(defs, [MODEL], instance, **config).success
+        first = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+        assert run(defs, [MODEL], instance, **config).success
+        again = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+    assert first["family"].value == "gnn" and "auroc" in first["metrics"].value
+    assert first["resumed_from_epoch"].value == "none"
+    assert again["resumed_from_epoch"].value == "1"  # the finished run's checkpoint: nothing retrained
+    assert again["metrics"].value == first["metrics"].value
+    folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / first["run_key"].value
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["task_type"] == "binary_classification" and set(summary["metrics"]) == {"val", "test"}
+    saved = torch.load(folder / "model.pt", weights_only=False)
+    assert saved["spec"]["task_type"] == "binary_classification" and saved["state_dict"]
+
+
+def test_gbdt_model_trains_from_the_same_asset(shop):
+    defs, tmp_path = shop
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert run(
+            defs, None, instance, family="gnn", epochs=1, channels=8, fanouts=[2], device="cpu"
+        ).success
+        assert run(defs, [MODEL], instance, family="gbdt", gbdt_trees=30).success
+        metadata = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+    assert metadata["family"].value == "gbdt" and "auroc" in metadata["metrics"].value
+    folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / metadata["run_key"].value
+    assert (folder / "model.lgb").stat().st_size > 0
+
+
+def test_unknown_family_fails_with_the_choices(shop):
+    defs, tmp_path = shop
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert run(defs, None, instance, epochs=1, channels=8, fanouts=[2], device="cpu").success
+        with pytest.raises(ValueError, match="choose gnn or gbdt"):
+            run(defs, [MODEL], instance, family="xgboost")
