@@ -52,7 +52,9 @@ def test_a_different_seed_gives_a_different_run(signal):
     """Guards the equality test above: it would pass vacuously if seeds did not matter."""
     graph, features, splits = signal
     first = run_gnn_trial(graph, features, splits, "binary_classification", config(epochs=1), threads=1)
-    other = run_gnn_trial(graph, features, splits, "binary_classification", config(epochs=1, seed=6), threads=1)
+    other = run_gnn_trial(
+        graph, features, splits, "binary_classification", config(epochs=1, seed=6), threads=1
+    )
     assert first.fit.history[0]["loss"] != other.fit.history[0]["loss"]
 
 

@@ -1,0 +1,263 @@
+"""The feature-engineering baseline: LightGBM on propositionalised features (models/propositional.py).
+
+It reports the GNN's metrics (models/metrics.py) and early-stops on the same tune metric, so the two model
+families compare row for row on the same training table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from models.metrics import compute_metrics, metric_direction, tune_metric
+
+__all__ = ["SUPPORTED_TASK_TYPES", "GBDTConfig", "GBDTModel", "fit_gbdt_for_task"]
+
+SUPPORTED_TASK_TYPES = ("binary_classification", "regression", "multiclass_classification")
+_FORMAT_VERSION = 1
+
+
+@dataclass
+class GBDTConfig:
+    """LightGBM settings. ``objective``: None = binary / l2 regression / multiclass; for regression also
+    "l1", "huber", "fair"... ``clamp_percentiles``: regression outputs are clipped to these percentiles of
+    the training labels (None = off). ``threads``: 0 = LightGBM's default (all cores)."""
+
+    num_leaves: int = 31
+    learning_rate: float = 0.03
+    n_estimators: int = 2000
+    early_stopping_rounds: int = 100
+    min_child_samples: int = 40
+    feature_fraction: float = 0.5
+    bagging_fraction: float = 0.8
+    bagging_freq: int = 1
+    lambda_l2: float = 1.0
+    max_bin: int = 255
+    seed: int = 0
+    threads: int = 0
+    objective: str | None = None
+    clamp_percentiles: tuple[float, float] | None = (2.0, 98.0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class GBDTModel:
+    """A LightGBM booster with the task's label mapping, output clamp and feature names."""
+
+    def __init__(self, config: GBDTConfig | None = None) -> None:
+        self.config = config or GBDTConfig()
+        self.booster: lgb.Booster | None = None
+        self.task_type: str | None = None
+        self.feature_names: list[str] = []
+        self.classes_: np.ndarray | None = None
+        self.clamp: tuple[float, float] | None = None
+        self.best_iteration: int = 0
+        self.best_score: float | None = None
+
+    def fit(
+        self,
+        train_x: pl.DataFrame,
+        train_y: np.ndarray,
+        val_x: pl.DataFrame,
+        val_y: np.ndarray,
+        task_type: str,
+        sample_weight: np.ndarray | None = None,
+    ) -> GBDTModel:
+        """Train with early stopping on the validation set's tune metric (models/metrics.py)."""
+        _check_task(task_type)
+        self.task_type = task_type
+        self.feature_names = list(train_x.columns)
+        train_target = self._encode_labels(np.asarray(train_y), fit=True)
+        val_target = self._encode_labels(np.asarray(val_y), fit=False)
+        if task_type == "regression" and self.config.clamp_percentiles is not None:
+            low, high = np.percentile(train_target, self.config.clamp_percentiles)
+            self.clamp = (float(low), float(high))
+        train_set = lgb.Dataset(
+            _matrix(train_x, self.feature_names), train_target, weight=sample_weight, free_raw_data=True
+        )
+        val_set = lgb.Dataset(_matrix(val_x, self.feature_names), val_target, reference=train_set)
+        metric = tune_metric(task_type)
+        higher_better = metric_direction(metric) == "maximize"
+
+        def evaluate(raw: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
+            predicted = self._postprocess(np.asarray(raw).reshape(len(val_target), -1))
+            value = compute_metrics(task_type, val_target, predicted)[metric]
+            return metric, float(value), higher_better
+
+        callbacks = [lgb.log_evaluation(0)]
+        if self.config.early_stopping_rounds > 0:
+            callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
+        self.booster = lgb.train(
+            self._params(),
+            train_set,
+            num_boost_round=self.config.n_estimators,
+            valid_sets=[val_set],
+            valid_names=["val"],
+            feval=evaluate,
+            callbacks=callbacks,
+        )
+        self.best_iteration = int(self.booster.best_iteration or self.booster.current_iteration())
+        self.best_score = self.booster.best_score.get("val", {}).get(metric)
+        return self
+
+    def predict(self, x: pl.DataFrame) -> np.ndarray:
+        """Binary: P(label = 1); regression: clamped values; multiclass: (n, C) probabilities over classes_.
+        Columns are matched by name; ones the model knows but ``x`` lacks read as missing."""
+        if self.booster is None:
+            raise ValueError("the model is not fitted: call fit() or GBDTModel.load() first")
+        raw = self.booster.predict(_matrix(x, self.feature_names), num_iteration=self.best_iteration or None)
+        return self._postprocess(np.asarray(raw).reshape(x.height, -1))
+
+    def feature_importance(self, kind: str = "gain") -> dict[str, float]:
+        """Total gain (or split count with kind="split") per feature, largest first."""
+        if self.booster is None:
+            return {}
+        values = self.booster.feature_importance(importance_type=kind, iteration=self.best_iteration or None)
+        pairs = sorted(zip(self.feature_names, values.tolist(), strict=True), key=lambda item: -item[1])
+        return {name: float(value) for name, value in pairs}
+
+    def save(self, path: str | Path) -> None:
+        """One JSON file (booster text + label mapping + names), written to a temporary file then renamed."""
+        if self.booster is None:
+            raise ValueError("the model is not fitted: nothing to save")
+        path = Path(path)
+        state = {
+            "format_version": _FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "task_type": self.task_type,
+            "feature_names": self.feature_names,
+            "classes": None if self.classes_ is None else self.classes_.tolist(),
+            "clamp": self.clamp,
+            "best_iteration": self.best_iteration,
+            "best_score": self.best_score,
+            "booster": self.booster.model_to_string(num_iteration=-1),
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w") as stream:
+                json.dump(state, stream)
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path) -> GBDTModel:
+        state = json.loads(Path(path).read_text())
+        if state.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path}: unsupported GBDT model format {state.get('format_version')!r}")
+        config = state["config"]
+        if config.get("clamp_percentiles") is not None:
+            config["clamp_percentiles"] = tuple(config["clamp_percentiles"])
+        model = cls(GBDTConfig(**config))
+        model.task_type = state["task_type"]
+        model.feature_names = state["feature_names"]
+        model.classes_ = None if state["classes"] is None else np.asarray(state["classes"])
+        model.clamp = None if state["clamp"] is None else tuple(state["clamp"])
+        model.best_iteration = state["best_iteration"]
+        model.best_score = state["best_score"]
+        model.booster = lgb.Booster(model_str=state["booster"])
+        return model
+
+    # ---- internals --------------------------------------------------------------------------------
+    def _params(self) -> dict:
+        config = self.config
+        params = {
+            "num_leaves": config.num_leaves,
+            "learning_rate": config.learning_rate,
+            "min_child_samples": config.min_child_samples,
+            "feature_fraction": config.feature_fraction,
+            "bagging_fraction": config.bagging_fraction,
+            "bagging_freq": config.bagging_freq if config.bagging_fraction < 1 else 0,
+            "lambda_l2": config.lambda_l2,
+            "max_bin": config.max_bin,
+            "seed": config.seed,
+            "deterministic": True,
+            "force_col_wise": True,
+            "metric": "None",
+            "verbosity": -1,
+        }
+        if config.threads > 0:
+            params["num_threads"] = config.threads
+        if self.task_type == "binary_classification":
+            params["objective"] = "binary"
+        elif self.task_type == "multiclass_classification":
+            params["objective"] = "multiclass"
+            params["num_class"] = len(self.classes_)
+        else:
+            params["objective"] = config.objective or "regression"
+        return params
+
+    def _encode_labels(self, y: np.ndarray, fit: bool) -> np.ndarray:
+        if self.task_type == "binary_classification":
+            if y.size and not np.isin(y, (0, 1)).all():
+                raise ValueError(f"binary labels must be 0/1, got values {np.unique(y)[:10]}")
+            return y.astype(np.float64)
+        if self.task_type == "regression":
+            return y.astype(np.float64)
+        if fit:
+            self.classes_ = np.unique(y)
+        index = np.searchsorted(self.classes_, y)
+        known = (index < len(self.classes_)) & (self.classes_[np.minimum(index, len(self.classes_) - 1)] == y)
+        if not known.all():
+            raise ValueError(f"labels {np.unique(y[~known])[:10]} do not occur in the training labels")
+        return index.astype(np.float64)
+
+    def _postprocess(self, output: np.ndarray) -> np.ndarray:
+        if self.task_type == "binary_classification":
+            return output[:, 0]
+        if self.task_type == "regression":
+            values = output[:, 0]
+            return np.clip(values, *self.clamp) if self.clamp is not None else values
+        return output
+
+
+def _check_task(task_type: str) -> None:
+    if task_type not in SUPPORTED_TASK_TYPES:
+        raise ValueError(
+            f"the GBDT baseline supports {', '.join(SUPPORTED_TASK_TYPES)}; task type {task_type!r} needs the "
+            "GNN (models/gnn.py)"
+        )
+
+
+def _matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:
+    """Float32 matrix in the model's column order; unknown columns dropped, missing ones NaN."""
+    present = set(x.columns)
+    columns = [
+        x.get_column(name).cast(pl.Float32) if name in present else pl.Series(name, [None] * x.height)
+        for name in names
+    ]
+    frame = pl.DataFrame(columns).with_columns(pl.all().cast(pl.Float32)) if columns else pl.DataFrame()
+    return frame.to_numpy().astype(np.float32, copy=False) if columns else np.zeros((x.height, 0), np.float32)
+
+
+def fit_gbdt_for_task(
+    task_type: str,
+    train: tuple[pl.DataFrame, np.ndarray],
+    val: tuple[pl.DataFrame, np.ndarray],
+    test: tuple[pl.DataFrame, np.ndarray] | None = None,
+    config: GBDTConfig | None = None,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[GBDTModel, dict[str, dict[str, float]]]:
+    """Fit on train, early-stop on val; return the model and {"val": metrics, "test": metrics}."""
+    model = GBDTModel(config).fit(train[0], train[1], val[0], val[1], task_type, sample_weight)
+    splits: Mapping[str, tuple[pl.DataFrame, np.ndarray] | None] = {"val": val, "test": test}
+    metrics = {}
+    for split, data in splits.items():
+        if data is None:
+            continue
+        target = model._encode_labels(np.asarray(data[1]), fit=False)
+        if task_type == "regression" or task_type == "binary_classification":
+            target = np.asarray(data[1])
+        metrics[split] = compute_metrics(task_type, target, model.predict(data[0]))
+    return model, metrics
