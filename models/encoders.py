@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-__all__ = ["NodeEncoder", "RelativeTimeEncoder", "ShallowEmbeddings"]
+__all__ = ["AbsoluteTimeEncoder", "NodeEncoder", "RelativeTimeEncoder", "ShallowEmbeddings"]
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -27,7 +27,7 @@ class _TypeEncoder(nn.Module):
         blocks = meta.get("blocks", {})
         self.numerical = nn.Linear(blocks["numerical"], channels) if blocks.get("numerical") else None
         self.text = nn.Linear(blocks["text"], channels) if blocks.get("text") else None
-        sizes = [len(column["stats"].get("vocabulary", [])) + 1
+        sizes = [len(column["stats"].get("vocabulary", [])) + 2
                  for column in meta.get("columns", []) if column["block"] == "categorical"]  # fmt: skip
         self.categorical = nn.Embedding(sum(sizes), channels) if sizes else None
         offsets = torch.tensor([0, *sizes[:-1]], dtype=torch.long).cumsum(0) if sizes else torch.zeros(0)
@@ -89,6 +89,20 @@ class RelativeTimeEncoder(nn.Module):
         days = days.clamp(min=0.0)  # the sampler never returns future nodes; guard rounding anyway
         angles = days.unsqueeze(-1) * self.angular
         return self.linear(torch.cat([angles.sin(), angles.cos(), torch.log1p(days).unsqueeze(-1)], dim=-1))
+
+
+class AbsoluteTimeEncoder(nn.Module):
+    """The anchor's calendar position: years since 2000 (scaled) and the season as sin/cos of the day."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(3, channels)
+
+    def forward(self, seconds: Tensor) -> Tensor:
+        days = seconds.double() / SECONDS_PER_DAY
+        years = ((days - 10_957.0) / 365.25 / 10.0).float()  # 10,957 days = 2000-01-01
+        season = (2 * math.pi * (days % 365.25) / 365.25).float()
+        return self.linear(torch.stack([years, season.sin(), season.cos()], dim=-1))
 
 
 class ShallowEmbeddings(nn.Module):

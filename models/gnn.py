@@ -16,7 +16,7 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import MLP, GATv2Conv, GINConv, HeteroConv, HGTConv, SAGEConv
 from torch_geometric.utils import trim_to_layer
 
-from models.encoders import NodeEncoder, RelativeTimeEncoder, ShallowEmbeddings
+from models.encoders import AbsoluteTimeEncoder, NodeEncoder, RelativeTimeEncoder, ShallowEmbeddings
 from models.heads import TaskHead, TaskSpec
 
 __all__ = ["CONV_KINDS", "GNNConfig", "RelationalGNN"]
@@ -42,6 +42,9 @@ class GNNConfig:
     head_layers: int = 1
     attention_heads: int = 4
     temporal: bool = True
+    absolute_time: bool = (
+        False  # also give seeds their anchor's calendar time (lets a model learn era effects)
+    )
     shallow: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -104,6 +107,7 @@ class RelationalGNN(nn.Module):
         channels = config.channels
         self.encoder = NodeEncoder(self.node_types, feature_schema, channels, config.encoder_layers)
         self.time_encoder = RelativeTimeEncoder(channels) if config.temporal else None
+        self.anchor_encoder = AbsoluteTimeEncoder(channels) if config.absolute_time else None
         self.shallow = (
             ShallowEmbeddings(node_counts or {}, config.shallow, channels) if config.shallow else None
         )
@@ -128,6 +132,9 @@ class RelationalGNN(nn.Module):
                     x[node_type] = x[node_type] + self.time_encoder(
                         seed_store.seed_time, store.batch, store.time
                     )
+        if self.anchor_encoder is not None:
+            seeds = x[self.seed_type][: seed_store.batch_size] + self.anchor_encoder(seed_store.seed_time)
+            x[self.seed_type] = torch.cat([seeds, x[self.seed_type][seed_store.batch_size :]])
         if self.shallow is not None:
             for node_type, vectors in self.shallow(batch).items():
                 x[node_type] = x[node_type] + vectors

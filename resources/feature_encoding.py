@@ -2,7 +2,7 @@
 
 Per semantic type: numerical -> standardised float32 plus a missing flag (log1p first for heavy-tailed
 non-negative columns); timestamp -> calendar features (scaled year, month/weekday/hour as sin/cos) plus a
-missing flag; categorical -> int32 code (0 = null, rare or unseen); multicategorical -> multi-hot over the
+missing flag; categorical -> int32 code (0 = null, 1 = rare or unseen); multicategorical -> multi-hot over the
 most frequent tokens; text -> a float32 embedding (a real sentence model when given, else signed feature
 hashing of words). Ids and keys are never features.
 """
@@ -184,13 +184,18 @@ def _fit_categories(values: pl.Series, options: EncoderOptions) -> dict:
 
 
 def _encode_categories(values: pl.Series, stats: dict) -> np.ndarray:
+    """0 = null, 1 = a value outside the vocabulary (rare or unseen), 2.. = the vocabulary in order.
+
+    Null and rare stay apart: for a near-unique column (e.g. a driver's code) presence is the signal."""
     vocabulary = stats["vocabulary"]
-    if not vocabulary:
-        return np.zeros(len(values), np.int32)
-    mapping = pl.DataFrame({"value": vocabulary, "code": np.arange(1, len(vocabulary) + 1, dtype=np.int32)})
+    mapping = pl.DataFrame(
+        {"value": vocabulary, "code": np.arange(2, len(vocabulary) + 2, dtype=np.int32)},
+        schema={"value": pl.String, "code": pl.Int32},
+    )
     looked_up = pl.DataFrame({"value": values.cast(pl.String)}).join(mapping, on="value", how="left",
                                                                      maintain_order="left")  # fmt: skip
-    return looked_up.get_column("code").fill_null(0).to_numpy().astype(np.int32)
+    code = looked_up.get_column("code").fill_null(pl.when(looked_up["value"].is_null()).then(0).otherwise(1))
+    return code.to_numpy().astype(np.int32)
 
 
 def _fit_tokens(values: pl.Series, separator: str, options: EncoderOptions) -> dict:

@@ -2,7 +2,7 @@
 
 One version is a content-addressed directory (see `resources.versions`):
     schema.json                  per node type: rows, block widths, every column's encoder and statistics
-    <type>.<block>.npy           row-major blocks: numerical (float32), categorical (int32, 0 = unknown), text
+    <type>.<block>.npy           row-major blocks: numerical (float32), categorical (int32, 0 = null, 1 = rare), text
 `PygFeatureStore` implements torch_geometric's `FeatureStore` (``TensorAttr(group_name=node type,
 attr_name=block)``); a gather writes into one of a few preallocated buffers per (type, block), so steady-state
 batches allocate nothing. A gathered tensor stays valid until ``ring`` further gathers of the same block.
@@ -36,7 +36,7 @@ __all__ = [
     "open_feature_store",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: categorical code 1 = rare/unseen, apart from null (0)
 _DTYPES = {"numerical": "float32", "categorical": "int32", "text": "float32"}
 
 
