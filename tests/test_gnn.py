@@ -47,6 +47,19 @@ def test_without_message_passing_the_rule_is_not_learnable(signal):
     assert result.metrics["test"]["auroc"] < 0.7
 
 
+def test_shallow_embeddings_memorise_entities_seen_in_training(signal):
+    """With no message passing, only a per-user vector can fit labels of users seen in training."""
+    graph, features, splits = signal
+    train = splits["train"]
+    same_users = {"train": train, "val": train, "test": train}
+    base = quick_config("sage", epochs=30)
+    for shallow, check in (((), lambda auroc: auroc < 0.7), (("users",), lambda auroc: auroc > 0.95)):
+        model = GNNConfig(channels=32, layers=0, shallow=shallow)
+        config = GNNTrialConfig(model, base.trainer, base.fanouts, batch_size=32)
+        result = run_gnn_trial(graph, features, same_users, "binary_classification", config, threads=1)
+        assert check(result.metrics["test"]["auroc"]), (shallow, result.metrics["test"])
+
+
 def test_trimmed_layers_give_the_same_seed_outputs_as_untrimmed(signal, monkeypatch):
     import models.gnn as gnn
 
