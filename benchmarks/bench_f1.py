@@ -67,7 +67,8 @@ def run(args) -> list[dict]:
             for seed in args.seeds:
                 started = time.perf_counter()
                 if family == "gnn":
-                    splits = make_splits(table, keys, "drivers", f"f1/{task}", observe_until=TEST_TIMESTAMP)
+                    splits = make_splits(table, keys, "drivers", f"f1/{task}", observe_until=TEST_TIMESTAMP,
+                                         simulate_staleness=args.staleness, seed=seed)  # fmt: skip
                     result = run_gnn_trial(setup.graph, setup.features, splits, setup.task_types[task],
                                            gnn_config(task, seed, args.epochs, dict(args.set)))  # fmt: skip
                     metrics, detail = result.metrics, {"best_epoch": result.fit.best_epoch}
@@ -118,6 +119,12 @@ def main() -> None:
         default=[],
         metavar="NAME=VALUE",
         help="override a GNN/trainer/sampling field, e.g. conv=gatv2 fanouts=[64,32]",
+    )
+    parser.add_argument(
+        "--no-staleness",
+        dest="staleness",
+        action="store_false",
+        help="train and select without simulating the frozen regime's stale views",
     )
     parser.add_argument("--json", help="also write the per-run rows to this file")
     args = parser.parse_args()

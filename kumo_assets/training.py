@@ -60,6 +60,7 @@ class ModelRunConfig(Config):
     seed: int = 0
     device: str = "auto"
     observe_until: str | None = None  # ISO date: hide every row after it (the frozen benchmark regime)
+    simulate_staleness: bool = False  # train/select on views as stale as the frozen regime's test views
     gbdt_trees: int = 1000
     gbdt_learning_rate: float = 0.05
     gbdt_leaves: int = 31
@@ -123,7 +124,8 @@ def train_query_model(
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":
         splits = make_splits(table, graph_store.node_keys(graph, entity_table), entity_table,
-                             f"{spec.graph_name}/{query.name}", observe_until)  # fmt: skip
+                             f"{spec.graph_name}/{query.name}", observe_until, config.simulate_staleness,
+                             config.seed)  # fmt: skip
         trial = GNNTrialConfig(
             GNNConfig(conv=config.conv, channels=config.channels, layers=config.layers, aggr=config.aggr,
                       dropout=config.dropout),

@@ -77,10 +77,18 @@ def make_splits(
     node_type: str,
     name: str,
     observe_until: int | None = None,
-    label_transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    simulate_staleness: bool = False,
+    seed: int = 0,
 ) -> dict[str, TrainingSplit]:
-    """Training-table rows as fetcher splits: entity key -> node id (row of ``node_keys``), anchor -> seed
-    time. ``observe_until`` freezes the graph: seeds see nothing after it (the RelBench frozen regime)."""
+    """Training-table rows as fetcher splits: entity key -> node id (row of ``node_keys``), anchor -> the time
+    the seed observes the graph at (its seed time).
+
+    ``observe_until`` freezes the graph: no seed sees anything after it (RelBench's frozen regime, where test
+    anchors years after the test timestamp still see the database as it stood then). ``simulate_staleness``
+    trains and selects as the model will be tested in that regime: validation rows observe the graph as of
+    the first validation anchor, and 70% of training rows observe it a uniform 0..span earlier than their
+    anchor, span being how far the evaluation anchors run past their first one. It only ever hides rows.
+    """
     key_column = node_keys.columns[0]
     lookup = node_keys.select(pl.col(key_column).alias("entity"), pl.int_range(pl.len()).alias("_node"))
     joined = table.with_columns(pl.col("entity").cast(lookup.schema["entity"]))
@@ -92,21 +100,28 @@ def make_splits(
             f"(e.g. {missing['entity'][0]!r}): rebuild the graph store from the same tables"
         )
     digest = hashlib.sha256(joined.select("entity", "anchor_time", "split").write_ipc(None).getvalue())
+    anchors = {split: joined.filter(pl.col("split") == split)["anchor_time"].to_numpy().astype(np.int64)
+               for split in SPLITS}  # fmt: skip
+    span = max((int(times.max() - times.min()) for split, times in anchors.items()
+                if split != "train" and len(times)), default=0)  # fmt: skip
     splits = {}
     for split in SPLITS:
         rows = joined.filter(pl.col("split") == split)
-        times = rows["anchor_time"].to_numpy().astype(np.int64)
+        times = anchors[split].copy()
         if observe_until is not None:
             times = np.minimum(times, observe_until)
-        labels = rows["label"].to_numpy()
-        if label_transform is not None:
-            labels = label_transform(labels)
+        if simulate_staleness and split == "val" and len(times):
+            times = np.minimum(times, anchors["val"].min())
+        if simulate_staleness and split == "train":
+            rng = np.random.default_rng(seed)
+            gap = (rng.random(len(times)) * span).astype(np.int64)
+            times = times - np.where(rng.random(len(times)) < 0.7, gap, 0)
         splits[split] = TrainingSplit(
-            f"{name}/{split}@{digest.hexdigest()[:16]}-{observe_until}",
+            f"{name}/{split}@{digest.hexdigest()[:16]}-{observe_until}-{simulate_staleness}-{seed}",
             node_type,
             rows["_node"].to_numpy().astype(np.int64),
             times,
-            labels,
+            rows["label"].to_numpy(),
         )
     return splits
 
