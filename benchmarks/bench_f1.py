@@ -68,7 +68,8 @@ def run(args) -> list[dict]:
                 started = time.perf_counter()
                 if family == "gnn":
                     splits = make_splits(table, keys, "drivers", f"f1/{task}", observe_until=TEST_TIMESTAMP,
-                                         simulate_staleness=args.staleness, seed=seed)  # fmt: skip
+                                         simulate_staleness=args.staleness, seed=seed,
+                                         freeze_validation=True)  # fmt: skip
                     result = run_gnn_trial(setup.graph, setup.features, splits, setup.task_types[task],
                                            gnn_config(task, seed, args.epochs, dict(args.set)))  # fmt: skip
                     metrics, detail = result.metrics, {"best_epoch": result.fit.best_epoch}

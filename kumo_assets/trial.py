@@ -79,6 +79,7 @@ def make_splits(
     observe_until: int | None = None,
     simulate_staleness: bool = False,
     seed: int = 0,
+    freeze_validation: bool | None = None,
 ) -> dict[str, TrainingSplit]:
     """Training-table rows as fetcher splits: entity key -> node id (row of ``node_keys``), anchor -> the time
     the seed observes the graph at (its seed time).
@@ -88,7 +89,11 @@ def make_splits(
     trains and selects as the model will be tested in that regime: validation rows observe the graph as of
     the first validation anchor, and 70% of training rows observe it a uniform 0..span earlier than their
     anchor, span being how far the evaluation anchors run past their first one. It only ever hides rows.
+    ``freeze_validation`` (default: ``simulate_staleness``) sets the validation part alone, so variants
+    with and without stale training are selected on the same frozen validation view.
     """
+    if freeze_validation is None:
+        freeze_validation = simulate_staleness
     key_column = node_keys.columns[0]
     lookup = node_keys.select(pl.col(key_column).alias("entity"), pl.int_range(pl.len()).alias("_node"))
     joined = table.with_columns(pl.col("entity").cast(lookup.schema["entity"]))
@@ -110,14 +115,14 @@ def make_splits(
         times = anchors[split].copy()
         if observe_until is not None:
             times = np.minimum(times, observe_until)
-        if simulate_staleness and split == "val" and len(times):
+        if freeze_validation and split == "val" and len(times):
             times = np.minimum(times, anchors["val"].min())
         if simulate_staleness and split == "train":
             rng = np.random.default_rng(seed)
             gap = (rng.random(len(times)) * span).astype(np.int64)
             times = times - np.where(rng.random(len(times)) < 0.7, gap, 0)
         splits[split] = TrainingSplit(
-            f"{name}/{split}@{digest.hexdigest()[:16]}-{observe_until}-{simulate_staleness}-{seed}",
+            f"{name}/{split}@{digest.hexdigest()[:16]}-{observe_until}-{simulate_staleness}-{freeze_validation}-{seed}",
             node_type,
             rows["_node"].to_numpy().astype(np.int64),
             times,
