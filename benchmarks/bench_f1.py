@@ -60,15 +60,18 @@ def run(args) -> list[dict]:
     setup = f1_setup(args.tasks)
     keys = driver_keys(setup)
     rows = []
+    jobs = [("gnn", variant) for variant in args.gnn_variants if "gnn" in args.families]
+    jobs += [("gbdt", "-")] if "gbdt" in args.families else []
     for task in args.tasks:
         metric = PUBLISHED[task]["metric"]
         table = setup.tables[task]
-        for family in args.families:
+        for family, variant in jobs:
             for seed in args.seeds:
                 started = time.perf_counter()
                 if family == "gnn":
+                    # Both variants select on the same validation view: frozen at the first validation anchor.
                     splits = make_splits(table, keys, "drivers", f"f1/{task}", observe_until=TEST_TIMESTAMP,
-                                         simulate_staleness=args.staleness, seed=seed,
+                                         simulate_staleness=variant == "stale", seed=seed,
                                          freeze_validation=True)  # fmt: skip
                     result = run_gnn_trial(setup.graph, setup.features, splits, setup.task_types[task],
                                            gnn_config(task, seed, args.epochs, dict(args.set)))  # fmt: skip
@@ -80,7 +83,7 @@ def run(args) -> list[dict]:
                     )  # fmt: skip
                     metrics, detail = result.metrics, {"features": result.features}
                 seconds = time.perf_counter() - started
-                row = {"task": task, "family": family, "seed": seed, "metric": metric,
+                row = {"task": task, "family": family, "variant": variant, "seed": seed, "metric": metric,
                        "val": metrics["val"][metric], "test": metrics["test"][metric], "seconds": seconds,
                        **detail}  # fmt: skip
                 print(json.dumps(row), flush=True)
@@ -88,23 +91,52 @@ def run(args) -> list[dict]:
     return rows
 
 
+SCALE = {"auroc": 100.0, "mae": 1.0}
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, str, str], dict]:
+    """Mean and std of val/test per (task, family, variant), metrics in published units."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["family"], row.get("variant", "-")), []).append(row)
+    out = {}
+    for key, chosen in groups.items():
+        factor = SCALE[chosen[0]["metric"]]
+        val = np.array([row["val"] for row in chosen]) * factor
+        test = np.array([row["test"] for row in chosen]) * factor
+        out[key] = {"val": (val.mean(), val.std()), "test": (test.mean(), test.std()), "runs": len(chosen),
+                    "seconds": float(np.mean([row["seconds"] for row in chosen])), "metric": chosen[0]["metric"]}  # fmt: skip
+    return out
+
+
 def report(rows: list[dict]) -> None:
-    scale = {"auroc": 100.0, "mae": 1.0}
+    """Every (family, variant), then the choices made on validation alone: the GNN variant, then the family."""
+    summary = summarise(rows)
     print(f"\nrel-f1, frozen regime, {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}")
-    print(f"{'task':<16} {'family':<6} {'val':>15} {'test':>15} {'RDL':>7} {'RelGNN':>7} {'LightGBM':>8} "
+    print(f"{'task':<16} {'model':<10} {'val':>15} {'test':>15} {'RDL':>7} {'RelGNN':>7} {'LightGBM':>8} "
           f"{'s/run':>7}")  # fmt: skip
+
+    def line(task: str, label: str, entry: dict) -> None:
+        published = PUBLISHED[task]
+        (val, val_sd), (test, test_sd) = entry["val"], entry["test"]
+        print(f"{task:<16} {label:<10} {val:>8.3f}+-{val_sd:<5.3f} {test:>8.3f}+-{test_sd:<5.3f} "
+              f"{published['RDL']:>7} {published['RelGNN']:>7} {published['LightGBM']:>8} {entry['seconds']:>7.1f}")  # fmt: skip
+
     for task in TASKS:
-        for family in ("gnn", "gbdt"):
-            chosen = [row for row in rows if row["task"] == task and row["family"] == family]
-            if not chosen:
-                continue
-            factor = scale[chosen[0]["metric"]]
-            val = np.array([row["val"] for row in chosen]) * factor
-            test = np.array([row["test"] for row in chosen]) * factor
-            seconds = np.mean([row["seconds"] for row in chosen])
-            published = PUBLISHED[task]
-            print(f"{task:<16} {family:<6} {val.mean():>8.3f}+-{val.std():<5.3f} {test.mean():>8.3f}+-{test.std():<5.3f}"
-                  f" {published['RDL']:>7} {published['RelGNN']:>7} {published['LightGBM']:>8} {seconds:>7.1f}")  # fmt: skip
+        for (name, family, variant), entry in sorted(summary.items()):
+            if name == task:
+                line(task, family if variant == "-" else f"{family}-{variant}", entry)
+    print("\nchosen on validation (mean over seeds): the GNN variant, then the better family")
+    for task in TASKS:
+        better = max if PUBLISHED[task]["metric"] == "auroc" else min
+        gnn = [(key, entry) for key, entry in summary.items() if key[0] == task and key[1] == "gnn"]
+        if gnn:
+            key, entry = better(gnn, key=lambda item: item[1]["val"][0])
+            line(task, f"GNN={key[2]}", entry)
+        every = [(key, entry) for key, entry in summary.items() if key[0] == task]
+        if every:
+            key, entry = better(every, key=lambda item: item[1]["val"][0])
+            line(task, f"best={key[1]}", entry)
 
 
 def main() -> None:
@@ -122,13 +154,28 @@ def main() -> None:
         help="override a GNN/trainer/sampling field, e.g. conv=gatv2 fanouts=[64,32]",
     )
     parser.add_argument(
-        "--no-staleness",
-        dest="staleness",
-        action="store_false",
-        help="train and select without simulating the frozen regime's stale views",
+        "--gnn-variants",
+        nargs="+",
+        default=["stale", "fresh"],
+        choices=["stale", "fresh"],
+        help="train on simulated stale views (as the frozen test is) and/or on fresh ones",
     )
     parser.add_argument("--json", help="also write the per-run rows to this file")
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        metavar="JSON[:VARIANT]",
+        help="only print the report of saved runs (VARIANT fills rows saved without one)",
+    )
     args = parser.parse_args()
+    if args.report:
+        rows = []
+        for item in args.report:
+            path, _, variant = item.partition(":")
+            with open(path) as file:
+                rows += [{"variant": variant or "-", **row} for row in json.load(file)]
+        report(rows)
+        return
     rows = run(args)
     report(rows)
     if args.json:
