@@ -80,6 +80,7 @@ def run(args) -> list[dict]:
                     result = run_gbdt_trial(
                         setup.frames, setup.schema, "drivers", setup.frames["drivers"].select("driverId", "_kumo_id"),
                         table, setup.task_types[task], GBDTConfig(seed=seed), observe_until=TEST_TIMESTAMP,
+                        freeze_validation=True,
                     )  # fmt: skip
                     metrics, detail = result.metrics, {"features": result.features}
                 seconds = time.perf_counter() - started

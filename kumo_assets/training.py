@@ -8,6 +8,7 @@ resumes from the checkpoint, and a finished run is not retrained.
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 
@@ -55,10 +56,13 @@ class ModelRunConfig(Config):
     epochs: int = 3
     lr: float = 0.005
     batch_size: int = 512
-    fanouts: list[int] = [32, 16]
+    fanouts: list[int] = [16, 8]
     max_steps_per_epoch: int = 2000
     seed: int = 0
     device: str = "auto"
+    threads: int | None = (
+        None  # CPU threads (sampling + torch); default half the cores: steps run two at a time
+    )
     observe_until: str | None = None  # ISO date: hide every row after it (the frozen benchmark regime)
     simulate_staleness: bool = False  # train/select on views as stale as the frozen regime's test views
     gbdt_trees: int = 1000
@@ -136,6 +140,7 @@ def train_query_model(
         result = run_gnn_trial(
             graph, features, splits, task_type, trial, DataPlaneCheckpoints(data_plane, *prefix, "checkpoints"),
             callback=lambda epoch, values: log(f"epoch {epoch}: " + json.dumps(_rounded(values))),
+            threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
         )  # fmt: skip
         metrics, resumed_from = result.metrics, result.fit.resumed_from
         data_plane.put_bytes(gnn_artifacts(result), *prefix, "model.pt")

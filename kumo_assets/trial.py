@@ -24,7 +24,8 @@ from models.checkpoints import CheckpointStore, to_bytes
 from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
-from models.propositional import PropositionalConfig, build_relational_features
+from models.metrics import compute_metrics
+from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from resources.batch_cache import BatchCache
 from resources.feature_store import StoredFeatures
@@ -223,24 +224,45 @@ def run_gbdt_trial(
     config: GBDTConfig | None = None,
     observe_until: int | None = None,
     features: PropositionalConfig | None = None,
+    freeze_validation: bool = False,
 ) -> GBDTTrialResult:
     """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
 
     ``entity_keys``: the entity table's key column and its ``_kumo_id`` (entity value -> node id).
+    ``freeze_validation``: validation rows see the database as of the first validation anchor, the same view
+    `make_splits` gives the GNN, so the two families are compared on one validation set.
     """
     started = time.perf_counter()
     key = entity_keys.columns[0]
     rows = table.join(
         entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left"
     )  # fmt: skip
-    design = build_relational_features(frames, schema, entity_table, rows.select(NODE_ID, "anchor_time"),
+    entities = rows.select(NODE_ID, "anchor_time")
+    splits = rows["split"]
+    if freeze_validation:  # the validation rows once more, seeing the database as of the first val anchor
+        entities = entities.with_columns(pl.lit(None, pl.Int64).alias(ROW_CUTOFF))
+        first_val = rows.filter(pl.col("split") == "val")["anchor_time"].min()
+        val_rows = (splits == "val").to_numpy()
+        frozen = entities.filter(pl.Series(val_rows)).with_columns(
+            pl.lit(first_val, pl.Int64).alias(ROW_CUTOFF)
+        )
+        entities = pl.concat([entities, frozen])
+        splits = pl.concat([splits, pl.Series(["val_frozen"] * frozen.height)])
+        rows = pl.concat([rows, rows.filter(pl.Series(val_rows))])
+    design = build_relational_features(frames, schema, entity_table, entities,
                                        features or PropositionalConfig(), observe_until)  # fmt: skip
     feature_seconds = time.perf_counter() - started
     parts = {}
-    for split in SPLITS:
-        mask = (rows["split"] == split).to_numpy()
+    for split in (*SPLITS, "val_frozen"):
+        mask = (splits == split).to_numpy()
         if mask.any():
             parts[split] = (design.filter(pl.Series(mask)), rows["label"].to_numpy()[mask])
     model, metrics = fit_gbdt_for_task(task_type, parts["train"], parts["val"], parts.get("test"), config)
+    if "val_frozen" in parts:  # early stopping used the fresh view; selection across families uses this one
+        features_frozen, labels_frozen = parts["val_frozen"]
+        metrics["val_fresh"] = metrics["val"]
+        metrics["val"] = compute_metrics(
+            task_type, model.encode_labels(labels_frozen), model.predict(features_frozen)
+        )
     return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
                            design.width)  # fmt: skip

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,14 +26,22 @@ _FORMAT_VERSION = 1
 
 @dataclass
 class GBDTConfig:
-    """LightGBM settings. ``objective``: None = binary / l2 regression / multiclass; for regression also
-    "l1", "huber", "fair"... ``clamp_percentiles``: regression outputs are clipped to these percentiles of
-    the training labels (None = off). ``threads``: 0 = LightGBM's default (all cores)."""
+    """LightGBM settings.
+
+    objective: None = binary / multiclass, and for regression the loss of the tune metric (l1 for MAE);
+        a LightGBM regression objective ("l2", "huber", "fair"...) overrides it.
+    smoothing_rounds: the number of rounds kept maximises a centred moving average of the validation metric
+        over this many rounds (1 = the single best round; small validation sets make that one noisy).
+    ensemble_size: boosters trained with seeds seed, seed+1, ...; their predictions are averaged.
+    clamp_percentiles: regression outputs are clipped to these percentiles of the training labels.
+    threads: 0 = LightGBM's default (all cores).
+    """
 
     num_leaves: int = 31
     learning_rate: float = 0.03
     n_estimators: int = 2000
     early_stopping_rounds: int = 100
+    smoothing_rounds: int = 25
     min_child_samples: int = 40
     feature_fraction: float = 0.5
     bagging_fraction: float = 0.8
@@ -42,6 +49,7 @@ class GBDTConfig:
     lambda_l2: float = 1.0
     max_bin: int = 255
     seed: int = 0
+    ensemble_size: int = 1
     threads: int = 0
     objective: str | None = None
     clamp_percentiles: tuple[float, float] | None = (2.0, 98.0)
@@ -51,17 +59,26 @@ class GBDTConfig:
 
 
 class GBDTModel:
-    """A LightGBM booster with the task's label mapping, output clamp and feature names."""
+    """LightGBM booster(s) with the task's label mapping, output clamp and feature names."""
 
     def __init__(self, config: GBDTConfig | None = None) -> None:
         self.config = config or GBDTConfig()
-        self.booster: lgb.Booster | None = None
+        self.boosters: list[lgb.Booster] = []
+        self.best_iterations: list[int] = []
+        self.best_scores: list[float] = []
         self.task_type: str | None = None
         self.feature_names: list[str] = []
         self.classes_: np.ndarray | None = None
         self.clamp: tuple[float, float] | None = None
-        self.best_iteration: int = 0
-        self.best_score: float | None = None
+
+    @property
+    def booster(self) -> lgb.Booster | None:
+        """The first booster (the only one unless ``ensemble_size`` > 1)."""
+        return self.boosters[0] if self.boosters else None
+
+    @property
+    def best_iteration(self) -> int:
+        return round(float(np.mean(self.best_iterations))) if self.best_iterations else 0
 
     def fit(
         self,
@@ -78,56 +95,68 @@ class GBDTModel:
         self.feature_names = list(train_x.columns)
         train_target = self._encode_labels(np.asarray(train_y), fit=True)
         val_target = self._encode_labels(np.asarray(val_y), fit=False)
+        self.clamp = None
         if task_type == "regression" and self.config.clamp_percentiles is not None:
             low, high = np.percentile(train_target, self.config.clamp_percentiles)
             self.clamp = (float(low), float(high))
-        train_set = lgb.Dataset(
-            _matrix(train_x, self.feature_names), train_target, weight=sample_weight, free_raw_data=True
-        )
+        train_matrix = _matrix(train_x, self.feature_names)
+        train_set = lgb.Dataset(train_matrix, train_target, weight=sample_weight, free_raw_data=False)
         val_set = lgb.Dataset(_matrix(val_x, self.feature_names), val_target, reference=train_set)
         metric = tune_metric(task_type)
         higher_better = metric_direction(metric) == "maximize"
 
         def evaluate(raw: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
             predicted = self._postprocess(np.asarray(raw).reshape(len(val_target), -1))
-            value = compute_metrics(task_type, val_target, predicted)[metric]
-            return metric, float(value), higher_better
+            return metric, float(compute_metrics(task_type, val_target, predicted)[metric]), higher_better
 
-        callbacks = [lgb.log_evaluation(0)]
-        if self.config.early_stopping_rounds > 0:
-            callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
-        self.booster = lgb.train(
-            self._params(),
-            train_set,
-            num_boost_round=self.config.n_estimators,
-            valid_sets=[val_set],
-            valid_names=["val"],
-            feval=evaluate,
-            callbacks=callbacks,
-        )
-        self.best_iteration = int(self.booster.best_iteration or self.booster.current_iteration())
-        self.best_score = self.booster.best_score.get("val", {}).get(metric)
+        self.boosters, self.best_iterations, self.best_scores = [], [], []
+        for member in range(max(1, self.config.ensemble_size)):
+            history: dict[str, dict[str, list[float]]] = {}
+            callbacks = [lgb.log_evaluation(0), lgb.record_evaluation(history)]
+            if self.config.early_stopping_rounds > 0:
+                callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
+            booster = lgb.train(
+                self._params(self.config.seed + member),
+                train_set,
+                num_boost_round=self.config.n_estimators,
+                valid_sets=[val_set],
+                valid_names=["val"],
+                feval=evaluate,
+                callbacks=callbacks,
+            )
+            curve = np.asarray(history["val"][metric], dtype=np.float64)
+            best = _smoothed_best(curve, higher_better, self.config.smoothing_rounds)
+            self.boosters.append(booster)
+            self.best_iterations.append(best)
+            self.best_scores.append(float(curve[best - 1]))
         return self
 
     def predict(self, x: pl.DataFrame) -> np.ndarray:
         """Binary: P(label = 1); regression: clamped values; multiclass: (n, C) probabilities over classes_.
         Columns are matched by name; ones the model knows but ``x`` lacks read as missing."""
-        if self.booster is None:
+        if not self.boosters:
             raise ValueError("the model is not fitted: call fit() or GBDTModel.load() first")
-        raw = self.booster.predict(_matrix(x, self.feature_names), num_iteration=self.best_iteration or None)
-        return self._postprocess(np.asarray(raw).reshape(x.height, -1))
+        matrix = _matrix(x, self.feature_names)
+        outputs = [
+            np.asarray(booster.predict(matrix, num_iteration=best)).reshape(x.height, -1)
+            for booster, best in zip(self.boosters, self.best_iterations, strict=True)
+        ]
+        return self._postprocess(np.mean(outputs, axis=0))
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
-        """Total gain (or split count with kind="split") per feature, largest first."""
-        if self.booster is None:
+        """Total gain (or split count with kind="split") per feature over the kept rounds, largest first."""
+        if not self.boosters:
             return {}
-        values = self.booster.feature_importance(importance_type=kind, iteration=self.best_iteration or None)
+        values = sum(
+            booster.feature_importance(importance_type=kind, iteration=best)
+            for booster, best in zip(self.boosters, self.best_iterations, strict=True)
+        )
         pairs = sorted(zip(self.feature_names, values.tolist(), strict=True), key=lambda item: -item[1])
         return {name: float(value) for name, value in pairs}
 
     def save(self, path: str | Path) -> None:
-        """One JSON file (booster text + label mapping + names), written to a temporary file then renamed."""
-        if self.booster is None:
+        """One JSON file (boosters as text, label mapping, names), written to a temporary file then renamed."""
+        if not self.boosters:
             raise ValueError("the model is not fitted: nothing to save")
         path = Path(path)
         state = {
@@ -137,9 +166,9 @@ class GBDTModel:
             "feature_names": self.feature_names,
             "classes": None if self.classes_ is None else self.classes_.tolist(),
             "clamp": self.clamp,
-            "best_iteration": self.best_iteration,
-            "best_score": self.best_score,
-            "booster": self.booster.model_to_string(num_iteration=-1),
+            "best_iterations": self.best_iterations,
+            "best_scores": self.best_scores,
+            "boosters": [booster.model_to_string(num_iteration=-1) for booster in self.boosters],
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -164,13 +193,13 @@ class GBDTModel:
         model.feature_names = state["feature_names"]
         model.classes_ = None if state["classes"] is None else np.asarray(state["classes"])
         model.clamp = None if state["clamp"] is None else tuple(state["clamp"])
-        model.best_iteration = state["best_iteration"]
-        model.best_score = state["best_score"]
-        model.booster = lgb.Booster(model_str=state["booster"])
+        model.best_iterations = list(state["best_iterations"])
+        model.best_scores = list(state["best_scores"])
+        model.boosters = [lgb.Booster(model_str=text) for text in state["boosters"]]
         return model
 
     # ---- internals --------------------------------------------------------------------------------
-    def _params(self) -> dict:
+    def _params(self, seed: int) -> dict:
         config = self.config
         params = {
             "num_leaves": config.num_leaves,
@@ -181,7 +210,7 @@ class GBDTModel:
             "bagging_freq": config.bagging_freq if config.bagging_fraction < 1 else 0,
             "lambda_l2": config.lambda_l2,
             "max_bin": config.max_bin,
-            "seed": config.seed,
+            "seed": seed,
             "deterministic": True,
             "force_col_wise": True,
             "metric": "None",
@@ -195,8 +224,12 @@ class GBDTModel:
             params["objective"] = "multiclass"
             params["num_class"] = len(self.classes_)
         else:
-            params["objective"] = config.objective or "regression"
+            params["objective"] = config.objective or ("l1" if tune_metric(self.task_type) == "mae" else "l2")
         return params
+
+    def encode_labels(self, y: np.ndarray) -> np.ndarray:
+        """Labels as the metrics take them: class indices (over ``classes_``) for multiclass, else as is."""
+        return self._encode_labels(np.asarray(y), fit=False)
 
     def _encode_labels(self, y: np.ndarray, fit: bool) -> np.ndarray:
         if self.task_type == "binary_classification":
@@ -222,6 +255,19 @@ class GBDTModel:
         return output
 
 
+def _smoothed_best(curve: np.ndarray, higher_better: bool, window: int) -> int:
+    """The 1-based round whose centred moving average of the validation metric is best."""
+    if window > 1 and len(curve) > 1:
+        kernel = np.ones(min(window, len(curve)))
+        finite = np.isfinite(curve)
+        sums = np.convolve(np.where(finite, curve, 0.0), kernel, mode="same")
+        counts = np.convolve(finite.astype(np.float64), kernel, mode="same")
+        curve = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    if not np.isfinite(curve).any():
+        return len(curve)
+    return int(np.nanargmax(curve) if higher_better else np.nanargmin(curve)) + 1
+
+
 def _check_task(task_type: str) -> None:
     if task_type not in SUPPORTED_TASK_TYPES:
         raise ValueError(
@@ -232,13 +278,14 @@ def _check_task(task_type: str) -> None:
 
 def _matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:
     """Float32 matrix in the model's column order; unknown columns dropped, missing ones NaN."""
+    if not names:
+        return np.zeros((x.height, 0), dtype=np.float32)
     present = set(x.columns)
     columns = [
         x.get_column(name).cast(pl.Float32) if name in present else pl.Series(name, [None] * x.height)
         for name in names
     ]
-    frame = pl.DataFrame(columns).with_columns(pl.all().cast(pl.Float32)) if columns else pl.DataFrame()
-    return frame.to_numpy().astype(np.float32, copy=False) if columns else np.zeros((x.height, 0), np.float32)
+    return pl.DataFrame(columns).with_columns(pl.all().cast(pl.Float32)).to_numpy().astype(np.float32)
 
 
 def fit_gbdt_for_task(
@@ -249,15 +296,11 @@ def fit_gbdt_for_task(
     config: GBDTConfig | None = None,
     sample_weight: np.ndarray | None = None,
 ) -> tuple[GBDTModel, dict[str, dict[str, float]]]:
-    """Fit on train, early-stop on val; return the model and {"val": metrics, "test": metrics}."""
+    """Fit on train, early-stop on val; return the model and {"val": metrics, "test": metrics} (each split's
+    features and labels as (frame, array); test may be None)."""
     model = GBDTModel(config).fit(train[0], train[1], val[0], val[1], task_type, sample_weight)
-    splits: Mapping[str, tuple[pl.DataFrame, np.ndarray] | None] = {"val": val, "test": test}
     metrics = {}
-    for split, data in splits.items():
-        if data is None:
-            continue
-        target = model._encode_labels(np.asarray(data[1]), fit=False)
-        if task_type == "regression" or task_type == "binary_classification":
-            target = np.asarray(data[1])
-        metrics[split] = compute_metrics(task_type, target, model.predict(data[0]))
+    for split, data in (("val", val), ("test", test)):
+        if data is not None:
+            metrics[split] = compute_metrics(task_type, model.encode_labels(data[1]), model.predict(data[0]))
     return model, metrics

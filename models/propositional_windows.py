@@ -19,6 +19,7 @@ __all__ = ["DAY", "RowSource", "WindowSpec", "aggregate_source"]
 DAY = 86_400
 _INT64_MIN = np.iinfo(np.int64).min
 NUMERIC_AGGREGATIONS = ("sum", "mean", "min", "max", "std")
+_EVENT_WINDOW_AGGREGATIONS = {"mean", "min", "max"}  # over the last N events a sum or count says little
 
 
 @dataclass
@@ -87,7 +88,9 @@ def aggregate_source(
         count = end - first
         if source.with_count and is_time_window:
             features[f"{source.name}.count.{label}"] = count.astype(np.float64)
-        aggregations = spec.aggregations if is_time_window else ("mean", "min", "max")
+        aggregations = spec.aggregations
+        if not is_time_window:
+            aggregations = tuple(name for name in aggregations if name in _EVENT_WINDOW_AGGREGATIONS)
         for column, values in zip(names, numeric.window(first, end, start, aggregations), strict=True):
             for aggregation, value in values.items():
                 features[f"{source.name}.{column}.{aggregation}.{label}"] = value
