@@ -132,10 +132,6 @@ def make_splits(
     return splits
 
 
-def task_spec_for(task_type: str, train_labels: np.ndarray, loss: str = "auto") -> TaskSpec:
-    return TaskSpec.from_labels(task_type, train_labels, loss=loss)
-
-
 def run_gnn_trial(
     graph: StoredGraph,
     features: StoredFeatures,
@@ -156,7 +152,7 @@ def run_gnn_trial(
     if threads is not None:
         torch.set_num_threads(threads)
     train = splits["train"]
-    spec = task_spec_for(task_type, train.labels, loss)
+    spec = TaskSpec.from_labels(task_type, train.labels, loss=loss)
     if task_type == "multiclass_classification":
         splits = {name: _with_labels(split, spec.class_index(split.labels)) for name, split in splits.items()}
         train = splits["train"]
