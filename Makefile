@@ -25,7 +25,7 @@ install: $(BIN)/.installed
 
 demo: install
 	@mkdir -p "$(DAGSTER_HOME)" "$(KUMO_DATA_PLANE)"
-	$(BIN)/dagster asset materialize --select '*' -m kumo_assets.definitions
+	$(BIN)/dagster asset materialize --select '*' -m kumo_assets.definitions -c kumo_assets/examples/f1/demo_run.yaml
 	@echo "Artifacts: $(KUMO_DATA_PLANE)   Dagster instance: $(DAGSTER_HOME)   UI: make dev"
 
 test: install

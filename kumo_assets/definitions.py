@@ -7,6 +7,14 @@ Environment (all optional):
 - ``KUMO_GRAPH_STORE``: local folder for the memory-mapped graph and feature stores; default: the data
   plane when local.
 - ``AWS_ENDPOINT_URL`` / ``AWS_REGION``: S3-compatible endpoint and region for s3:// sources.
+- ``KUMO_OPTUNA_STORAGE``: Optuna storage URL; default a journal file under the (local) data plane. Use
+  ``postgresql://...`` on a cluster.
+- ``KUMO_TRIAL_LAUNCHER``: ``local`` (default: trials as subprocesses on this CPU) or ``kubernetes`` (one pod
+  per trial; ``KUMO_TRIAL_IMAGE``, ``KUMO_TRIAL_NAMESPACE``, ``KUMO_TRIAL_SERVICE_ACCOUNT``, and
+  ``KUMO_TRIAL_SECRETS``: comma-separated Secrets whose keys become the trials' environment, e.g. PGPASSWORD).
+- ``KUMO_MAX_CONCURRENT_STEPS`` / ``KUMO_CPU_STEPS``: steps a run executes at once (default max(8, cores)) /
+  CPU-heavy ones among them (default the cores); see kumo_assets/execution.py.
+- ``KUMO_INSTANCE_CATALOGUE``: instance-type catalogue YAML for the provisioner; default deploy/instances.yaml.
 """
 
 from __future__ import annotations
@@ -16,8 +24,11 @@ from pathlib import Path
 
 from dagster import Definitions
 
+from kumo_assets.best_model import build_best_model_assets
+from kumo_assets.execution import run_executor
 from kumo_assets.features import build_feature_store_asset
 from kumo_assets.graph import build_graph_store_asset
+from kumo_assets.hpo_assets import build_hpo_assets
 from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec_loader import load_spec
@@ -27,6 +38,10 @@ from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
+from resources.k8s_launcher import KubernetesTrialLauncher
+from resources.launchers import LocalTrialLauncher, TrialLauncher
+from resources.provisioner import NodeProvisioner
+from resources.studies import StudyStorage
 
 __all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
 
@@ -62,18 +77,44 @@ def build_definitions(
             queries = load_queries(queries_file)
             assets += build_training_table_assets(spec, queries)
             assets += build_model_assets(spec, queries)
+            assets += build_hpo_assets(spec, queries)
+            assets += build_best_model_assets(spec, queries)
     object_store = ObjectStoreConnector(
         endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
         region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
     )
     return Definitions(
         assets=assets,
+        executor=run_executor(),
         resources={
             "data_plane": DataPlane(root=data_plane_root, object_store=object_store),
             "graph_store": GraphStoreResource(root=graph_store_root),
             "feature_store": FeatureStoreResource(root=graph_store_root),
+            "study_storage": StudyStorage(url=os.environ.get("KUMO_OPTUNA_STORAGE", "")),
+            "trial_launcher": trial_launcher_from_environment(),
+            "provisioner": NodeProvisioner(catalogue=os.environ.get("KUMO_INSTANCE_CATALOGUE", "")),
         },
     )
+
+
+def trial_launcher_from_environment() -> TrialLauncher:
+    """Local subprocesses by default; one Kubernetes pod per trial when ``KUMO_TRIAL_LAUNCHER=kubernetes``."""
+    kind = os.environ.get("KUMO_TRIAL_LAUNCHER", "local")
+    if kind == "local":
+        return LocalTrialLauncher()
+    if kind == "kubernetes":
+        image = os.environ.get("KUMO_TRIAL_IMAGE")
+        if not image:
+            raise ValueError("KUMO_TRIAL_LAUNCHER=kubernetes needs KUMO_TRIAL_IMAGE (the trial image, see "
+                             "docs/kubernetes.md)")  # fmt: skip
+        secrets = [name for name in os.environ.get("KUMO_TRIAL_SECRETS", "").split(",") if name]
+        return KubernetesTrialLauncher(
+            image=image,
+            namespace=os.environ.get("KUMO_TRIAL_NAMESPACE", "default"),
+            service_account_name=os.environ.get("KUMO_TRIAL_SERVICE_ACCOUNT") or None,
+            env_from_secrets=secrets,
+        )
+    raise ValueError(f"KUMO_TRIAL_LAUNCHER={kind!r}: choose local or kubernetes")
 
 
 def _spec_paths_from_environment() -> list[str | Path]:

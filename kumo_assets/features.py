@@ -10,6 +10,7 @@ import time
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table, table_asset_key
 from kumo_assets.pql.queries import load_queries, queries_beside
@@ -54,6 +55,7 @@ def node_tables(
 
 def build_feature_store_asset(spec: GraphSpec) -> AssetsDefinition:
     @asset(
+        op_tags=CPU_BOUND,
         key=feature_store_key(spec),
         deps=[table_asset_key(spec, table) for table in spec.tables],
         group_name=f"{spec.graph_name}_graph",

@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import markdown_table, table_asset_key
 from kumo_assets.keys import NODE_ID
@@ -56,6 +57,7 @@ def build_graph_from_tables(
 
 def build_graph_store_asset(spec: GraphSpec) -> AssetsDefinition:
     @asset(
+        op_tags=CPU_BOUND,
         key=graph_store_key(spec),
         deps=[table_asset_key(spec, table) for table in spec.tables],
         group_name=f"{spec.graph_name}_graph",

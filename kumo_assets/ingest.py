@@ -24,6 +24,7 @@ from dagster import (
 
 from kumo_assets.checks import ingest_check_names
 from kumo_assets.errors import IngestError
+from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_implied_keys
 from kumo_assets.keys import NODE_ID
 from kumo_assets.sources import read_table_source
@@ -121,6 +122,7 @@ def _table_asset(spec: GraphSpec, table: str) -> AssetsDefinition:
         description = f"Validated, typed `{table}` from {', '.join(table_spec.sources)}."
 
     @asset(
+        op_tags=CPU_BOUND,
         key=key,
         deps=[table_asset_key(spec, parent) for parent in spec.parents(table)],
         check_specs=check_specs,

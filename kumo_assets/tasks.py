@@ -10,6 +10,7 @@ from collections.abc import Callable
 import polars as pl
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table, table_asset_key
 from kumo_assets.pql.compiler import SPLITS
@@ -57,6 +58,7 @@ def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery])
 
 def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     @asset(
+        op_tags=CPU_BOUND,
         key=training_table_key(spec, query.name),
         deps=[table_asset_key(spec, table) for table in spec.tables],
         group_name=f"{spec.graph_name}_tasks",

@@ -10,8 +10,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import polars as pl
 from dagster import (
     AssetExecutionContext,
     AssetKey,
@@ -22,6 +24,7 @@ from dagster import (
     asset,
 )
 
+from kumo_assets.execution import CPU_BOUND
 from kumo_assets.features import feature_store_key
 from kumo_assets.graph import graph_store_key
 from kumo_assets.graph_tables import read_published_tables
@@ -31,11 +34,19 @@ from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.pql.schema import GraphSchema
 from kumo_assets.spec import GraphSpec
 from kumo_assets.tasks import training_table_key
-from kumo_assets.trial import GNNTrialConfig, gnn_artifacts, make_splits, run_gbdt_trial, run_gnn_trial
+from kumo_assets.trial import (
+    GNNTrialConfig,
+    gnn_artifacts,
+    make_splits,
+    merge_splits,
+    run_gbdt_trial,
+    run_gnn_trial,
+)
 from models.checkpoints import DataPlaneCheckpoints
 from models.gbdt import GBDTConfig
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
+from resources.batch_cache import BatchCache
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
@@ -55,6 +66,7 @@ class ModelRunConfig(Config):
     dropout: float = 0.0
     epochs: int = 3
     lr: float = 0.005
+    weight_decay: float = 0.0
     batch_size: int = 512
     fanouts: list[int] = [16, 8]
     max_steps_per_epoch: int = 2000
@@ -65,6 +77,9 @@ class ModelRunConfig(Config):
     )
     observe_until: str | None = None  # ISO date: hide every row after it (the frozen benchmark regime)
     simulate_staleness: bool = False  # train/select on views as stale as the frozen regime's test views
+    refit: bool = (
+        False  # the final fit of a chosen configuration: train on train + val (val metrics optimistic)
+    )
     gbdt_trees: int = 1000
     gbdt_learning_rate: float = 0.05
     gbdt_leaves: int = 31
@@ -83,6 +98,7 @@ class TrainedModel:
     seconds: float
     resumed_from: int | None
     uri: str
+    best_epoch: int | None = None
 
 
 def _epoch_seconds(value: str | None) -> int | None:
@@ -101,8 +117,14 @@ def train_query_model(
     graph_store: GraphStoreResource,
     feature_store: FeatureStoreResource,
     log=print,
+    on_epoch: Callable[[int, dict], None] | None = None,
+    batch_cache: BatchCache | None = None,
 ) -> TrainedModel:
-    """Train ``config`` on the query's published training table; write model, metrics and predictions."""
+    """Train ``config`` on the query's published training table; write model, metrics and predictions.
+
+    ``on_epoch(epoch, validation metrics)`` runs after each GNN epoch (HPO trials report and prune there);
+    ``batch_cache`` shares minibatches with other trials of the same sampling configuration.
+    """
     started = time.perf_counter()
     parts = (spec.graph_name, "training_tables")
     table, meta = (
@@ -123,34 +145,48 @@ def train_query_model(
         gbdt = GBDTConfig(n_estimators=config.gbdt_trees, learning_rate=config.gbdt_learning_rate,
                           num_leaves=config.gbdt_leaves, seed=config.seed)  # fmt: skip
         keys = frames[entity_table].select(entity_column, NODE_ID)
+        if config.refit:  # validation rows train too; they still early-stop, so their metrics are optimistic
+            table = pl.concat(
+                [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
+            )
         result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until)
-        metrics, resumed_from = result.metrics, None
+        metrics, resumed_from, best_epoch = result.metrics, None, None
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":
         splits = make_splits(table, graph_store.node_keys(graph, entity_table), entity_table,
                              f"{spec.graph_name}/{query.name}", observe_until, config.simulate_staleness,
                              config.seed)  # fmt: skip
+        if config.refit:
+            splits["train"] = merge_splits(splits["train"], splits["val"])
         trial = GNNTrialConfig(
             GNNConfig(conv=config.conv, channels=config.channels, layers=config.layers, aggr=config.aggr,
                       dropout=config.dropout),
-            TrainerConfig(epochs=config.epochs, lr=config.lr, max_steps_per_epoch=config.max_steps_per_epoch,
-                          seed=config.seed, device=config.device),
+            TrainerConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
+                          max_steps_per_epoch=config.max_steps_per_epoch, seed=config.seed, device=config.device,
+                          patience=0 if config.refit else TrainerConfig.patience),
             fanouts=tuple(config.fanouts), batch_size=config.batch_size,
         )  # fmt: skip
         result = run_gnn_trial(
             graph, features, splits, task_type, trial, DataPlaneCheckpoints(data_plane, *prefix, "checkpoints"),
-            callback=lambda epoch, values: log(f"epoch {epoch}: " + json.dumps(_rounded(values))),
+            callback=lambda epoch, values: _epoch_done(epoch, values, log, on_epoch),
+            cache=batch_cache,
             threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
         )  # fmt: skip
-        metrics, resumed_from = result.metrics, result.fit.resumed_from
+        metrics, resumed_from, best_epoch = result.metrics, result.fit.resumed_from, result.fit.best_epoch
         data_plane.put_bytes(gnn_artifacts(result), *prefix, "model.pt")
     else:
         raise ValueError(f"unknown model family {config.family!r}: choose gnn or gbdt")
     seconds = time.perf_counter() - started
     summary = {"family": config.family, "task_type": task_type, "config": config.model_dump(), "metrics": metrics,
-               "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from}  # fmt: skip
+               "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from, "best_epoch": best_epoch}  # fmt: skip
     uri = data_plane.put_json(summary, *prefix, "summary.json")
-    return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri)
+    return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch)
+
+
+def _epoch_done(epoch: int, values: dict, log, on_epoch) -> None:
+    log(f"epoch {epoch}: " + json.dumps(_rounded(values)))
+    if on_epoch is not None:
+        on_epoch(epoch, values)
 
 
 def _rounded(values: dict) -> dict:
@@ -163,6 +199,7 @@ def build_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[
 
 def _model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     @asset(
+        op_tags=CPU_BOUND,
         key=model_key(spec, query.name),
         deps=[
             training_table_key(spec, query.name),

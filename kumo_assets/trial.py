@@ -39,6 +39,7 @@ __all__ = [
     "GNNTrialResult",
     "gnn_artifacts",
     "make_splits",
+    "merge_splits",
     "run_gbdt_trial",
     "run_gnn_trial",
 ]
@@ -181,6 +182,14 @@ def run_gnn_trial(
         if name in splits and len(splits[name].seeds):
             metrics[name], predictions[name] = trainer.evaluate(batches(splits[name]))
     return GNNTrialResult(config, spec, fit, metrics, predictions, model)
+
+
+def merge_splits(first: TrainingSplit, second: TrainingSplit) -> TrainingSplit:
+    """Two splits' seeds as one (the refit of a chosen configuration trains on train + val)."""
+    return TrainingSplit(
+        f"{first.name}+{second.name}", first.node_type, np.concatenate([first.seeds, second.seeds]),
+        np.concatenate([first.seed_times, second.seed_times]), np.concatenate([first.labels, second.labels]),
+    )  # fmt: skip
 
 
 def _with_labels(split: TrainingSplit, labels: np.ndarray) -> TrainingSplit:

@@ -66,3 +66,12 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     name = f"bucket-{uuid.uuid4().hex[:12]}"
     ObjectStoreConnector(endpoint_url=s3_endpoint, region="us-east-1").client().create_bucket(Bucket=name)
     return name
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL server on 127.0.0.1 for the whole session (initdb in a temp dir, fsync off)."""
+    from tests.servers import running_postgres
+
+    with running_postgres() as url:
+        yield url

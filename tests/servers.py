@@ -1,12 +1,16 @@
-"""Real servers for tests (moto, the Dagster webserver): started in their own session, stopped by PID."""
+"""Real servers for tests (moto, Postgres, the Dagster webserver): own session each, stopped by PID."""
 
 from __future__ import annotations
 
 import contextlib
+import glob
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,3 +64,88 @@ def port_open(port: int) -> Callable[[], bool]:
             return False
 
     return check
+
+
+def postgres_bin_dir() -> Path:
+    """Folder of ``initdb`` and ``postgres``: PATH, else Debian's /usr/lib/postgresql/*/bin, else dpkg -L."""
+    on_path = shutil.which("initdb")
+    if on_path and (Path(on_path).resolve().parent / "postgres").exists():
+        return Path(on_path).resolve().parent
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[4]))
+    if debian:
+        return Path(debian[-1]).parent
+    if shutil.which("dpkg-query") and shutil.which("dpkg"):
+        packages = subprocess.run(
+            ["dpkg-query", "-W", "-f", "${Package}\n", "postgresql*"], capture_output=True, text=True
+        ).stdout.split()
+        for package in packages:
+            files = subprocess.run(
+                ["dpkg", "-L", package], capture_output=True, text=True
+            ).stdout.splitlines()
+            for file in files:
+                if file.endswith("/bin/initdb") and (Path(file).parent / "postgres").exists():
+                    return Path(file).parent
+    raise RuntimeError(
+        "PostgreSQL server binaries (initdb, postgres) were not found on PATH, in /usr/lib/postgresql/*/bin "
+        "or in dpkg's file lists: install them with `apt-get install postgresql` (.ci/run does so when "
+        "apt-get is available)"
+    )
+
+
+def postgres_ready(port: int) -> Callable[[], bool]:
+    """True once the server accepts a real login (an open port alone may still answer 'starting up')."""
+
+    def check() -> bool:
+        import psycopg2
+
+        try:
+            psycopg2.connect(
+                host="127.0.0.1", port=port, user="postgres", dbname="postgres", connect_timeout=1
+            ).close()
+            return True
+        except psycopg2.OperationalError:
+            return False
+
+    return check
+
+
+@contextlib.contextmanager
+def running_postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (trust auth, fsync off); yields its psycopg2 URL.
+
+    initdb refuses root, so as root both run as the ``postgres`` user in a temp dir it owns: initdb through
+    ``runuser``, the server through ``Popen(user=...)`` because runuser forks, and the server must be the
+    process whose PID we stop (SIGINT: fast shutdown, even with clients connected).
+    """
+    bin_dir = postgres_bin_dir()
+    as_root = os.geteuid() == 0
+    base = Path(tempfile.mkdtemp(prefix="kumo-postgres-"))
+    try:
+        run_as: list[str] = []
+        popen_user: dict = {}
+        if as_root:
+            shutil.chown(base, user="postgres", group="postgres")
+            run_as = ["runuser", "-u", "postgres", "--"]
+            popen_user = {"user": "postgres", "group": "postgres", "extra_groups": []}
+        data = base / "data"
+        initdb = [str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+        init = subprocess.run([*run_as, *initdb, "--locale=C", "--no-sync"], capture_output=True, text=True)
+        if init.returncode != 0:
+            raise RuntimeError(
+                f"initdb failed ({init.returncode}): {init.stderr.strip() or init.stdout.strip()}"
+            )
+        port = free_port()
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "unix_socket_directories": str(base),
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        command = [str(bin_dir / "postgres"), "-D", str(data), "-p", str(port)]
+        for key, value in settings.items():
+            command += ["-c", f"{key}={value}"]
+        with running_server(command, postgres_ready(port), stop_signal=signal.SIGINT, **popen_user):
+            yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

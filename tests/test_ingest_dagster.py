@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import subprocess
 from pathlib import Path
 
+import optuna
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, instance_for_test, materialize
+from optuna.trial import TrialState
 
 from kumo_assets.definitions import build_definitions
 from kumo_assets.ingest import build_ingest_assets, ingest_table, publish_table
 from kumo_assets.spec_loader import load_spec
 from resources.data_plane import DataPlane
+from resources.studies import StudyStorage
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.fake_db import make_tables, write_fake_db
 from tests.servers import venv_tool
@@ -123,6 +128,29 @@ def _dagster_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+def check_f1_study(plane_root: Path) -> None:
+    """The demo's driver-dnf study: 8 trials through the local launcher, up to 4 running at once."""
+    storage = StudyStorage().get_storage(str(plane_root))
+    names = [name for name in optuna.study.get_all_study_names(storage) if name.startswith("f1.driver_dnf.")]
+    study = optuna.load_study(study_name=names[0], storage=storage)
+    trials = study.get_trials()
+    assert len(names) == 1 and len(trials) >= 8
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs.get("failure"))
+                                                                   for t in trials]  # fmt: skip
+    assert 0.5 < study.best_value <= 1.0  # validation AUROC of a real model
+    events = sorted(
+        [(t.user_attrs["started_at"], 1) for t in trials]
+        + [(t.user_attrs["finished_at"], -1) for t in trials]
+    )
+    running = list(itertools.accumulate(step for _, step in events))
+    assert max(running) >= 3  # the slots really ran side by side
+    assert len({t.user_attrs["placement"]["cpu"] for t in trials}) == 1
+    summary = json.loads((plane_root / "f1" / "hpo" / "driver_dnf" / "summary.json").read_text())
+    assert summary["best"]["number"] == study.best_trial.number
+    pointer = json.loads((plane_root / "f1" / "best_model" / "driver_dnf" / "pointer.json").read_text())
+    assert pointer["trial"] == study.best_trial.number and 0.0 <= pointer["metrics"]["test"]["auroc"] <= 1.0
+
+
 def test_definitions_validate_cli(tmp_path):
     completed = _dagster_cli(tmp_path, "definitions", "validate", "-w", "workspace.yaml")
     assert completed.returncode == 0, completed.stdout + completed.stderr
@@ -131,10 +159,10 @@ def test_definitions_validate_cli(tmp_path):
 @pytest.mark.integration
 def test_f1_materialises_through_the_cli(tmp_path):
     """What `make demo` runs: the dagster CLI, a SQLite instance in DAGSTER_HOME, multiprocess execution."""
-    completed = _dagster_cli(
-        tmp_path, "asset", "materialize", "--select", "*", "-m", "kumo_assets.definitions"
-    )
+    completed = _dagster_cli(tmp_path, "asset", "materialize", "--select", "*", "-m", "kumo_assets.definitions",
+                             "-c", str(F1_SPEC.parent / "demo_run.yaml"))  # fmt: skip
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    check_f1_study(tmp_path / "plane")
     assert (tmp_path / "dagster_home" / "history" / "runs.db").is_file()
     plane = DataPlane(root=str(tmp_path / "plane"))
     for table, rows in F1_ROWS.items():

@@ -1,0 +1,212 @@
+"""The ``hpo_study`` asset per query: a graph of ops that opens the study, fans out slots, and summarises.
+
+    open study -> slot 0..P-1 (dynamic outputs; each asks, provisions, launches and tells trials) -> summary
+
+Slots, not single trials, are the dynamic outputs: Dagster resolves a fan-out only when the proposing op
+ends, so one output per trial would make every trial be proposed before any result is known (TPE would be
+blind), and parallelism would be an executor setting instead of the study's. The ops stay thin; the work is
+in `kumo_assets.hpo` (driver) and `kumo_assets.hpo_trial` (inside a trial).
+"""
+
+import os
+import time
+
+from dagster import (
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    DynamicOut,
+    DynamicOutput,
+    In,
+    Nothing,
+    OpExecutionContext,
+    Output,
+    RetryPolicy,
+    config_mapping,
+    graph_asset,
+    op,
+)
+from dagster._core.storage.dagster_run import DagsterRunStatus
+
+from kumo_assets.features import feature_store_key
+from kumo_assets.graph import graph_store_key
+from kumo_assets.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_quotas
+from kumo_assets.hpo_report import study_metadata, write_study_summary
+from kumo_assets.hpo_trial import TrialRequest
+from kumo_assets.pql.queries import NamedQuery
+from kumo_assets.spec import GraphSpec
+from kumo_assets.study_setup import StudyContext, open_query_study
+from kumo_assets.tasks import training_table_key
+from resources.data_plane import DataPlane
+from resources.feature_store import FeatureStoreResource
+from resources.graph_store import GraphStoreResource
+from resources.launchers import TrialLauncher
+from resources.provisioner import NodeProvisioner
+from resources.studies import StudyStorage
+
+__all__ = ["HPOStudyConfig", "build_hpo_assets", "hpo_study_key"]
+
+LIVE = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+        DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}  # fmt: skip
+
+
+class HPOStudyConfig(Config):
+    """One study. Budgets default to the mode's (fast: 8 trials / 30 min, normal: 32 / 4 h, best: 100 / 24 h).
+
+    ``families``: empty = every family the task type supports (GNN, and GBDT for binary, regression and
+    multiclass). ``observe_until`` / ``simulate_staleness``: the data regime, as for one model.
+    """
+
+    mode: str = "fast"
+    n_trials: int | None = None
+    timeout_minutes: float | None = None
+    parallelism: int = 2
+    families: list[str] = []
+    seed: int = 0
+    pruner: str = "median"
+    trial_retries: int = 1
+    observe_until: str | None = None
+    simulate_staleness: bool = False
+    device: str = "auto"
+    share_batches: bool = True
+    space: dict = {}  # overrides of the mode's search space fields, e.g. {"max_steps_per_epoch": 20}
+
+    def settings(self) -> StudySettings:
+        return StudySettings(
+            mode=self.mode, n_trials=self.n_trials, timeout_minutes=self.timeout_minutes,
+            parallelism=self.parallelism, families=tuple(self.families), seed=self.seed, pruner=self.pruner,
+            trial_retries=self.trial_retries, observe_until=self.observe_until,
+            simulate_staleness=self.simulate_staleness, device=self.device, share_batches=self.share_batches,
+        )  # fmt: skip
+
+
+def hpo_study_key(spec: GraphSpec, name: str) -> AssetKey:
+    return AssetKey([spec.graph_name, "hpo_study", name])
+
+
+def build_hpo_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+    return [_hpo_asset(spec, query) for query in queries.values()]
+
+
+def _run_alive(context: OpExecutionContext):
+    def alive(run_id: str | None) -> bool:
+        if run_id is None:
+            return False
+        if run_id == context.run_id:
+            return True
+        record = context.instance.get_run_by_id(run_id)
+        return record is not None and record.status in LIVE
+
+    return alive
+
+
+def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
+    prefix = f"{spec.graph_name}__{query.name}"
+
+    def study_context(config: dict, data_plane, graph_store, feature_store, study_storage) -> StudyContext:
+        return open_query_study(spec, query, HPOStudyConfig(**config).settings(), config.get("space") or {},
+                                data_plane, graph_store, feature_store, study_storage)  # fmt: skip
+
+    @op(name=f"{prefix}__open_study", ins={"ready": In(Nothing)}, out=DynamicOut(dict))
+    def open_study(
+        context: OpExecutionContext,
+        config: HPOStudyConfig,
+        data_plane: DataPlane,
+        graph_store: GraphStoreResource,
+        feature_store: FeatureStoreResource,
+        study_storage: StudyStorage,
+    ):
+        """Open (or continue) the study, fail trials orphaned by dead runs, split the remaining budget."""
+        study = study_context(config.model_dump(), data_plane, graph_store, feature_store, study_storage)
+        orphans = recover_orphaned_trials(study.study, _run_alive(context))
+        if orphans:
+            context.log.warning(
+                f"trials {orphans} were left running by a run that ended: re-enqueued to resume"
+            )
+        quotas = slot_quotas(study.study, study.space.n_trials, config.parallelism) or [0]
+        deadline = time.time() + 60 * study.space.timeout_minutes
+        context.log.info(f"study {study.name}: {sum(quotas)} trials to run on {len(quotas)} slots")
+        for slot, quota in enumerate(quotas):
+            yield DynamicOutput({"config": config.model_dump(), "slot": slot, "quota": quota, "deadline": deadline,
+                                 "slots": len(quotas)}, mapping_key=f"slot_{slot}")  # fmt: skip
+
+    @op(name=f"{prefix}__run_slot", retry_policy=RetryPolicy(max_retries=2, delay=1))
+    def run_trials(
+        context: OpExecutionContext,
+        work: dict,
+        data_plane: DataPlane,
+        graph_store: GraphStoreResource,
+        feature_store: FeatureStoreResource,
+        study_storage: StudyStorage,
+        trial_launcher: TrialLauncher,
+        provisioner: NodeProvisioner,
+    ) -> Output[dict]:
+        """Ask, provision, launch and tell trials until this slot's quota or the deadline."""
+        study = study_context(work["config"], data_plane, graph_store, feature_store, study_storage)
+        settings = study.settings
+        cores = os.cpu_count() or 1
+
+        def place(params):
+            if trial_launcher.runs_locally:
+                return provisioner.place_local(params, study.stats, max(1, cores // work["slots"]),
+                                               study.host_memory_gib / work["slots"])  # fmt: skip
+            return provisioner.place(params, study.stats)
+
+        def launch(trial, params, placement):
+            trial.set_user_attr("dagster_run_id", context.run_id)
+            request = TrialRequest(
+                spec_path=str(spec.path), query=query.name, data_plane_root=data_plane.root,
+                graph_store_root=graph_store.root, storage_url=study.storage_url, study_name=study.name,
+                trial_id=trial._trial_id, trial_number=trial.number, params=params,
+                batch_cache_dir=study.batch_cache_dir, text_encoder=feature_store.text_encoder,
+            )  # fmt: skip
+            return trial_launcher.launch(context, trial_name=f"{prefix}-t{trial.number}",
+                                         extras=request.to_extras(), placement=placement)  # fmt: skip
+
+        outcome = run_slot(
+            study.study, study.space, f"{context.run_id}/{work['slot']}", work["quota"], work["deadline"],
+            place, launch, study.base_params, settings.trial_retries, context.log.info, settings.seed,
+        )  # fmt: skip
+        return Output({**outcome.__dict__, "config": work["config"]})
+
+    @op(name=f"{prefix}__summarise")
+    def summarise(
+        context: OpExecutionContext,
+        outcomes: list[dict],
+        data_plane: DataPlane,
+        graph_store: GraphStoreResource,
+        feature_store: FeatureStoreResource,
+        study_storage: StudyStorage,
+    ) -> Output[dict]:
+        """Leaderboard and plots of the whole study (every materialisation so far) as UI metadata."""
+        config = outcomes[0]["config"] if outcomes and "config" in outcomes[0] else {}
+        study = study_context(config, data_plane, graph_store, feature_store, study_storage)
+        summary = write_study_summary(study, data_plane, outcomes)
+        return Output(summary, metadata=study_metadata(study, summary))
+
+    @config_mapping
+    def study_config(config: HPOStudyConfig) -> dict:
+        """The study's config is set on the asset; the open-study op is the one that reads it."""
+        return {f"{prefix}__open_study": {"config": config.model_dump()}}
+
+    @graph_asset(
+        key=hpo_study_key(spec, query.name),
+        config=study_config,
+        ins={
+            name: AssetIn(key=key, dagster_type=Nothing)
+            for name, key in (
+                ("training_table", training_table_key(spec, query.name)),
+                ("graph_store", graph_store_key(spec)),
+                ("feature_store", feature_store_key(spec)),
+            )
+        },
+        group_name=f"{spec.graph_name}_models",
+        description=f"Optuna study (parallel trials) for `{query.text}`",
+        kinds={"optuna", "pytorch"},
+    )
+    def _hpo_study(training_table, graph_store, feature_store):
+        slots = open_study([training_table, graph_store, feature_store])
+        return summarise(slots.map(run_trials).collect())
+
+    return _hpo_study

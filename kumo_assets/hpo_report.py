@@ -1,0 +1,152 @@
+"""What a study shows in the UI: a leaderboard, the best trial, and plots (history, importances, curves).
+
+The summary is also written to ``<graph>/hpo/<query>/summary.json`` on the data plane, which the
+``best_model`` asset reads to find the study.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Any
+
+import optuna
+from dagster import MetadataValue
+from optuna.trial import TrialState
+
+from kumo_assets.hpo import leaderboard
+from kumo_assets.ingest import markdown_table
+from kumo_assets.study_setup import StudyContext
+from resources.data_plane import DataPlane
+from resources.studies import dashboard_hint
+
+__all__ = ["plots", "read_study_summary", "study_metadata", "write_study_summary"]
+
+
+def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: list[dict]) -> dict[str, Any]:
+    """Summarise the whole study (all materialisations), store it on the data plane, and return it."""
+    study = context.study
+    trials = study.get_trials(deepcopy=False)
+    states = {state.name.lower(): sum(trial.state == state for trial in trials) for state in TrialState}
+    complete = [trial for trial in trials if trial.state == TrialState.COMPLETE]
+    best = study.best_trial if complete else None
+    summary = {
+        "study_name": context.name,
+        "storage_url": context.storage_url,
+        "metric": context.space.metric,
+        "direction": context.space.direction,
+        "task_type": context.task_type,
+        "settings": context.settings.to_dict(),
+        "states": {name: count for name, count in states.items() if count},
+        "best": None
+        if best is None
+        else {
+            "number": best.number,
+            "value": best.value,
+            "params": best.user_attrs.get("params", {}),
+            "best_epoch": best.user_attrs.get("best_epoch"),
+        },
+        "this_run": {
+            "slots": len(outcomes),
+            "finished": sorted(n for outcome in outcomes for n in outcome.get("finished", [])),
+            "failed": sorted(n for outcome in outcomes for n in outcome.get("failed", [])),
+            "resumed": sorted(n for outcome in outcomes for n in outcome.get("resumed", [])),
+        },
+        "leaderboard": leaderboard(study),
+    }
+    data_plane.put_json(summary, context.spec.graph_name, "hpo", context.query.name, "summary.json")
+    return summary
+
+
+def read_study_summary(data_plane: DataPlane, graph: str, query: str) -> dict[str, Any]:
+    try:
+        return data_plane.get_json(graph, "hpo", query, "summary.json")
+    except FileNotFoundError as missing:
+        raise FileNotFoundError(f"no study summary for {graph}/{query}: materialise {graph}/hpo_study/{query} "
+                                "first") from missing  # fmt: skip
+
+
+def study_metadata(context: StudyContext, summary: dict[str, Any]) -> dict[str, MetadataValue]:
+    rows = [[row["number"], row["state"], row["family"] or "", _fmt(row["value"]), _fmt(row["seconds"], 1),
+             row["instance_type"] or "", _fmt(row["cost_usd"], 4), _short(row["params"])]
+            for row in summary["leaderboard"]]  # fmt: skip
+    metadata = {
+        "study": MetadataValue.text(context.name),
+        "storage": MetadataValue.text(context.storage_url),
+        "dashboard": MetadataValue.text(dashboard_hint(context.storage_url)),
+        "metric": MetadataValue.text(f"{summary['metric']} ({summary['direction']})"),
+        "trials": MetadataValue.json(summary["states"]),
+        "leaderboard": MetadataValue.md(markdown_table(
+            ["trial", "state", "family", summary["metric"], "seconds", "instance", "cost $", "params"], rows)),
+    }  # fmt: skip
+    if summary["best"] is not None:
+        metadata["best_value"] = MetadataValue.float(float(summary["best"]["value"]))
+        metadata["best_params"] = MetadataValue.json(summary["best"]["params"])
+    for name, image in plots(context.study).items():
+        metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{image})")
+    return metadata
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+
+
+def _short(params: dict) -> str:
+    keep = ("conv", "channels", "layers", "aggr", "lr", "batch_size", "fanouts", "epochs", "gbdt_leaves")
+    return ", ".join(f"{name}={_compact(params[name])}" for name in keep if name in params)
+
+
+def _compact(value) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value).replace(" ", "")
+
+
+def plots(study: optuna.Study) -> dict[str, str]:
+    """PNG plots as base64: optimisation history, parameter importances (3+ complete trials), learning curves."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    complete = [trial for trial in study.get_trials(deepcopy=False) if trial.state == TrialState.COMPLETE]
+    images: dict[str, str] = {}
+    if complete:
+        figure, axes = plt.subplots(figsize=(5, 3))
+        values = [trial.value for trial in complete]
+        best = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
+        running = [best(values[: index + 1]) for index in range(len(values))]
+        axes.scatter([trial.number for trial in complete], values, s=12, label="trial")
+        axes.step(
+            [trial.number for trial in complete], running, where="post", color="C1", label="best so far"
+        )
+        axes.set_xlabel("trial"), axes.set_ylabel(study.user_attrs.get("metric", "value")), axes.legend()
+        images["optimisation_history"] = _png(figure, plt)
+    if len(complete) >= 3:
+        try:
+            importances = optuna.importance.get_param_importances(study)
+        except (RuntimeError, ValueError):
+            importances = {}
+        if importances:
+            figure, axes = plt.subplots(figsize=(5, 3))
+            names = list(importances)[::-1]
+            axes.barh(names, [importances[name] for name in names])
+            axes.set_xlabel("importance (fANOVA)")
+            images["parameter_importances"] = _png(figure, plt)
+    curves = [trial for trial in study.get_trials(deepcopy=False) if trial.intermediate_values]
+    if curves:
+        figure, axes = plt.subplots(figsize=(5, 3))
+        for trial in curves:
+            steps = sorted(trial.intermediate_values)
+            axes.plot(steps, [trial.intermediate_values[step] for step in steps], marker=".", alpha=0.7,
+                      linestyle="--" if trial.state == TrialState.PRUNED else "-")  # fmt: skip
+        axes.set_xlabel("epoch"), axes.set_ylabel("validation " + study.user_attrs.get("metric", "value"))
+        images["learning_curves"] = _png(figure, plt)
+    return images
+
+
+def _png(figure, plt) -> str:
+    buffer = io.BytesIO()
+    figure.tight_layout()
+    figure.savefig(buffer, format="png", dpi=80)
+    plt.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode()

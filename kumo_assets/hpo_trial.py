@@ -1,0 +1,138 @@
+"""The inside of one HPO trial process: what to train comes in as a `TrialRequest`, the result goes back as a dict.
+
+Plain functions (no Dagster): the entrypoint (`kumo_assets.trial_entry`) wraps them in Dagster Pipes, and
+tests call them directly. A trial trains exactly like a one-off model materialisation
+(`kumo_assets.training.train_query_model`), so its checkpoints live under the same run key: a killed trial
+started again with the same request resumes from its last epoch. After each epoch it reports the tune metric
+to the shared Optuna storage and stops early when the study's pruner says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from kumo_assets.pql.queries import load_queries, queries_beside
+from kumo_assets.spec_loader import load_spec
+from kumo_assets.training import ModelRunConfig, train_query_model
+from models.metrics import tune_metric
+from resources.batch_cache import BatchCache
+from resources.data_plane import DataPlane
+from resources.feature_store import FeatureStoreResource
+from resources.graph_store import GraphStoreResource
+
+__all__ = ["TrialRequest", "run_study_trial"]
+
+
+@dataclass
+class TrialRequest:
+    """Everything a trial process needs, as JSON-able fields (sent as Pipes extras)."""
+
+    spec_path: str
+    query: str
+    data_plane_root: str
+    graph_store_root: str
+    storage_url: str  # Optuna storage, as the driver resolved it (never empty here)
+    study_name: str
+    trial_id: int
+    trial_number: int
+    params: dict[str, Any]  # ModelRunConfig fields
+    batch_cache_dir: str | None = None
+    threads: int | None = None
+    text_encoder: str = "auto"
+    env: dict[str, str] = field(default_factory=dict)
+
+    def to_extras(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_extras(cls, extras: dict[str, Any]) -> TrialRequest:
+        known = {name: extras[name] for name in cls.__dataclass_fields__ if name in extras}
+        return cls(**known)
+
+
+def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
+    """Train the request's configuration, reporting each epoch to its Optuna trial; return the outcome.
+
+    The outcome's ``state`` is ``complete`` (with ``value``, the validation tune metric) or ``pruned``
+    (with the last reported ``value``); errors propagate, so the process exits non-zero and the driver
+    retries or replaces the trial.
+    """
+    from resources.studies import StudyStorage
+
+    started = time.perf_counter()
+    spec = load_spec(request.spec_path)
+    queries_file = queries_beside(spec.path)
+    if queries_file is None:
+        raise FileNotFoundError(
+            f"no queries.yaml beside {spec.path}: the trial cannot find query {request.query!r}"
+        )
+    query = load_queries(queries_file)[request.query]
+    storage = StudyStorage(url=request.storage_url).get_storage(request.data_plane_root)
+    study = optuna.load_study(study_name=request.study_name, storage=storage)
+    trial = optuna.trial.Trial(study, request.trial_id)
+    config = ModelRunConfig(**{**request.params, "threads": request.threads})
+    data_plane = DataPlane(root=request.data_plane_root)
+    graph_store = GraphStoreResource(root=request.graph_store_root)
+    feature_store = FeatureStoreResource(root=request.graph_store_root, text_encoder=request.text_encoder)
+    cache = BatchCache(request.batch_cache_dir) if request.batch_cache_dir else None
+    table_meta = data_plane.get_json(spec.graph_name, "training_tables", f"{query.name}.json")
+    metric = tune_metric(table_meta["task_type"])
+    last: dict[str, float] = {}
+
+    def on_epoch(epoch: int, values: dict) -> None:
+        last["value"], last["epoch"] = float(values[metric]), epoch
+        trial.report(float(values[metric]), epoch)
+        _chaos_kill(epoch, request)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric}={values[metric]:.4f}")
+
+    try:
+        trained = train_query_model(spec, query, config, data_plane, graph_store, feature_store, log,
+                                    on_epoch=on_epoch, batch_cache=cache)  # fmt: skip
+    except optuna.TrialPruned as pruned:
+        log(str(pruned))
+        return {"state": "pruned", "value": last.get("value"), "epoch": last.get("epoch"),
+                "seconds": time.perf_counter() - started, "pid": os.getpid()}  # fmt: skip
+    value = float(trained.metrics["val"][metric])
+    return {
+        "state": "complete",
+        "value": value,
+        "metric": metric,
+        "metrics": trained.metrics,
+        "family": trained.family,
+        "run_key": trained.run_key,
+        "resumed_from": trained.resumed_from,
+        "best_epoch": trained.best_epoch,
+        "uri": trained.uri,
+        "seconds": time.perf_counter() - started,
+        "pid": os.getpid(),
+        "cache": _cache_stats(cache),
+    }
+
+
+def _chaos_kill(epoch: int, request: TrialRequest) -> None:
+    """Fault drill: with ``KUMO_CHAOS_KILL_AFTER_EPOCH=N`` (and ``KUMO_CHAOS_DIR``), the first run of each trial
+    SIGKILLs itself right after epoch N's checkpoint, as a preempted node would; its retry must resume."""
+    target, folder = os.environ.get("KUMO_CHAOS_KILL_AFTER_EPOCH"), os.environ.get("KUMO_CHAOS_DIR")
+    if target is None or folder is None or int(target) != epoch:
+        return
+    marker = Path(folder) / f"{request.study_name}-{request.trial_number}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(str(os.getpid()))
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _cache_stats(cache: BatchCache | None) -> dict[str, float]:
+    if cache is None:
+        return {}
+    stats = cache.stats
+    return {"hits": stats.hits, "misses": stats.misses, "hit_rate": stats.hit_rate}

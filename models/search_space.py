@@ -1,0 +1,168 @@
+"""Hyperparameter search spaces per task type and run mode (fast / normal / best).
+
+A trial's parameters are a flat dict with the field names of the model run config
+(`kumo_assets.training.ModelRunConfig`), so a trial trains exactly like a one-off model materialisation.
+The sampling configuration (batch size, fanouts) is drawn from a few named presets, apart from the model:
+trials that share a preset and seed share the fetcher's cached minibatches.
+
+Defaults (documented in docs/automl.md):
+
+============  ========  =========================  ==========================  ======================
+mode          trials    GNN convs                  channels / layers           epochs (GNN)
+============  ========  =========================  ==========================  ======================
+fast          8         sage                       32, 64 / 2                  2
+normal        32        sage, gin, gatv2           64, 128 / 2                 5 - 10
+best          100       sage, gin, gatv2, hgt      64, 128, 256 / 2, 3         10 - 20
+============  ========  =========================  ==========================  ======================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from models.metrics import metric_direction, tune_metric
+
+__all__ = [
+    "GBDT_TASKS",
+    "MODES",
+    "SAMPLING_PRESETS",
+    "SearchSpace",
+    "sampling_key",
+    "search_space",
+]
+
+MODES = ("fast", "normal", "best")
+GBDT_TASKS = {"binary_classification", "regression", "forecasting", "multiclass_classification"}
+
+# Named (batch size, fanouts per hop) presets. Few on purpose: trials on one preset share cached batches.
+SAMPLING_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {
+    "narrow2": (512, (8, 4)),
+    "medium2": (512, (16, 8)),
+    "wide2": (512, (32, 16)),
+    "large_batch2": (1024, (16, 8)),
+    "medium3": (512, (16, 8, 4)),
+}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What a study of one mode explores, and its default budgets."""
+
+    mode: str
+    task_type: str
+    families: tuple[str, ...]
+    convs: tuple[str, ...]
+    channels: tuple[int, ...]
+    layers: tuple[int, ...]
+    aggrs: tuple[str, ...]
+    sampling: tuple[str, ...]
+    epochs: tuple[int, int]
+    lr: tuple[float, float]
+    weight_decay: tuple[float, float]
+    dropout: tuple[float, float]
+    max_steps_per_epoch: int
+    gbdt_trees: tuple[int, int]
+    gbdt_leaves: tuple[int, int]
+    n_trials: int
+    timeout_minutes: float
+
+    @property
+    def metric(self) -> str:
+        return tune_metric(self.task_type)
+
+    @property
+    def direction(self) -> str:
+        return metric_direction(self.metric)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Draw one trial's parameters (family first; the rest conditional on it)."""
+        family = _choice(trial, "family", self.families)
+        if family == "gbdt":
+            return {
+                "family": "gbdt",
+                "gbdt_trees": trial.suggest_int("gbdt_trees", *self.gbdt_trees, log=True),
+                "gbdt_leaves": trial.suggest_int("gbdt_leaves", *self.gbdt_leaves, log=True),
+                "gbdt_learning_rate": trial.suggest_float("gbdt_learning_rate", 0.01, 0.2, log=True),
+            }
+        layers = _choice(trial, "layers", self.layers)
+        presets = [name for name in self.sampling if len(SAMPLING_PRESETS[name][1]) == layers]
+        preset = _choice(trial, f"sampling_{layers}", tuple(presets))
+        batch_size, fanouts = SAMPLING_PRESETS[preset]
+        return {
+            "family": "gnn",
+            "conv": _choice(trial, "conv", self.convs),
+            "channels": _choice(trial, "channels", self.channels),
+            "layers": layers,
+            "aggr": _choice(trial, "aggr", self.aggrs),
+            "dropout": _float(trial, "dropout", self.dropout, log=False),
+            "lr": _float(trial, "lr", self.lr, log=True),
+            "weight_decay": _float(trial, "weight_decay", self.weight_decay, log=True),
+            "epochs": trial.suggest_int("epochs", *self.epochs)
+            if self.epochs[0] < self.epochs[1]
+            else self.epochs[0],
+            "batch_size": batch_size,
+            "fanouts": list(fanouts),
+            "max_steps_per_epoch": self.max_steps_per_epoch,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _choice(trial: optuna.Trial, name: str, options: tuple) -> Any:
+    """A categorical draw; a single option is fixed rather than recorded as a parameter."""
+    return options[0] if len(options) == 1 else trial.suggest_categorical(name, list(options))
+
+
+def _float(trial: optuna.Trial, name: str, bounds: tuple[float, float], log: bool) -> float:
+    low, high = bounds
+    return low if low == high else trial.suggest_float(name, low, high, log=log)
+
+
+def search_space(
+    task_type: str,
+    mode: str = "fast",
+    families: tuple[str, ...] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> SearchSpace:
+    """The space for ``task_type`` in ``mode``; ``families`` narrows the model families, ``overrides``
+    replaces any field (e.g. ``{"n_trials": 12}``). The GBDT baseline joins only for task types it supports.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown search mode {mode!r}; choose one of {MODES}")
+    tune_metric(task_type)  # validates the task type with the list of known ones
+    supported = ("gnn", "gbdt") if task_type in GBDT_TASKS else ("gnn",)
+    chosen = tuple(families or supported)
+    unsupported = [family for family in chosen if family not in supported]
+    if unsupported:
+        raise ValueError(
+            f"model families {unsupported} cannot train a {task_type} task; choose from {supported}"
+        )
+    base = {
+        "fast": dict(convs=("sage",), channels=(32, 64), layers=(2,), aggrs=("sum", "mean"),
+                     sampling=("narrow2", "medium2"), epochs=(2, 2), lr=(1e-3, 1e-2), weight_decay=(1e-6, 1e-6),
+                     dropout=(0.0, 0.0), max_steps_per_epoch=200, gbdt_trees=(100, 400), gbdt_leaves=(15, 63),
+                     n_trials=8, timeout_minutes=30.0),
+        "normal": dict(convs=("sage", "gin", "gatv2"), channels=(64, 128), layers=(2,),
+                       aggrs=("sum", "mean", "max"), sampling=("narrow2", "medium2", "wide2", "large_batch2"),
+                       epochs=(5, 10), lr=(3e-4, 1e-2), weight_decay=(1e-7, 1e-3), dropout=(0.0, 0.3),
+                       max_steps_per_epoch=1000, gbdt_trees=(200, 2000), gbdt_leaves=(15, 127), n_trials=32,
+                       timeout_minutes=240.0),
+        "best": dict(convs=("sage", "gin", "gatv2", "hgt"), channels=(64, 128, 256), layers=(2, 3),
+                     aggrs=("sum", "mean", "max"), sampling=tuple(SAMPLING_PRESETS), epochs=(10, 20),
+                     lr=(1e-4, 1e-2), weight_decay=(1e-7, 1e-3), dropout=(0.0, 0.5), max_steps_per_epoch=2000,
+                     gbdt_trees=(500, 4000), gbdt_leaves=(15, 255), n_trials=100, timeout_minutes=1440.0),
+    }[mode]  # fmt: skip
+    fields = {"mode": mode, "task_type": task_type, "families": chosen, **base, **dict(overrides or {})}
+    return SearchSpace(**fields)
+
+
+def sampling_key(params: Mapping[str, Any]) -> tuple:
+    """What a trial's minibatches depend on besides the data: trials with equal keys share cached batches."""
+    if params.get("family", "gnn") != "gnn":
+        return ()
+    return (params["batch_size"], tuple(params["fanouts"]), params.get("seed", 0))

@@ -1,0 +1,92 @@
+"""Where trials run: a launcher starts the trial entrypoint through Dagster Pipes and returns its result.
+
+Every launcher runs the same command (``python -m kumo_assets.trial_entry``) with the same Pipes extras; the
+trial reports its final metrics as a Pipes custom message, which `launch` returns. The local launcher (the
+embedded default) runs it as a subprocess on this machine's CPU; `resources.k8s_launcher` runs it as one
+Kubernetes pod per trial on the node type the provisioner chose.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagster import ConfigurableResource, PipesSubprocessClient
+
+from resources.placement import Placement
+
+__all__ = ["TRIAL_COMMAND", "LocalTrialLauncher", "TrialFailed", "TrialLauncher", "trial_result"]
+
+TRIAL_MODULE = "kumo_assets.trial_entry"
+TRIAL_COMMAND = ("python", "-m", TRIAL_MODULE)
+
+
+class TrialFailed(RuntimeError):
+    """The trial process ended without reporting a result."""
+
+
+def trial_result(messages: Sequence[Any], trial_name: str) -> dict[str, Any]:
+    """The trial's final result: the last Pipes custom message that carries one."""
+    for message in reversed(list(messages)):
+        if isinstance(message, Mapping) and "result" in message:
+            return dict(message["result"])
+    raise TrialFailed(f"trial {trial_name} exited without reporting a result (see its logs in the run)")
+
+
+class TrialLauncher(ConfigurableResource):
+    """Base class: run one trial with ``extras`` (what to train) on ``placement`` (where)."""
+
+    def launch(
+        self,
+        context,
+        *,
+        trial_name: str,
+        extras: Mapping[str, Any],
+        placement: Placement,
+        env: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def runs_locally(self) -> bool:
+        """Whether trials share this machine (placed by its cores and RAM) or get nodes of their own."""
+        return False
+
+
+class LocalTrialLauncher(TrialLauncher):
+    """Trials as subprocesses of the step, on this machine's CPU (the embedded default).
+
+    ``threads_per_trial``: torch/sampler threads each trial uses; default cores / ``parallelism`` of the
+    study, because OpenMP threads of concurrent trials spin against each other when oversubscribed.
+    """
+
+    python: str = ""  # interpreter for trials; default the one running Dagster
+    threads_per_trial: int | None = None
+
+    @property
+    def runs_locally(self) -> bool:
+        return True
+
+    def launch(
+        self,
+        context,
+        *,
+        trial_name: str,
+        extras: Mapping[str, Any],
+        placement: Placement,
+        env: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        threads = self.threads_per_trial or max(1, int(placement.cpu))
+        trial_env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            **(env or {}),
+        }
+        command = [self.python or sys.executable, "-m", TRIAL_MODULE]
+        invocation = PipesSubprocessClient().run(
+            context=context, command=command, extras={**extras, "threads": threads}, env=trial_env
+        )
+        return trial_result(invocation.get_custom_messages(), trial_name)

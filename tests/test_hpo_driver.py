@@ -1,0 +1,154 @@
+"""The HPO driver without Dagster: budgets split over slots, retries, replacements, orphans, leaderboard."""
+
+from __future__ import annotations
+
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from kumo_assets.hpo import (
+    StudySettings,
+    leaderboard,
+    open_hpo_study,
+    recover_orphaned_trials,
+    run_slot,
+    slot_quotas,
+    study_name,
+)
+from models.search_space import search_space
+from resources.placement import Placement
+from resources.studies import StudyStorage
+
+SPACE = search_space("regression", "fast", families=("gnn",))
+PLACEMENT = Placement.local_cpu(1, 2.0)
+
+
+@pytest.fixture
+def study(tmp_path):
+    storage = StudyStorage(url=str(tmp_path / "journal.log")).get_storage()
+    return open_hpo_study(storage, "s", SPACE, StudySettings())
+
+
+def objective(trial, params, placement) -> dict:
+    """A real, cheap objective of the parameters (a stand-in for training, whose launch is tested elsewhere)."""
+    return {"state": "complete", "value": abs(params["lr"] - 0.004) * 100 + params["channels"] / 1000,
+            "seconds": 1.0, "family": params["family"]}  # fmt: skip
+
+
+def slot(study, quota, launch=objective, deadline=None, retries=1, key="run/0"):
+    return run_slot(study, SPACE, key, quota, deadline or time.time() + 60, lambda params: PLACEMENT, launch,
+                    {"seed": 0, "device": "cpu"}, retries, log=lambda message: None)  # fmt: skip
+
+
+def test_quotas_split_the_remaining_budget(study):
+    assert slot_quotas(study, 10, 4) == [3, 3, 2, 2]
+    assert slot_quotas(study, 2, 4) == [1, 1]
+    slot(study, 3)
+    assert slot_quotas(study, 10, 4) == [2, 2, 2, 1]
+    assert slot_quotas(study, 3, 4) == []
+
+
+def test_a_slot_finishes_its_quota_and_records_each_trial(study):
+    outcome = slot(study, 4)
+    trials = study.get_trials()
+    assert len(outcome.finished) == 4 and [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    for trial in trials:
+        assert (
+            trial.user_attrs["params"]["seed"] == 0
+            and trial.user_attrs["placement"]["instance_type"] == "local"
+        )
+        assert trial.value == pytest.approx(objective(None, trial.user_attrs["params"], None)["value"])
+    board = leaderboard(study)
+    assert [row["value"] for row in board] == sorted(t.value for t in trials)  # minimise: best first
+    assert board[0]["number"] == study.best_trial.number
+
+
+def test_parallel_slots_propose_different_trials(study):
+    slot(study, 3, key="run/0")
+    slot(
+        study, 3, key="run/1"
+    )  # a second slot process with the study's seed must not repeat the first's draws
+    proposals = [tuple(sorted(t.params.items())) for t in study.get_trials()]
+    assert len(set(proposals)) == len(proposals)
+
+
+def test_a_failing_trial_is_retried_then_replaced(study):
+    attempts: dict[int, int] = {}
+
+    def flaky(trial, params, placement):
+        attempts[trial.number] = attempts.get(trial.number, 0) + 1
+        if trial.number == 0 and attempts[0] == 1:
+            raise RuntimeError("killed")  # first attempt of trial 0 dies, its retry succeeds
+        if trial.number == 1:
+            raise RuntimeError("always broken")
+        return objective(trial, params, placement)
+
+    outcome = slot(study, 3, flaky, retries=1)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert attempts[0] == 2 and states[0] == TrialState.COMPLETE
+    assert attempts[1] == 2 and states[1] == TrialState.FAIL and outcome.failed == [1]
+    assert len(outcome.finished) == 3  # the failed trial was replaced
+    assert "always broken" in study.get_trials()[1].user_attrs["failure"]
+
+
+def test_pruned_and_valueless_results_get_their_states(study):
+    results = iter([{"state": "pruned", "value": 0.5, "seconds": 1.0},
+                    {"state": "complete", "value": float("nan"), "seconds": 1.0}])  # fmt: skip
+    slot(study, 2, lambda trial, params, placement: next(results), retries=0)
+    states = [t.state for t in study.get_trials()]
+    assert states[0] == TrialState.PRUNED and states[1] == TrialState.FAIL
+
+
+def test_no_trial_starts_after_the_deadline(study):
+    outcome = slot(study, 3, deadline=time.time() - 1)
+    assert outcome.stopped_by_deadline and not study.get_trials()
+
+
+def test_orphaned_trials_are_failed_and_resumed_with_the_same_parameters(study):
+    trial = study.ask()
+    params = {**SPACE.suggest(trial), "seed": 0, "device": "cpu"}
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("dagster_run_id", "dead-run")
+    alive = study.ask()
+    alive.set_user_attr("dagster_run_id", "live-run")
+    assert recover_orphaned_trials(study, lambda run_id: run_id == "live-run") == [trial.number]
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[trial.number] == TrialState.FAIL and states[alive.number] == TrialState.RUNNING
+    slot(study, 1)
+    resumed = study.get_trials()[-1]
+    assert resumed.user_attrs["resumes_trial"] == trial.number and resumed.user_attrs["params"] == params
+
+
+def test_a_retried_slot_resumes_its_own_running_trial(study):
+    trial = study.ask()
+    params = {**SPACE.suggest(trial), "seed": 0, "device": "cpu"}
+    trial.set_user_attr("params", params)
+    trial.set_user_attr("slot_key", "run/0")
+    outcome = slot(study, 1, key="run/0")
+    assert outcome.resumed == [trial.number] and study.get_trials()[0].state == TrialState.COMPLETE
+    assert len(study.get_trials()) == 1
+
+
+def test_study_names_are_stable_and_follow_the_data():
+    settings = StudySettings()
+    first = study_name("f1", "dnf", "hash-a", SPACE, settings)
+    assert first == study_name("f1", "dnf", "hash-a", SPACE, settings)
+    assert first != study_name("f1", "dnf", "hash-b", SPACE, settings)
+    assert first != study_name("f1", "dnf", "hash-a", SPACE, StudySettings(observe_until="2010-01-01"))
+    assert first.startswith("f1.dnf.fast-")
+    bigger = search_space(
+        "regression", "fast", families=("gnn",), overrides={"n_trials": 50, "timeout_minutes": 9}
+    )
+    assert study_name("f1", "dnf", "hash-a", bigger, settings) == first  # a larger budget continues the study
+
+
+def test_reopening_a_study_keeps_its_trials(tmp_path):
+    storage = StudyStorage(url=str(tmp_path / "journal.log"))
+    slot(open_hpo_study(storage.get_storage(), "s", SPACE, StudySettings()), 2)
+    again = open_hpo_study(storage.get_storage(), "s", SPACE, StudySettings())
+    assert len(again.get_trials(states=(TrialState.COMPLETE,))) == 2
+    with pytest.raises(ValueError, match="unknown pruner"):
+        open_hpo_study(storage.get_storage(), "t", SPACE, StudySettings(pruner="hyperband!"))
+    assert optuna.study.get_all_study_names(storage.get_storage()) == ["s"]

@@ -1,0 +1,68 @@
+"""Search spaces: every draw is a valid model run config, sampling comes from shared presets."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kumo_assets.training import ModelRunConfig
+from models.gnn import GNNConfig
+from models.search_space import MODES, SAMPLING_PRESETS, sampling_key, search_space
+
+TASKS = ["binary_classification", "regression", "multiclass_classification", "multilabel_classification",
+         "link_prediction"]  # fmt: skip
+
+
+def draws(space, count: int, seed: int) -> list[dict]:
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed), direction=space.direction)
+    params = []
+    for _ in range(count):
+        trial = study.ask()
+        params.append(space.suggest(trial))
+        study.tell(trial, 0.0)
+    return params
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sampled_from(MODES), st.sampled_from(TASKS), st.integers(0, 10_000))
+def test_every_draw_is_a_valid_run_config(mode, task_type, seed):
+    space = search_space(task_type, mode)
+    for params in draws(space, 6, seed):
+        config = ModelRunConfig(**params)
+        assert config.family in space.families
+        if config.family == "gnn":
+            GNNConfig(conv=config.conv, channels=config.channels, layers=config.layers, aggr=config.aggr)
+            assert len(config.fanouts) == config.layers
+            assert (config.batch_size, tuple(config.fanouts)) in SAMPLING_PRESETS.values()
+            assert space.epochs[0] <= config.epochs <= space.epochs[1]
+            assert space.lr[0] <= config.lr <= space.lr[1]
+            assert config.conv in space.convs and config.channels in space.channels
+
+
+def test_gbdt_joins_only_the_task_types_it_can_train():
+    assert "gbdt" in search_space("binary_classification").families
+    assert search_space("link_prediction").families == ("gnn",)
+    with pytest.raises(ValueError, match="cannot train a link_prediction task"):
+        search_space("link_prediction", families=("gbdt",))
+
+
+def test_modes_grow_and_overrides_apply():
+    fast, normal, best = (search_space("regression", mode) for mode in MODES)
+    assert fast.n_trials < normal.n_trials < best.n_trials
+    assert set(fast.convs) < set(normal.convs) < set(best.convs)
+    assert fast.direction == "minimize" and search_space("binary_classification").direction == "maximize"
+    assert search_space("regression", overrides={"n_trials": 3}).n_trials == 3
+    with pytest.raises(ValueError, match="unknown search mode 'quick'"):
+        search_space("regression", "quick")
+    with pytest.raises(ValueError, match="unknown task type 'clustering'"):
+        search_space("clustering")
+
+
+def test_trials_on_one_sampling_preset_share_a_batch_key():
+    params = draws(search_space("binary_classification", "normal", families=("gnn",)), 40, seed=3)
+    keys = {sampling_key(p) for p in params}
+    assert len(keys) <= len(SAMPLING_PRESETS)  # 40 trials, a handful of distinct batch streams
+    shared = [p for p in params if sampling_key(p) == sampling_key(params[0])]
+    assert len(shared) > 1 and len({(p["conv"], p["channels"], p["lr"]) for p in shared}) > 1
