@@ -104,3 +104,12 @@ def write_fake_db(
     spec_path = root / "graph.yaml"
     spec_path.write_text(textwrap.dedent(spec or SPEC).format(ext=fmt))
     return spec_path
+
+
+def data_assets(defs) -> list:
+    """Every asset up to the training tables: what tests of the data path materialise (no model training)."""
+    return [
+        a
+        for a in defs.assets
+        if not any(key.path[1] in {"model", "hpo_study", "best_model"} for key in a.keys)
+    ]

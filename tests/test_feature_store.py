@@ -22,7 +22,7 @@ from resources.feature_store import (
 from resources.graph_store import open_graph_store
 from resources.pyg_adapters import temporal_node_loader
 from resources.sampler import SamplerConfig
-from tests.fake_db import write_fake_db
+from tests.fake_db import data_assets, write_fake_db
 
 STYPES = {
     "price": {"stype": "numerical"},
@@ -138,7 +138,7 @@ def test_feature_store_asset_and_a_pyg_loader_over_both_stores(tmp_path):
     spec_path = write_fake_db(tmp_path / "shop")
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
-        assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
+        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
         event = instance.get_latest_materialization_event(AssetKey(["shop", "feature_store"]))
     assert "| users |" in event.asset_materialization.metadata["node_types"].value
     features = defs.resources["feature_store"].open("shop")

@@ -17,7 +17,7 @@ from resources.graph_store import EdgeList, GraphStoreError, build_graph_store, 
 from resources.pyg_adapters import PygGraphStore, temporal_node_loader
 from resources.sampler import SamplerConfig
 from tests.conftest import REPO_ROOT
-from tests.fake_db import write_fake_db
+from tests.fake_db import data_assets, write_fake_db
 
 
 def small_store(root, events=1000):
@@ -121,7 +121,7 @@ def test_graph_store_asset_on_the_fake_shop(tmp_path):
     spec_path = write_fake_db(tmp_path / "shop")
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
-        assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
+        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
         metadata = instance.get_latest_materialization_event(
             AssetKey(["shop", "graph_store"])
         ).asset_materialization.metadata

@@ -9,26 +9,36 @@ import torch
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
-from tests.fake_db import write_fake_db
+from tests.fake_db import data_assets, write_fake_db
 from tests.test_tasks import QUERIES
 
 MODEL = AssetKey(["shop", "model", "big_spender"])
 OP = "shop__model__big_spender"
 
 
-@pytest.fixture
-def shop(tmp_path):
+def shop_definitions(tmp_path):
+    """Definitions of the fake shop database with its queries (the hashing text encoder: the sentence model
+    is tested elsewhere)."""
     spec_path = write_fake_db(tmp_path / "shop")
     (spec_path.parent / "queries.yaml").write_text(QUERIES)
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     for resource in defs.resources.values():
         if type(resource).__name__ == "FeatureStoreResource":
-            object.__setattr__(resource, "text_encoder", "hashing")  # the sentence model is tested elsewhere
-    return defs, tmp_path
+            object.__setattr__(resource, "text_encoder", "hashing")
+    return defs
+
+
+@pytest.fixture
+def shop(tmp_path):
+    return shop_definitions(tmp_path), tmp_path
 
 
 def run(defs, selection, instance, **config):
-    assets = [a for a in defs.assets if not selection or any(key in selection for key in a.keys)]
+    everything = [
+        *data_assets(defs),
+        *[a for a in defs.assets if MODEL in a.keys],
+    ]  # not the studies: tested apart
+    assets = [a for a in everything if not selection or any(key in selection for key in a.keys)]
     run_config = {"ops": {OP: {"config": config}}} if config else None
     return materialize(assets, resources=defs.resources, instance=instance, run_config=run_config,
                        selection=selection)  # fmt: skip

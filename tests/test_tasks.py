@@ -13,7 +13,7 @@ from kumo_assets.definitions import build_definitions
 from kumo_assets.errors import SpecError
 from kumo_assets.pql.queries import load_queries
 from tests.conftest import F1_SPEC, REPO_ROOT
-from tests.fake_db import write_fake_db
+from tests.fake_db import data_assets, write_fake_db
 from tests.servers import venv_tool
 
 QUERIES = """\
@@ -29,7 +29,7 @@ def test_training_tables_materialise_with_metadata(tmp_path):
     (spec_path.parent / "queries.yaml").write_text(QUERIES)
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
-        assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
+        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
         event = instance.get_latest_materialization_event(AssetKey(["shop", "training_table", "big_spender"]))
         metadata = event.asset_materialization.metadata
     assert metadata["task_type"].value == "binary_classification"

@@ -43,7 +43,8 @@ def test_ui_lists_assets_checks_and_metadata(tmp_path):
     plane = tmp_path / "plane"
     defs = build_definitions([F1_SPEC], str(plane))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
-        assert materialize(list(defs.assets), resources=defs.resources, instance=instance).success
+        tables = [a for a in defs.assets if len(a.key.path) == 2]  # the UI checks below read the tables only
+        assert materialize(tables, resources=defs.resources, instance=instance).success
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "KUMO_DATA_PLANE": str(plane)}
     answers = []
