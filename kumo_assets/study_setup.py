@@ -40,6 +40,8 @@ class StudyContext:
     batch_cache_dir: str | None
     host_memory_gib: float
     task_type: str
+    graph_version: str
+    feature_version: str
 
 
 def host_memory_gib() -> float:
@@ -84,4 +86,4 @@ def open_query_study(
     cache_dir = str(Path(graph_store.root).expanduser().resolve() / spec.graph_name / "batch_cache")
     cache_dir = cache_dir if settings.share_batches else None
     return StudyContext(spec, query, settings, space, name, storage_url, study, stats, base_params, cache_dir,
-                        host_memory_gib(), task_type)  # fmt: skip
+                        host_memory_gib(), task_type, graph.version, features.version)  # fmt: skip

@@ -119,11 +119,14 @@ def train_query_model(
     log=print,
     on_epoch: Callable[[int, dict], None] | None = None,
     batch_cache: BatchCache | None = None,
+    graph_version: str | None = None,
+    feature_version: str | None = None,
 ) -> TrainedModel:
     """Train ``config`` on the query's published training table; write model, metrics and predictions.
 
     ``on_epoch(epoch, validation metrics)`` runs after each GNN epoch (HPO trials report and prune there);
-    ``batch_cache`` shares minibatches with other trials of the same sampling configuration.
+    ``batch_cache`` shares minibatches with other trials of the same sampling configuration. The store
+    versions default to the current ones; a study pins them so every trial sees the same data.
     """
     started = time.perf_counter()
     parts = (spec.graph_name, "training_tables")
@@ -134,8 +137,8 @@ def train_query_model(
     task_type = meta["task_type"]
     entity_table, entity_column = meta["parsed"]["entity"]["table"], meta["parsed"]["entity"]["column"]
     observe_until = _epoch_seconds(config.observe_until)
-    graph = graph_store.open(spec.graph_name)
-    features = feature_store.open(spec.graph_name)
+    graph = graph_store.open(spec.graph_name, graph_version)
+    features = feature_store.open(spec.graph_name, feature_version)
     inputs = f"{meta['content_hash']}|{graph.version}|{features.version}"
     run_key = hashlib.sha256(f"{config.model_dump_json()}|{inputs}".encode()).hexdigest()[:16]
     prefix = (spec.graph_name, "models", query.name, run_key)

@@ -11,6 +11,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,6 +84,51 @@ class DataPlane(ConfigurableResource):
             return Path(uri).read_bytes()
         except FileNotFoundError:
             raise FileNotFoundError(f"{uri} does not exist: materialise the asset that writes it") from None
+
+    def exists(self, *parts: str) -> bool:
+        uri = self.uri(*parts)
+        if not self.is_remote:
+            return Path(uri).is_file()
+        bucket, key = _split_s3(uri)
+        listed = self.object_store.client().list_objects_v2(Bucket=bucket, Prefix=key, MaxKeys=1)
+        return any(item["Key"] == key for item in listed.get("Contents", []))
+
+    def put_file(self, source: str | Path, *parts: str) -> str:
+        """Copy a local file to the artifact (streamed, multipart on S3); return its URI."""
+        uri = self.uri(*parts)
+        if self.is_remote:
+            bucket, key = _split_s3(uri)
+            self.object_store.client().upload_file(str(source), bucket, key)
+        else:
+            with atomic_path(uri) as temporary:
+                shutil.copyfile(source, temporary)
+        return uri
+
+    def get_file(self, target: str | Path, *parts: str) -> Path:
+        """Copy the artifact to the local file ``target`` (streamed); missing artifacts raise FileNotFoundError."""
+        uri = self.uri(*parts)
+        target = Path(target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not self.is_remote:
+            try:
+                shutil.copyfile(uri, target)
+            except FileNotFoundError:
+                raise FileNotFoundError(
+                    f"{uri} does not exist: materialise the asset that writes it"
+                ) from None
+            return target
+        from botocore.exceptions import ClientError
+
+        bucket, key = _split_s3(uri)
+        try:
+            self.object_store.client().download_file(bucket, key, str(target))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in {"404", "NoSuchKey"}:
+                raise FileNotFoundError(
+                    f"{uri} does not exist: materialise the asset that writes it"
+                ) from None
+            raise
+        return target
 
     def put_json(self, payload: dict[str, Any], *parts: str) -> str:
         return self.put_bytes(json.dumps(payload, indent=1, sort_keys=True, default=str).encode(), *parts)

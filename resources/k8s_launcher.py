@@ -33,8 +33,11 @@ __all__ = [
     "APP_LABEL",
     "DNS1123_LABEL",
     "DO_NOT_DISRUPT",
+    "NODE_CACHE_MOUNT",
     "TRIAL_CONTAINER",
     "KubernetesTrialLauncher",
+    "check_reachable_from_pods",
+    "localise_trial_paths",
     "trial_env",
     "trial_pod_meta",
     "trial_pod_name",
@@ -50,6 +53,8 @@ PLACEMENT_ANNOTATION = "kumo.ai/placement"
 # build_pod_body names the first container this when unnamed; naming it ourselves keeps logs and docs aligned.
 TRIAL_CONTAINER = DEFAULT_CONTAINER_NAME
 SHM_VOLUME = "dshm"
+CACHE_VOLUME = "kumo-cache"
+NODE_CACHE_MOUNT = "/var/cache/kumo"
 MAX_NAME = 63
 # What PipesK8sClient injects at launch (a per-run encoded context); `pod_body` shows this placeholder instead.
 CONTEXT_PLACEHOLDER = "<set at launch by PipesK8sClient: encoded Pipes context>"
@@ -137,13 +142,16 @@ def trial_pod_spec(
     service_account_name: str | None = None,
     image_pull_policy: str = "IfNotPresent",
     env_from_secrets: Sequence[str] = (),
+    node_cache_host_path: str | None = None,
 ) -> dict[str, Any]:
     """Pod spec (camelCase, as in a manifest) without image, command and env, which the Pipes client sets.
 
     One container, named as dagster-k8s names its Pipes container, with the placement's resources; the
-    node selector and tolerations steer the pod to the chosen instance type. GPU pods get a memory-backed
-    ``/dev/shm`` (a quarter of the pod's memory) because the container default of 64 MiB breaks torch
-    dataloader workers and NCCL.
+    node selector and tolerations steer the pod to the chosen instance type. The node cache (fetched store
+    versions, shared minibatches) is mounted at `NODE_CACHE_MOUNT`: a ``hostPath`` shared by the trials of a
+    node when ``node_cache_host_path`` is set (it must be writable by the image's user, uid 10001), else the
+    pod's own ``emptyDir``. GPU pods get a memory-backed ``/dev/shm`` (a quarter of the pod's memory)
+    because the container default of 64 MiB breaks torch dataloader workers and NCCL.
     """
     container: dict[str, Any] = {
         "name": TRIAL_CONTAINER,
@@ -164,13 +172,44 @@ def trial_pod_spec(
         spec["tolerations"] = [dict(toleration) for toleration in placement.tolerations]
     if service_account_name:
         spec["serviceAccountName"] = service_account_name
+    cache = (
+        {"hostPath": {"path": node_cache_host_path, "type": "DirectoryOrCreate"}}
+        if node_cache_host_path
+        else {"emptyDir": {}}
+    )
+    spec["volumes"] = [{"name": CACHE_VOLUME, **cache}]
+    container["volumeMounts"] = [{"name": CACHE_VOLUME, "mountPath": NODE_CACHE_MOUNT}]
     if placement.gpus:
         shm_mib = max(64, round(placement.memory_gib * 1024 / 4))
-        spec["volumes"] = [
+        spec["volumes"].append(
             {"name": SHM_VOLUME, "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_mib}Mi"}}
-        ]
-        container["volumeMounts"] = [{"name": SHM_VOLUME, "mountPath": "/dev/shm"}]
+        )
+        container["volumeMounts"].append({"name": SHM_VOLUME, "mountPath": "/dev/shm"})
     return spec
+
+
+def localise_trial_paths(extras: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as a pod sees it: stores and the batch cache under the pod's node cache mount (the trial
+    fetches the pinned store versions there from the data plane), not the driver's local folders."""
+    localised = {**extras, "graph_store_root": f"{NODE_CACHE_MOUNT}/stores"}
+    if extras.get("batch_cache_dir"):
+        localised["batch_cache_dir"] = f"{NODE_CACHE_MOUNT}/batches"
+    return localised
+
+
+def check_reachable_from_pods(data_plane_root: str, storage_url: str) -> None:
+    """Raise `ValueError` naming the setting to change when trial pods could not reach the data plane or
+    the Optuna storage (both local to the driver's machine in the embedded default)."""
+    if not data_plane_root.startswith("s3://"):
+        raise ValueError(
+            f"Kubernetes trials cannot reach the data plane {data_plane_root!r} (a folder on the driver's machine): "
+            "set KUMO_DATA_PLANE=s3://bucket/prefix"
+        )
+    if not storage_url.startswith(("postgresql", "mysql")):
+        raise ValueError(
+            f"Kubernetes trials cannot reach the Optuna storage {storage_url!r} (a file on the driver's machine): "
+            "set KUMO_OPTUNA_STORAGE=postgresql://user@host/db"
+        )
 
 
 class KubernetesTrialLauncher(TrialLauncher):
@@ -194,6 +233,10 @@ class KubernetesTrialLauncher(TrialLauncher):
     kubeconfig_file: str | None = None
     kube_context: str | None = None
     pod_wait_timeout: float = 86400.0
+    node_cache_host_path: str | None = None
+
+    def check_reachable(self, data_plane_root: str, storage_url: str) -> None:
+        check_reachable_from_pods(data_plane_root, storage_url)
 
     def pod_parts(self, trial_name: str, placement: Placement) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(base_pod_meta, base_pod_spec)`` for `PipesK8sClient.run`."""
@@ -205,6 +248,7 @@ class KubernetesTrialLauncher(TrialLauncher):
             service_account_name=self.service_account_name,
             image_pull_policy=self.image_pull_policy,
             env_from_secrets=self.env_from_secrets,
+            node_cache_host_path=self.node_cache_host_path,
         )
         return meta, spec
 
@@ -266,7 +310,7 @@ class KubernetesTrialLauncher(TrialLauncher):
             env=trial_env(placement, self.env, env),
             base_pod_meta=meta,
             base_pod_spec=spec,
-            extras={**extras, "threads": _threads(placement)},
+            extras={**localise_trial_paths(extras), "threads": _threads(placement)},
             pod_wait_timeout=self.pod_wait_timeout,
         )
         return trial_result(invocation.get_custom_messages(), trial_name)

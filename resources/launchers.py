@@ -54,6 +54,9 @@ class TrialLauncher(ConfigurableResource):
         """Whether trials share this machine (placed by its cores and RAM) or get nodes of their own."""
         return False
 
+    def check_reachable(self, data_plane_root: str, storage_url: str) -> None:
+        """Raise `ValueError` with the fix when trials could not reach the data plane or the study storage."""
+
 
 class LocalTrialLauncher(TrialLauncher):
     """Trials as subprocesses of the step, on this machine's CPU (the embedded default).

@@ -75,6 +75,15 @@ def start_cli_run(instance, tmp_path, config: dict) -> subprocess.Popen:
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
+def trials_so_far(tmp_path) -> list[optuna.trial.FrozenTrial]:
+    """The trials of the run's study, or none while the run has not created it yet (for polling)."""
+    if not (tmp_path / "plane" / "optuna").exists():
+        return []
+    storage = StudyStorage().get_storage(str(tmp_path / "plane"))
+    names = optuna.study.get_all_study_names(storage)
+    return optuna.load_study(study_name=names[0], storage=storage).get_trials() if names else []
+
+
 def load_study(tmp_path) -> optuna.Study:
     storage = StudyStorage().get_storage(str(tmp_path / "plane"))
     (name,) = optuna.study.get_all_study_names(storage)

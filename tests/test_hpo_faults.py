@@ -9,7 +9,15 @@ import time
 
 from optuna.trial import TrialState
 
-from tests.hpo_helpers import TINY, load_study, run_study, shop_fixture, start_cli_run, study_config  # noqa: F401
+from tests.hpo_helpers import (  # noqa: F401
+    TINY,
+    load_study,
+    run_study,
+    shop_fixture,
+    start_cli_run,
+    study_config,
+    trials_so_far,
+)
 
 
 def test_a_killed_trial_process_resumes_from_its_checkpoint(shop, monkeypatch):
@@ -36,7 +44,7 @@ def test_a_killed_run_is_continued_by_the_next_materialisation(shop):
         while True:
             assert run.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "no trial got going in time"
-            trials = load_study(tmp_path).get_trials() if (tmp_path / "plane" / "optuna").exists() else []
+            trials = trials_so_far(tmp_path)
             states = [t.state for t in trials]
             if TrialState.COMPLETE in states and any(t.state == TrialState.RUNNING and t.intermediate_values
                                                      for t in trials):  # fmt: skip

@@ -33,8 +33,11 @@ from hypothesis import strategies as st
 from resources.k8s_launcher import (
     DNS1123_LABEL,
     DO_NOT_DISRUPT,
+    NODE_CACHE_MOUNT,
     TRIAL_CONTAINER,
     KubernetesTrialLauncher,
+    check_reachable_from_pods,
+    localise_trial_paths,
     trial_pod_name,
 )
 from resources.launchers import TRIAL_COMMAND
@@ -203,7 +206,36 @@ def test_pod_body_carries_the_placement(kind: str) -> None:
     if placement.gpus:
         assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"
     else:
-        assert "/dev/shm" not in mounts and not volumes
+        assert "/dev/shm" not in mounts
+    assert volumes[mounts[NODE_CACHE_MOUNT]] == {"name": "kumo-cache", "emptyDir": {}}
+
+
+def test_a_node_cache_host_path_is_shared_by_the_trials_of_a_node() -> None:
+    launcher = KubernetesTrialLauncher(**{**LAUNCHER_CONFIG, "node_cache_host_path": "/mnt/kumo"})
+    pod = launcher.pod_body("t", PLACEMENTS["cpu-only"])
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    (container,) = pod["spec"]["containers"]
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == NODE_CACHE_MOUNT]
+    (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["hostPath"] == {"path": "/mnt/kumo", "type": "DirectoryOrCreate"}
+
+
+def test_trial_paths_point_into_the_pod_cache_and_unreachable_planes_are_refused() -> None:
+    extras = {
+        "graph_store_root": "/home/me/.kumo/data",
+        "batch_cache_dir": "/home/me/.kumo/data/f1/batch_cache",
+    }
+    localised = localise_trial_paths(extras)
+    assert localised["graph_store_root"].startswith(NODE_CACHE_MOUNT + "/")
+    assert localised["batch_cache_dir"].startswith(NODE_CACHE_MOUNT + "/")
+    assert (
+        localise_trial_paths({"graph_store_root": "/x", "batch_cache_dir": None})["batch_cache_dir"] is None
+    )
+    check_reachable_from_pods("s3://kumo/plane", "postgresql://kumo@db/optuna")
+    with pytest.raises(ValueError, match="KUMO_DATA_PLANE=s3://"):
+        check_reachable_from_pods("/home/me/.kumo/data", "postgresql://kumo@db/optuna")
+    with pytest.raises(ValueError, match="KUMO_OPTUNA_STORAGE=postgresql"):
+        check_reachable_from_pods("s3://kumo/plane", "journal:///home/me/.kumo/data/optuna/journal.log")
 
 
 def test_configured_labels_cannot_switch_off_the_launcher_guarantees() -> None:
@@ -369,7 +401,7 @@ def test_launch_sends_the_pod_body_built_offline(
             trial_launcher.launch(
                 context,
                 trial_name="driver_top3-7",
-                extras={"trial_number": 7, "params": {"lr": 0.01}},
+                extras={"trial_number": 7, "params": {"lr": 0.01}, "graph_store_root": "/home/me/.kumo"},
                 placement=placement,
                 env={"KUMO_TRIAL": "7"},
             )
@@ -397,4 +429,5 @@ def test_launch_sends_the_pod_body_built_offline(
 
     # What the trial's open_dagster_pipes() reads: the extras, plus the thread count sized to the pod's CPUs.
     context = decode_env_var(env[DAGSTER_PIPES_CONTEXT_ENV_VAR])[PipesDefaultContextLoader.DIRECT_KEY]
-    assert context["extras"] == {"trial_number": 7, "params": {"lr": 0.01}, "threads": 1}
+    assert context["extras"] == {"trial_number": 7, "params": {"lr": 0.01}, "threads": 1,
+                                 "graph_store_root": f"{NODE_CACHE_MOUNT}/stores"}  # fmt: skip
