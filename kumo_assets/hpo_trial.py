@@ -22,7 +22,7 @@ import optuna
 from kumo_assets.pql.queries import NamedQuery, load_queries, queries_beside
 from kumo_assets.spec import GraphSpec
 from kumo_assets.spec_loader import load_spec
-from kumo_assets.training import ModelRunConfig, train_query_model
+from kumo_assets.training import ModelRunConfig, query_top_k, train_query_model
 from models.metrics import tune_metric
 from resources.batch_cache import BatchCache
 from resources.data_plane import DataPlane
@@ -103,7 +103,7 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     for store, version in ((graph_store, request.graph_version), (feature_store, request.feature_version)):
         fetch_version(data_plane, store.directory(spec.graph_name), spec.graph_name, version)
     table_meta = data_plane.get_json(spec.graph_name, "training_tables", f"{query.name}.json")
-    metric = tune_metric(table_meta["task_type"])
+    metric = tune_metric(table_meta["task_type"], query_top_k(table_meta))
     last: dict[str, float] = {}
 
     def on_epoch(epoch: int, values: dict) -> None:

@@ -30,6 +30,7 @@ from kumo_assets.graph import graph_store_key
 from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table, table_asset_key
 from kumo_assets.keys import NODE_ID
+from kumo_assets.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.pql.schema import GraphSchema
 from kumo_assets.spec import GraphSpec
@@ -159,6 +160,12 @@ def train_query_model(
         splits = make_splits(table, graph_store.node_keys(graph, entity_table), entity_table,
                              f"{spec.graph_name}/{query.name}", observe_until, config.simulate_staleness,
                              config.seed)  # fmt: skip
+        vocabulary = None
+        if task_type in LIST_TASKS:
+            target = meta["parsed"].get("target_table") if task_type == "link_prediction" else None
+            keys = graph_store.node_keys(graph, target).to_series(0) if target else None
+            vocabulary = label_vocabulary(task_type, splits["train"].labels, keys)
+            splits = multi_hot_splits(splits, vocabulary, log)
         if config.refit:
             splits["train"] = merge_splits(splits["train"], splits["val"])
         trial = GNNTrialConfig(
@@ -166,13 +173,14 @@ def train_query_model(
                       dropout=config.dropout),
             TrainerConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                           max_steps_per_epoch=config.max_steps_per_epoch, seed=config.seed, device=config.device,
-                          patience=0 if config.refit else TrainerConfig.patience),
+                          patience=0 if config.refit else TrainerConfig.patience, top_k=query_top_k(meta)),
             fanouts=tuple(config.fanouts), batch_size=config.batch_size,
         )  # fmt: skip
         result = run_gnn_trial(
             graph, features, splits, task_type, trial, DataPlaneCheckpoints(data_plane, *prefix, "checkpoints"),
             callback=lambda epoch, values: _epoch_done(epoch, values, log, on_epoch),
             cache=batch_cache,
+            label_values=vocabulary.values if vocabulary else None,
             threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
         )  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, result.fit.resumed_from, result.fit.best_epoch
@@ -184,6 +192,11 @@ def train_query_model(
                "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from, "best_epoch": best_epoch}  # fmt: skip
     uri = data_plane.put_json(summary, *prefix, "summary.json")
     return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch)
+
+
+def query_top_k(table_meta: dict) -> int:
+    """The K of the query's ``RANK TOP K`` (ranked outputs and @K metrics); 10 when it names none."""
+    return int(table_meta["parsed"].get("rank_top_k") or TrainerConfig.top_k)
 
 
 def _epoch_done(epoch: int, values: dict, log, on_epoch) -> None:

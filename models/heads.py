@@ -65,6 +65,8 @@ class TaskSpec:
             return cls(task_type, len(classes), loss, classes=classes, **extra)
         if task_type == "multilabel_classification":
             return cls(task_type, int(np.asarray(labels).shape[1]), loss, **extra)
+        if task_type in RANKING_TYPES and np.ndim(labels) == 2:  # multi-hot rows over the ranked targets
+            return cls(task_type, int(np.shape(labels)[1]), loss, **extra)
         return cls(task_type, extra.pop("outputs", 1), loss, **extra)
 
     def to_dict(self) -> dict:
