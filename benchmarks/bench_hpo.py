@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from dagster import AssetKey, instance_for_test, materialize  # noqa: E402
 
+from kumo_assets.dagster_cli import materialize_command  # noqa: E402
 from kumo_assets.definitions import DEFAULT_SPEC, build_definitions  # noqa: E402
 from resources.studies import StudyStorage  # noqa: E402
 
@@ -47,20 +48,14 @@ def run_study(defs, instance, scratch: Path, label: str, config: dict) -> dict:
     shutil.rmtree(cache, ignore_errors=True)
     journal = scratch / "journals" / f"{label}.log"
     journal.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "DAGSTER_HOME": instance.root_directory, "KUMO_DATA_PLANE": str(scratch / "plane"),
-           "KUMO_OPTUNA_STORAGE": str(journal)}  # fmt: skip
     op = "f1__hpo_study__" + QUERY
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "kumo_assets.definitions",
-        "--select",
+    command, env = materialize_command(
         STUDY.to_user_string(),
-        "--config-json",
-        json.dumps({"ops": {op: {"config": config}}}),
-    ]
+        {"ops": {op: {"config": config}}},
+        instance.root_directory,
+        scratch / "plane",
+        {"KUMO_OPTUNA_STORAGE": str(journal)},
+    )
     started = time.perf_counter()
     completed = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.perf_counter() - started

@@ -79,9 +79,9 @@ def prepare(scratch: Path) -> dict:
 
 def data_stats(prepared: dict):
     """The F1 `DataStats` the estimate sees for the prepared stores."""
+    from resources.data_stats import DataStats
     from resources.feature_store import open_feature_store
     from resources.graph_store import open_graph_store
-    from resources.trial_estimate import DataStats
 
     graph, features = open_graph_store(prepared["graph"]), open_feature_store(prepared["features"])
     return DataStats.from_stores(graph, features, prepared["train_rows"], prepared["eval_rows"], SEED_TYPE)

@@ -18,10 +18,10 @@ from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
 from models.search_space import SearchSpace, search_space
 from resources.data_plane import DataPlane
+from resources.data_stats import DataStats
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
 from resources.studies import StudyStorage
-from resources.trial_estimate import DataStats
 
 __all__ = ["StudyContext", "host_memory_gib", "open_query_study"]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from resources.data_plane import DataPlane
@@ -19,6 +20,7 @@ from resources.data_plane import DataPlane
 __all__ = ["FILE_LIST", "StoreSyncError", "fetch_version", "publish_version"]
 
 FILE_LIST = "files.json"
+TRANSFER_THREADS = 8
 
 
 class StoreSyncError(Exception):
@@ -43,12 +45,14 @@ def publish_version(data_plane: DataPlane, version_dir: Path, graph: str) -> str
     if _is_same_place(data_plane, version_dir, graph):
         return str(version_dir.resolve())
     if not data_plane.exists(*parts, FILE_LIST):
-        listing = []
-        for path in sorted(p for p in version_dir.rglob("*") if p.is_file()):
-            relative = path.relative_to(version_dir).as_posix()
-            data_plane.put_file(path, *parts, *relative.split("/"))
-            listing.append({"path": relative, "bytes": path.stat().st_size})
-        data_plane.put_json({"version": version, "files": listing}, *parts, FILE_LIST)
+        files = sorted(path for path in version_dir.rglob("*") if path.is_file())
+        listing = [
+            {"path": path.relative_to(version_dir).as_posix(), "bytes": path.stat().st_size} for path in files
+        ]
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:
+            list(pool.map(lambda path, entry: data_plane.put_file(path, *parts, *entry["path"].split("/")),
+                          files, listing))  # fmt: skip
+        data_plane.put_json({"version": version, "files": listing}, *parts, FILE_LIST)  # last: the marker
     data_plane.put_bytes(version.encode(), graph, kind, "CURRENT")
     return data_plane.uri(*parts)
 
@@ -79,15 +83,19 @@ def fetch_version(data_plane: DataPlane, local_dir: Path, graph: str, version: s
         ) from None
     local_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".fetching-", dir=local_dir))
+
+    def download(entry: dict) -> None:
+        destination = staging / entry["path"]
+        data_plane.get_file(destination, graph, kind, version, *entry["path"].split("/"))
+        if destination.stat().st_size != entry["bytes"]:
+            raise StoreSyncError(
+                f"{data_plane.uri(graph, kind, version, entry['path'])} has {destination.stat().st_size} bytes, "
+                f"its file list says {entry['bytes']}: re-materialise the {graph}/{kind} asset"
+            )
+
     try:
-        for entry in listing["files"]:
-            destination = staging / entry["path"]
-            data_plane.get_file(destination, graph, kind, version, *entry["path"].split("/"))
-            if destination.stat().st_size != entry["bytes"]:
-                raise StoreSyncError(
-                    f"{data_plane.uri(graph, kind, version, entry['path'])} has {destination.stat().st_size} bytes, "
-                    f"its file list says {entry['bytes']}: re-materialise the {graph}/{kind} asset"
-                )
+        with ThreadPoolExecutor(TRANSFER_THREADS) as pool:  # object stores serve many small GETs in parallel
+            list(pool.map(download, listing["files"]))
         try:
             os.replace(staging, target)
         except OSError:

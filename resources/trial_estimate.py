@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from resources.data_stats import DataStats, EdgeStats
+from resources.subgraph_estimate import DEGREE_SKEW, Subgraph, sampled_subgraph
+
 __all__ = [
-    "DataStats",
-    "EdgeStats",
-    "Subgraph",
     "TrialEstimate",
     "amdahl",
     "estimate_trial",
-    "sampled_subgraph",
     "work_terms",
 ]
 
@@ -31,7 +30,6 @@ FLOAT = 4  # bytes: fp32 activations and parameters (bf16 autocast on a GPU only
 
 # -- calibrated on this machine (benchmarks/calibrate_provisioner.py; docs/provisioner.md) --------------------
 BASE_HOST_GIB = 1.0  # python, torch, PyG, numba's compiled sampler, stores opened (measured 0.89 GiB)
-DEGREE_SKEW = 1.25  # seeds and the nodes reached from them have above-mean degree (F1: up to 1.15x)
 BATCHES_IN_FLIGHT = 4  # prefetch queue (2) + the one being built + the one training
 ACTIVATION_SCALE = 1.5  # autograd temporaries and allocator slack over the saved tensors counted below
 SAMPLE_SECONDS_PER_ELEMENT = 5.9e-7  # sampling, feature gather, collation and encoders per node or edge
@@ -73,156 +71,6 @@ CONV_MATRICES = {
 CONV_TIME = {"sage": 1.0, "gin": 1.0, "gatv2": 1.0, "hgt": 5.0}
 TRAIN_FLOP_FACTOR = 3.0  # forward + backward (two matmuls per weight)
 EVAL_BATCH_SIZE = 1024  # GNNTrialConfig.eval_batch_size
-
-
-@dataclass(frozen=True)
-class EdgeStats:
-    """One edge type (src -> dst) as the sampler sees it: it draws sources among a destination's in-edges."""
-
-    src: str
-    rel: str
-    dst: str
-    edges: int
-    mean_degree: float  # in-edges per destination node
-    max_degree: float = math.inf
-
-
-@dataclass(frozen=True)
-class DataStats:
-    """The size of the data a trial trains on: node counts, edge types, encoded feature bytes per node.
-
-    Built from the opened stores by `from_stores`, or by hand in tests. ``seed_type`` is the entity the
-    query predicts for (None: the worst node type is assumed). Store sizes default to what the counts imply.
-    """
-
-    node_counts: Mapping[str, int]
-    edges: Sequence[EdgeStats]
-    feature_bytes: Mapping[str, int]  # encoded feature bytes per node, per node type
-    train_rows: int
-    eval_rows: int = 0  # validation + test rows (scored after every epoch / at the end)
-    seed_type: str | None = None
-    graph_bytes: int | None = None
-    feature_store_bytes: int | None = None
-    input_widths: Mapping[str, int] = field(default_factory=dict)  # dense encoder inputs per node type
-    vocab_sizes: Mapping[str, int] = field(default_factory=dict)  # category embedding rows per node type
-    columns: Mapping[str, int] = field(default_factory=dict)  # numerical + categorical columns per node type
-
-    @classmethod
-    def from_stores(
-        cls, graph: Any, features: Any, train_rows: int, eval_rows: int = 0, seed_type: str | None = None
-    ) -> DataStats:
-        """From an opened `StoredGraph` and `StoredFeatures` (their manifests; nothing is read)."""
-        node_counts = dict(graph.node_counts)
-        edges = []
-        for meta in graph.manifest["edge_types"].values():
-            src, rel, dst = meta["type"]
-            degree = meta.get("degree", {})
-            mean = degree.get("mean", meta["edges"] / max(node_counts.get(dst, 1), 1))
-            edges.append(EdgeStats(src, rel, dst, int(meta["edges"]), float(mean),
-                                   float(degree.get("max", math.inf))))  # fmt: skip
-        feature_bytes, input_widths, vocab_sizes, columns = {}, {}, {}, {}
-        for node_type, meta in features.schema["node_types"].items():
-            blocks = meta.get("blocks", {})
-            columns[node_type] = sum(1 for column in meta.get("columns", [])
-                                     if column.get("block") in {"numerical", "categorical"})  # fmt: skip
-            feature_bytes[node_type] = 4 * sum(blocks.values())  # float32 and int32 blocks
-            input_widths[node_type] = blocks.get("numerical", 0) + blocks.get("text", 0)
-            vocab_sizes[node_type] = sum(len(column.get("stats", {}).get("vocabulary", [])) + 2
-                                         for column in meta.get("columns", [])
-                                         if column.get("block") == "categorical")  # fmt: skip
-        return cls(node_counts, tuple(edges), feature_bytes, int(train_rows), int(eval_rows), seed_type,
-                   graph.manifest.get("bytes"), features.schema.get("bytes"), input_widths,
-                   vocab_sizes, columns)  # fmt: skip
-
-    @property
-    def store_bytes(self) -> int:
-        """Graph + feature store bytes: mapped by every trial, all touched over an epoch of random seeds."""
-        graph = self.graph_bytes
-        if graph is None:
-            graph = sum(8 * count + 8 for count in self.node_counts.values())
-            graph += sum(4 * edge.edges + 4 * self.node_counts.get(edge.dst, 0) for edge in self.edges)
-        features = self.feature_store_bytes
-        if features is None:
-            features = sum(self.feature_bytes.get(t, 0) * count for t, count in self.node_counts.items())
-        return int(graph + features)
-
-
-@dataclass(frozen=True)
-class Subgraph:
-    """Expected sampled subgraph of one seed: nodes per hop and node type, edges per hop and edge type."""
-
-    nodes: list[dict[str, float]]  # hop 0 = the seed
-    edges: list[dict[EdgeStats, float]]  # hop h = edges from hop h+1 nodes into hop h nodes
-
-    @property
-    def node_count(self) -> float:
-        return sum(sum(hop.values()) for hop in self.nodes)
-
-    @property
-    def edge_count(self) -> float:
-        return sum(sum(hop.values()) for hop in self.edges)
-
-
-def sampled_subgraph(stats: DataStats, fanouts: Sequence[int], seed_type: str | None = None) -> Subgraph:
-    """Expected size of one seed's sampled subgraph (an upper-leaning estimate).
-
-    Per hop and edge type each frontier node draws min(fanout, DEGREE_SKEW * mean in-degree, max degree)
-    sources. Drawing back along the reverse of the edge a node was reached by finds its parent again (an
-    edge, no new node); parents looked up through foreign keys of sibling tables count once (the largest
-    lookup); a node type never holds more nodes per seed than it has. Other repeats within one seed's
-    subgraph (two paths to one node) are counted twice, which errs on the large side (F1: 1.4-1.8x).
-    """
-    seed_type = seed_type or stats.seed_type
-    if seed_type is None:  # unknown entity: the node type with the largest neighbourhood
-        candidates = sorted({edge.dst for edge in stats.edges}) or sorted(stats.node_counts)
-        subgraphs = [sampled_subgraph(stats, fanouts, name) for name in candidates]
-        return max(subgraphs, key=lambda sub: sub.node_count + sub.edge_count)
-    nodes: list[dict[str, float]] = [{seed_type: 1.0}]
-    edges: list[dict[EdgeStats, float]] = []
-    totals: dict[str, float] = defaultdict(float, {seed_type: 1.0})
-    frontier: dict[tuple[str, EdgeStats | None], float] = {(seed_type, None): 1.0}
-    for fanout in fanouts:
-        reached: dict[tuple[str, EdgeStats | None], float] = defaultdict(float)
-        hop_edges: dict[EdgeStats, float] = defaultdict(float)
-        for (node_type, arrival), count in frontier.items():
-            for edge in stats.edges:
-                if edge.dst != node_type or not count:
-                    continue
-                degree = DEGREE_SKEW * edge.mean_degree
-                per_node = min(degree, edge.max_degree, float(fanout) if fanout >= 0 else math.inf)
-                new = per_node
-                if arrival is not None and _reverse(edge, arrival):  # the parent is drawn again
-                    new -= min(1.0, per_node / max(degree, 1.0))
-                hop_edges[edge] += count * per_node
-                reached[(edge.src, edge)] += count * max(new, 0.0)
-        by_type: dict[str, float] = defaultdict(float)
-        lookups: dict[str, float] = defaultdict(float)
-        for (node_type, arrival), count in reached.items():
-            if arrival is not None and arrival.max_degree <= 1:
-                # a parent looked up through a foreign key: sibling event tables of one entity point at
-                # the same parents (a driver's results, standings and qualifying share its races)
-                lookups[node_type] = max(lookups[node_type], count)
-            else:
-                by_type[node_type] += count
-        for node_type, count in lookups.items():
-            by_type[node_type] += count
-        for node_type, count in by_type.items():  # never more of a type per seed than exist
-            room = max(stats.node_counts.get(node_type, math.inf) - totals[node_type], 0.0)
-            raw = sum(value for key, value in reached.items() if key[0] == node_type)
-            by_type[node_type] = min(count, room)
-            for key in [key for key in reached if key[0] == node_type]:
-                reached[key] *= by_type[node_type] / raw if raw else 0.0
-            totals[node_type] += by_type[node_type]
-        frontier = dict(reached)
-        nodes.append(dict(by_type))
-        edges.append(dict(hop_edges))
-    return Subgraph(nodes, edges)
-
-
-def _reverse(edge: EdgeStats, arrival: EdgeStats) -> bool:
-    """Whether ``edge`` runs back along ``arrival`` (a foreign key and its ``rev_`` twin)."""
-    return (edge.src == arrival.dst and edge.dst == arrival.src
-            and (edge.rel == f"rev_{arrival.rel}" or arrival.rel == f"rev_{edge.rel}"))  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 import subprocess
-import sys
 
 import optuna
 import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
+from kumo_assets.dagster_cli import materialize_command
 from resources.studies import StudyStorage
 from tests.test_model_assets import shop_definitions
 
@@ -54,23 +52,13 @@ def run_study(defs, instance, **overrides):
 def start_cli_run(instance, tmp_path, config: dict) -> subprocess.Popen:
     """The study through the dagster CLI: the real user path, with the multiprocess executor (slots in
     parallel processes), in its own session so a test can kill the run and everything under it."""
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": instance.root_directory,
-        "KUMO_GRAPH_SPEC": str(tmp_path / "shop" / "graph.yaml"),
-        "KUMO_DATA_PLANE": str(tmp_path / "plane"),
-    }
-    command = [
-        os.path.join(os.path.dirname(sys.executable), "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "kumo_assets.definitions",
-        "--select",
+    command, env = materialize_command(
         STUDY.to_user_string(),
-        "--config-json",
-        json.dumps(config),
-    ]
+        config,
+        instance.root_directory,
+        tmp_path / "plane",
+        {"KUMO_GRAPH_SPEC": str(tmp_path / "shop" / "graph.yaml")},
+    )
     return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
 

@@ -12,15 +12,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from resources.data_stats import DataStats, EdgeStats
+from resources.instance_catalogue import DEFAULT_CATALOGUE, CatalogueError, load_catalogue
 from resources.placement import GPU_RESOURCE, Placement
-from resources.provisioner import (
-    DEFAULT_CATALOGUE,
-    CatalogueError,
-    NodeProvisioner,
-    ProvisioningError,
-    load_catalogue,
-)
-from resources.trial_estimate import DataStats, EdgeStats, estimate_trial
+from resources.provisioner import NodeProvisioner, ProvisioningError
+from resources.trial_estimate import estimate_trial
 
 REPO = Path(__file__).resolve().parent.parent
 
