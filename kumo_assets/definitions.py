@@ -13,6 +13,8 @@ Environment (all optional):
   per trial; ``KUMO_TRIAL_IMAGE``, ``KUMO_TRIAL_NAMESPACE``, ``KUMO_TRIAL_SERVICE_ACCOUNT``, and
   ``KUMO_TRIAL_SECRETS``: comma-separated Secrets whose keys become the trials' environment, e.g. PGPASSWORD;
   ``KUMO_NODE_CACHE_HOST_PATH``: a node folder the trials of a node share for fetched stores and batches).
+- ``KUMO_CAPACITY_BACKEND``: what the capacity sensor does with its plan: ``dry-run`` (default: record it)
+  or ``kubernetes`` (headroom placeholder Deployments in ``KUMO_TRIAL_NAMESPACE``).
 - ``KUMO_MAX_CONCURRENT_STEPS`` / ``KUMO_CPU_STEPS``: steps a run executes at once (default max(8, cores)) /
   CPU-heavy ones among them (default the cores); see kumo_assets/execution.py.
 - ``KUMO_INSTANCE_CATALOGUE``: instance-type catalogue YAML for the provisioner; default deploy/instances.yaml.
@@ -35,6 +37,7 @@ from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec_loader import load_spec
 from kumo_assets.tasks import build_training_table_assets
 from kumo_assets.training import build_model_assets
+from resources.capacity_backends import CapacityBackend, DryRunCapacity, KubernetesHeadroom
 from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
@@ -43,6 +46,7 @@ from resources.k8s_launcher import KubernetesTrialLauncher
 from resources.launchers import LocalTrialLauncher, TrialLauncher
 from resources.provisioner import NodeProvisioner
 from resources.studies import StudyStorage
+from sensors.capacity import capacity_sensor
 
 __all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
 
@@ -94,7 +98,9 @@ def build_definitions(
             "study_storage": StudyStorage(url=os.environ.get("KUMO_OPTUNA_STORAGE", "")),
             "trial_launcher": trial_launcher_from_environment(),
             "provisioner": NodeProvisioner(catalogue=os.environ.get("KUMO_INSTANCE_CATALOGUE", "")),
+            "capacity_backend": capacity_backend_from_environment(),
         },
+        sensors=[capacity_sensor],
     )
 
 
@@ -117,6 +123,17 @@ def trial_launcher_from_environment() -> TrialLauncher:
             node_cache_host_path=os.environ.get("KUMO_NODE_CACHE_HOST_PATH") or None,
         )
     raise ValueError(f"KUMO_TRIAL_LAUNCHER={kind!r}: choose local or kubernetes")
+
+
+def capacity_backend_from_environment() -> CapacityBackend:
+    """Dry run by default; ``KUMO_CAPACITY_BACKEND=kubernetes`` keeps headroom placeholders in
+    ``KUMO_TRIAL_NAMESPACE``."""
+    kind = os.environ.get("KUMO_CAPACITY_BACKEND", "dry-run")
+    if kind == "dry-run":
+        return DryRunCapacity()
+    if kind == "kubernetes":
+        return KubernetesHeadroom(namespace=os.environ.get("KUMO_TRIAL_NAMESPACE", "default"))
+    raise ValueError(f"KUMO_CAPACITY_BACKEND={kind!r}: choose dry-run or kubernetes")
 
 
 def _spec_paths_from_environment() -> list[str | Path]:

@@ -38,6 +38,7 @@ from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
 from kumo_assets.study_setup import StudyContext, open_query_study
 from kumo_assets.tasks import training_table_key
+from resources.capacity import BUDGET_ATTR
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
@@ -128,6 +129,10 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
             )
         quotas = slot_quotas(study.study, study.space.n_trials, config.parallelism) or [0]
         deadline = time.time() + 60 * study.space.timeout_minutes
+        study.study.set_user_attr(BUDGET_ATTR, {  # what the capacity sensor plans nodes for
+            "n_trials": study.space.n_trials, "parallelism": config.parallelism, "deadline": deadline,
+            "launcher": "local" if trial_launcher.runs_locally else "cluster", "run_id": context.run_id,
+        })  # fmt: skip
         context.log.info(f"study {study.name}: {sum(quotas)} trials to run on {len(quotas)} slots")
         for slot, quota in enumerate(quotas):
             yield DynamicOutput({"config": config.model_dump(), "slot": slot, "quota": quota, "deadline": deadline,
