@@ -71,9 +71,9 @@ class CapacityPlan:
 
 def pods_per_node(placement: Placement, instance: InstanceType) -> int:
     """How many pods of this placement one node holds: GPU slots (time-sliced replicas), vCPU and memory."""
-    limits = [
-        math.floor(instance.vcpu / placement.cpu) if placement.cpu else math.inf,
-        math.floor(instance.memory_gib / placement.memory_gib) if placement.memory_gib else math.inf,
+    limits = [  # the epsilon keeps 2 / 0.5000000000000001 at 4 pods: rounding must not cost a pod
+        math.floor(instance.vcpu / placement.cpu + 1e-9) if placement.cpu else math.inf,
+        math.floor(instance.memory_gib / placement.memory_gib + 1e-9) if placement.memory_gib else math.inf,
     ]
     if placement.gpus:
         limits.append((instance.gpus * max(1, placement.trials_per_gpu)) // placement.gpus)
