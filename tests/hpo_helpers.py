@@ -18,15 +18,19 @@ STUDY_OP = "shop__hpo_study__big_spender"
 TINY = {"max_steps_per_epoch": 4, "channels": [8, 16], "epochs": [3, 3]}
 
 
+def study_inputs(defs, query: str = "big_spender") -> list:
+    """The assets a study of the shop's ``query`` reads: tables, both stores and its training table."""
+    return [a for a in defs.assets if a.key.path[1] in {"raw", "graph_store", "feature_store"} or
+            a.key == AssetKey(["shop", "training_table", query]) or len(a.key.path) == 2]  # fmt: skip
+
+
 @pytest.fixture(name="shop")
 def shop_fixture(tmp_path):
     """Definitions, a Dagster instance, and the shop's tables, stores and training table materialised."""
     defs = shop_definitions(tmp_path)
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        upstream = [a for a in defs.assets if a.key.path[1] in {"raw", "graph_store", "feature_store"} or
-                    a.key == AssetKey(["shop", "training_table", "big_spender"]) or len(a.key.path) == 2]  # fmt: skip
-        assert materialize(upstream, resources=defs.resources, instance=instance).success
+        assert materialize(study_inputs(defs), resources=defs.resources, instance=instance).success
         yield defs, instance, tmp_path
 
 

@@ -13,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kumo_assets import list_labels
-from kumo_assets.definitions import build_definitions
 from kumo_assets.list_labels import label_vocabulary, multi_hot_splits
 from models.checkpoints import from_bytes
 from resources.fetcher import TrainingSplit
-from tests.fake_db import data_assets, write_fake_db
+from tests.fake_db import data_assets
+from tests.test_model_assets import shop_definitions
 
 QUERIES = """\
 next_products: "PREDICT LIST_DISTINCT(orders.product_id, 0, 30, days) RANK TOP 5 FOR EACH users.user_id"
@@ -77,12 +77,7 @@ def test_a_row_is_set_exactly_where_its_list_names_a_known_value(rows):
 
 @pytest.mark.integration
 def test_list_queries_train_end_to_end(tmp_path):
-    spec_path = write_fake_db(tmp_path / "shop")
-    (spec_path.parent / "queries.yaml").write_text(QUERIES)
-    defs = build_definitions([spec_path], str(tmp_path / "plane"))
-    for resource in defs.resources.values():
-        if type(resource).__name__ == "FeatureStoreResource":
-            object.__setattr__(resource, "text_encoder", "hashing")
+    defs = shop_definitions(tmp_path, QUERIES)
     config = {"family": "gnn", "epochs": 2, "device": "cpu", "max_steps_per_epoch": 4, "channels": 16}
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:

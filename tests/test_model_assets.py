@@ -16,12 +16,13 @@ MODEL = AssetKey(["shop", "model", "big_spender"])
 OP = "shop__model__big_spender"
 
 
-def shop_definitions(tmp_path):
+def shop_definitions(tmp_path, queries: str = QUERIES, data_plane: str | None = None,
+                     graph_store_root: str | None = None):  # fmt: skip
     """Definitions of the fake shop database with its queries (the hashing text encoder: the sentence model
-    is tested elsewhere)."""
+    is tested elsewhere); the data plane defaults to ``tmp_path / "plane"``."""
     spec_path = write_fake_db(tmp_path / "shop")
-    (spec_path.parent / "queries.yaml").write_text(QUERIES)
-    defs = build_definitions([spec_path], str(tmp_path / "plane"))
+    (spec_path.parent / "queries.yaml").write_text(queries)
+    defs = build_definitions([spec_path], data_plane or str(tmp_path / "plane"), graph_store_root)
     for resource in defs.resources.values():
         if type(resource).__name__ == "FeatureStoreResource":
             object.__setattr__(resource, "text_encoder", "hashing")

@@ -14,9 +14,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, instance_for_test, materialize
+from dagster import instance_for_test, materialize
 
-from kumo_assets.definitions import build_definitions
 from kumo_assets.hpo import StudySettings
 from kumo_assets.hpo_trial import TrialRequest, run_study_trial
 from kumo_assets.pql.queries import load_queries
@@ -25,27 +24,21 @@ from kumo_assets.study_setup import open_query_study
 from resources.data_plane import DataPlane
 from resources.store_sync import FILE_LIST, StoreSyncError, fetch_version, publish_version
 from resources.studies import StudyStorage
-from tests.fake_db import write_fake_db
-from tests.hpo_helpers import TINY
-from tests.test_tasks import QUERIES
+from tests.hpo_helpers import TINY, study_inputs
+from tests.test_model_assets import shop_definitions
 
 pytestmark = pytest.mark.integration
 
 
 def s3_shop(tmp_path: Path, bucket: str):
     """The shop database ingested into an S3 data plane, its stores built under a driver-local folder."""
-    spec_path = write_fake_db(tmp_path / "shop")
-    (spec_path.parent / "queries.yaml").write_text(QUERIES)
-    defs = build_definitions([spec_path], f"s3://{bucket}/plane", str(tmp_path / "driver"))
-    for resource in defs.resources.values():
-        if type(resource).__name__ == "FeatureStoreResource":
-            object.__setattr__(resource, "text_encoder", "hashing")
-    wanted = [a for a in defs.assets if a.key.path[1] in {"raw", "graph_store", "feature_store"} or
-              a.key == AssetKey(["shop", "training_table", "big_spender"]) or len(a.key.path) == 2]  # fmt: skip
+    defs = shop_definitions(
+        tmp_path, data_plane=f"s3://{bucket}/plane", graph_store_root=str(tmp_path / "driver")
+    )
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        assert materialize(wanted, resources=defs.resources, instance=instance).success
-    return defs, spec_path
+        assert materialize(study_inputs(defs), resources=defs.resources, instance=instance).success
+    return defs, tmp_path / "shop" / "graph.yaml"
 
 
 def test_a_trial_runs_from_the_data_plane_alone(tmp_path, s3_endpoint, s3_bucket, monkeypatch):
