@@ -10,13 +10,13 @@ Accepted ``url`` forms (see :data:`ACCEPTED_FORMS`):
   bare scheme to psycopg 3, which is not installed.
 
 Heartbeats only cover trials run under ``Study.optimize``. The hpo driver uses ask/tell, so it records
-itself as each trial's owner (:func:`claim_trial`) and calls :func:`fail_stale_trials` when it starts, to
-fail the trials a killed run left RUNNING.
+itself as each trial's owner (:func:`claim_trial`); when a study is opened again it fails and re-enqueues
+the trials whose owner has exited (:func:`trial_owner_alive`) or whose Dagster run has ended
+(``kumo_assets.hpo.recover_orphaned_trials``).
 """
 
 from __future__ import annotations
 
-import datetime
 import os
 import shlex
 import socket
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 from dagster import ConfigurableResource
-from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
+from optuna.exceptions import ExperimentalWarning
 from optuna.storages import (
     BaseStorage,
     JournalStorage,
@@ -36,7 +36,7 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, Trial, TrialState
+from optuna.trial import FrozenTrial, Trial
 from pydantic import Field
 
 if TYPE_CHECKING:
@@ -44,13 +44,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPTED_FORMS",
-    "FAIL_REASON_ATTR",
     "OWNER_ATTR",
     "StudyStorage",
     "StudyStorageError",
     "claim_trial",
     "dashboard_hint",
-    "fail_stale_trials",
     "make_storage",
     "open_study",
     "resolve_url",
@@ -67,7 +65,6 @@ ACCEPTED_FORMS = (
 JOURNAL_PARTS = ("optuna", "journal.log")
 # System attribute naming the process that asked a trial (ask/tell drivers), and why a trial was failed.
 OWNER_ATTR = "kumo:owner"
-FAIL_REASON_ATTR = "kumo:fail_reason"
 _POSTGRES_PREFIXES = ("postgresql+psycopg2://", "postgresql://", "postgres://")
 
 
@@ -133,7 +130,7 @@ def make_storage(
     """Build the Optuna storage for ``url`` (see :data:`ACCEPTED_FORMS`).
 
     On Postgres, trials run under ``Study.optimize`` send a heartbeat every ``heartbeat_interval`` seconds;
-    one silent for ``grace_period`` seconds is failed by the next ``fail_stale_trials`` call and retried
+    one silent for ``grace_period`` seconds is failed by the next ``optuna.storages.fail_stale_trials`` and retried
     as a new WAITING trial with the same parameters, at most ``max_retry`` times (None: without limit).
     """
     resolved = resolve_url(url, data_plane)
@@ -234,67 +231,12 @@ def trial_owner_alive(trial: FrozenTrial) -> bool | None:
 def claim_trial(study: optuna.Study, trial: Trial | FrozenTrial, pid: int | None = None) -> None:
     """Record process ``pid`` (default: this one) on this host as the owner that will ``tell`` ``trial``.
 
-    :func:`fail_stale_trials` fails a claimed RUNNING trial as soon as its owner has exited, however young
-    the trial is, and never fails one whose owner is still running.
+    :func:`trial_owner_alive` then tells whether the owner still runs, so the driver fails a claimed RUNNING
+    trial as soon as its owner has exited, however young the trial is, and never one whose owner runs.
     """
     pid = os.getpid() if pid is None else pid
     owner = {"host": socket.gethostname(), "pid": pid, "boot_id": _boot_id(), "start": _process_start(pid)}
     study._storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner)
-
-
-def fail_stale_trials(
-    study: optuna.Study,
-    older_than_s: float,
-    *,
-    requeue: bool = False,
-    max_retry: int | None = None,
-) -> list[int]:
-    """Mark RUNNING trials whose owner is gone as FAIL, for ask/tell drivers; return their numbers.
-
-    A RUNNING trial is stale when its owner (:func:`claim_trial`) is a process on this host that has
-    exited, or, when its owner cannot be checked from here (another host, or no claim), when it started
-    more than ``older_than_s`` seconds ago. A trial whose owner is alive on this host is never failed.
-    On storages with heartbeats, Optuna's own check runs first (its callback may requeue).
-
-    The hpo driver calls this when it starts, to fail the trials a killed run left RUNNING: with
-    ``older_than_s=0`` when no other driver can be running the study (Dagster's concurrency limits),
-    else with a bound above the longest trial. ``requeue`` adds a WAITING copy of each failed trial
-    (same parameters, Optuna's retry bookkeeping), at most ``max_retry`` times per original trial.
-    """
-    storage = study._storage
-    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)  # a no-op without heartbeats
-        retry = RetryHeartbeatStaleTrialCallback(max_retry=max_retry) if requeue else None
-    failed: list[int] = []
-    now = datetime.datetime.now()
-    for trial in study.get_trials(deepcopy=False):
-        if trial.number not in before:
-            continue
-        if trial.state == TrialState.FAIL:  # failed by the heartbeat check just above
-            failed.append(trial.number)
-            continue
-        if trial.state != TrialState.RUNNING:
-            continue
-        alive = trial_owner_alive(trial)
-        if alive:
-            continue
-        started = trial.datetime_start or now
-        if alive is None and (now - started).total_seconds() < older_than_s:
-            continue
-        reason = "owner process exited" if alive is False else f"RUNNING for more than {older_than_s:g}s"
-        try:
-            storage.set_trial_system_attr(trial._trial_id, FAIL_REASON_ATTR, reason)
-        except UpdateFinishedTrialError:
-            continue  # finished by its owner meanwhile
-        told = study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        if told.state != TrialState.FAIL:
-            continue
-        failed.append(trial.number)
-        if retry is not None:
-            retry(study, storage.get_trial(trial._trial_id))
-    return sorted(failed)
 
 
 def dashboard_hint(url: str, data_plane: DataPlane | str | Path | None = None) -> str:

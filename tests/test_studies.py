@@ -23,12 +23,10 @@ from optuna.trial import TrialState
 
 from resources.data_plane import DataPlane
 from resources.studies import (
-    FAIL_REASON_ATTR,
     OWNER_ATTR,
     StudyStorage,
     StudyStorageError,
     dashboard_hint,
-    fail_stale_trials,
     make_storage,
     open_study,
     resolve_url,
@@ -302,37 +300,23 @@ def test_reopening_continues_the_study(backend: str, tmp_path: Path, request: py
 # --- Stale trials -----------------------------------------------------------------------------------
 
 
-def test_fail_stale_trials_fails_the_trial_of_a_killed_owner_only(tmp_path: Path) -> None:
+def test_a_trial_owner_is_alive_until_its_process_is_killed(tmp_path: Path) -> None:
     url = f"journal://{tmp_path}/j.log"
     study = open_study(url, "stale", "minimize")
     victim = _python(HANGING_ASKER, url, "stale", stdout=subprocess.PIPE, text=True)
     survivor = _python(HANGING_ASKER, url, "stale", stdout=subprocess.PIPE, text=True)
     with _killed_at_exit([victim, survivor]):
         victim_number, survivor_number = int(_first_line(victim)), int(_first_line(survivor))
-        unclaimed = study.ask()  # asked by nobody we can check: judged by age only
-        assert fail_stale_trials(study, older_than_s=3600) == []  # both owners alive, unclaimed too young
-
+        unclaimed = study.ask()  # asked by nobody we can check
         by_number = {t.number: t for t in study.get_trials()}
         assert trial_owner_alive(by_number[victim_number]) is True
         assert trial_owner_alive(by_number[unclaimed.number]) is None
+        assert by_number[victim_number].system_attrs[OWNER_ATTR]["pid"] == victim.pid
         victim.send_signal(signal.SIGKILL)
         victim.wait()
-        assert trial_owner_alive(by_number[victim_number]) is False
-        failed = fail_stale_trials(study, older_than_s=3600, requeue=True)
-        assert failed == [victim_number]
         by_number = {t.number: t for t in study.get_trials()}
-        assert by_number[victim_number].state == TrialState.FAIL
-        assert by_number[victim_number].system_attrs[FAIL_REASON_ATTR] == "owner process exited"
-        assert by_number[victim_number].system_attrs[OWNER_ATTR]["pid"] == victim.pid
-        assert by_number[survivor_number].state == TrialState.RUNNING
-        assert by_number[unclaimed.number].state == TrialState.RUNNING
-        (retry,) = study.get_trials(states=(TrialState.WAITING,))
-        assert retry.system_attrs["failed_trial"] == victim_number
-        assert retry.params == by_number[victim_number].params
-
-        # With no age bound, the unclaimed trial counts as orphaned; the live owner's trial still does not.
-        assert fail_stale_trials(study, older_than_s=0) == [unclaimed.number]
-        assert study.get_trials()[survivor_number].state == TrialState.RUNNING
+        assert trial_owner_alive(by_number[victim_number]) is False
+        assert trial_owner_alive(by_number[survivor_number]) is True
 
 
 @pytest.mark.integration
@@ -359,7 +343,6 @@ def test_postgres_heartbeat_fails_and_retries_a_killed_optimize(postgres_url: st
     (retry,) = [t for t in trials if t.state == TrialState.WAITING]
     assert retry.system_attrs["failed_trial"] == number
     assert retry.params == trials[number].params
-    assert fail_stale_trials(study, older_than_s=3600) == []  # nothing else RUNNING
 
 
 # --- optuna-dashboard -------------------------------------------------------------------------------
