@@ -9,7 +9,8 @@ Environment (all optional):
 - ``AWS_ENDPOINT_URL`` / ``AWS_REGION``: S3-compatible endpoint and region for s3:// sources.
 - ``KUMO_OPTUNA_STORAGE``: Optuna storage URL; default a journal file under the (local) data plane. Use
   ``postgresql://...`` on a cluster.
-- ``KUMO_TRIAL_LAUNCHER``: ``local`` (default: trials as subprocesses on this CPU) or ``kubernetes`` (one pod
+- ``KUMO_TRIAL_LAUNCHER``: ``local`` (default: trials as subprocesses on this CPU, forked from a warm server
+  that imported torch once per run; ``KUMO_WARM_TRIALS=0`` starts each cold) or ``kubernetes`` (one pod
   per trial; ``KUMO_TRIAL_IMAGE``, ``KUMO_TRIAL_NAMESPACE``, ``KUMO_TRIAL_SERVICE_ACCOUNT``, and
   ``KUMO_TRIAL_SECRETS``: comma-separated Secrets whose keys become the trials' environment, e.g. PGPASSWORD;
   ``KUMO_NODE_CACHE_HOST_PATH``: a node folder the trials of a node share for fetched stores and batches).
@@ -108,7 +109,7 @@ def trial_launcher_from_environment() -> TrialLauncher:
     """Local subprocesses by default; one Kubernetes pod per trial when ``KUMO_TRIAL_LAUNCHER=kubernetes``."""
     kind = os.environ.get("KUMO_TRIAL_LAUNCHER", "local")
     if kind == "local":
-        return LocalTrialLauncher()
+        return LocalTrialLauncher(warm_start=os.environ.get("KUMO_WARM_TRIALS", "1") != "0")
     if kind == "kubernetes":
         image = os.environ.get("KUMO_TRIAL_IMAGE")
         if not image:

@@ -226,7 +226,17 @@ def _record(study: optuna.Study, trial, result: dict[str, Any], placement: Place
     seconds = float(result.get("seconds") or 0.0)
     trial.set_user_attr("seconds", seconds)
     trial.set_user_attr("cost_usd", round(seconds / 3600 * placement.hourly_cost, 6))
-    for name in ("family", "run_key", "metrics", "resumed_from", "uri", "cache", "epoch", "best_epoch"):
+    for name in (
+        "family",
+        "run_key",
+        "metrics",
+        "resumed_from",
+        "uri",
+        "cache",
+        "epoch",
+        "best_epoch",
+        "forked_from",
+    ):
         if result.get(name) is not None:
             trial.set_user_attr(name, result[name])
     value = result.get("value")

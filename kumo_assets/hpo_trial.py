@@ -134,6 +134,7 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
         "uri": trained.uri,
         "seconds": time.perf_counter() - started,
         "pid": os.getpid(),
+        "forked_from": os.environ.get("KUMO_TRIAL_FORKED_FROM"),  # set when the warm trial server started it
         "cache": _cache_stats(cache),
     }
 

@@ -16,6 +16,7 @@ from typing import Any
 from dagster import ConfigurableResource, PipesSubprocessClient
 
 from resources.placement import Placement
+from resources.warm_start import CLIENT_MODULE, trial_server_socket
 
 __all__ = ["TRIAL_COMMAND", "LocalTrialLauncher", "TrialFailed", "TrialLauncher", "trial_result"]
 
@@ -63,10 +64,13 @@ class LocalTrialLauncher(TrialLauncher):
 
     ``threads_per_trial``: torch/sampler threads each trial uses; default cores / ``parallelism`` of the
     study, because OpenMP threads of concurrent trials spin against each other when oversubscribed.
+    ``warm_start``: fork trials from a server that imported torch and PyG once per run
+    (`resources.warm_start`) instead of paying those imports in every trial process.
     """
 
     python: str = ""  # interpreter for trials; default the one running Dagster
     threads_per_trial: int | None = None
+    warm_start: bool = True
 
     @property
     def runs_locally(self) -> bool:
@@ -88,7 +92,13 @@ class LocalTrialLauncher(TrialLauncher):
             "MKL_NUM_THREADS": str(threads),
             **(env or {}),
         }
-        command = [self.python or sys.executable, "-m", TRIAL_MODULE]
+        python = self.python or sys.executable
+        command = [python, "-m", TRIAL_MODULE]
+        server = (
+            trial_server_socket(python, context.run_id, log=context.log.warning) if self.warm_start else None
+        )
+        if server is not None:
+            command = [python, "-m", CLIENT_MODULE, "--socket", server]
         invocation = PipesSubprocessClient().run(
             context=context, command=command, extras={**extras, "threads": threads}, env=trial_env
         )

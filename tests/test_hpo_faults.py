@@ -32,6 +32,7 @@ def test_a_killed_trial_process_resumes_from_its_checkpoint(shop, monkeypatch):
         assert trial.state == TrialState.COMPLETE
         assert trial.user_attrs["resumed_from"] == 0  # ...and its retry resumed from that checkpoint
         assert "attempt 1" in trial.user_attrs["failure"]
+        assert trial.user_attrs["forked_from"]  # warm: the SIGKILL reached the client through the server
 
 
 def test_a_killed_run_is_continued_by_the_next_materialisation(shop):

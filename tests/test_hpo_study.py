@@ -28,6 +28,8 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     )
     for trial in study.get_trials():
         assert trial.user_attrs["placement"]["instance_type"] == "local" and trial.user_attrs["seconds"] > 0
+    servers = {t.user_attrs.get("forked_from") for t in study.get_trials()}
+    assert len(servers) == 1 and None not in servers  # every trial forked from the run's one warm server
     # Two slots ran at once: some trial started before another one finished.
     spans = sorted((t.user_attrs["started_at"], t.user_attrs["finished_at"]) for t in study.get_trials())
     assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
