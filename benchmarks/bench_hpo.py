@@ -6,8 +6,9 @@ emptied before each, so "shared" means trials of the same study reuse each other
 
     OMP_NUM_THREADS=1 python benchmarks/bench_hpo.py --trials 8 --parallelism 1 2 4
 
-Baselines, measured in the same run: parallelism 1 (for the parallel ratios) and the same study with
-``share_batches: false`` (for the cache speed-up).
+Baselines, measured in the same run: parallelism 1 (for the parallel ratios), the same study with
+``share_batches: false`` (for the cache speed-up) and with ``KUMO_WARM_TRIALS=0`` (every trial a fresh
+process instead of a fork of the warm trial server).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def upstream(defs) -> list:
                                           len(key.path) == 2 or tuple(key.path) in wanted for key in a.keys)]  # fmt: skip
 
 
-def run_study(defs, instance, scratch: Path, label: str, config: dict) -> dict:
+def run_study(defs, instance, scratch: Path, label: str, config: dict, env: dict | None = None) -> dict:
     """One fresh study through the dagster CLI (multiprocess executor: slots in parallel processes);
     returns wall seconds, trials finished, trials/hour and the cache hit rate."""
     cache = scratch / "plane" / "f1" / "batch_cache"
@@ -54,7 +55,7 @@ def run_study(defs, instance, scratch: Path, label: str, config: dict) -> dict:
         {"ops": {op: {"config": config}}},
         instance.root_directory,
         scratch / "plane",
-        {"KUMO_OPTUNA_STORAGE": str(journal)},
+        {"KUMO_OPTUNA_STORAGE": str(journal), **(env or {})},
     )
     started = time.perf_counter()
     completed = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
@@ -73,6 +74,7 @@ def run_study(defs, instance, scratch: Path, label: str, config: dict) -> dict:
             "trials_per_hour": round(3600 * len(done) / seconds, 1),
             "mean_trial_seconds": round(sum(trial_seconds) / max(len(trial_seconds), 1), 1),
             "cache_hit_rate": round(hits / (hits + misses), 3) if hits + misses else None,
+            "warm_trials": sum(bool(t.user_attrs.get("forked_from")) for t in done),
             "best_value": max((t.value for t in done if t.value is not None), default=None)}  # fmt: skip
 
 
@@ -84,6 +86,9 @@ def main() -> None:
     parser.add_argument("--parallelism", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument(
         "--cache-parallelism", type=int, default=2, help="parallelism of the cache on/off pair"
+    )
+    parser.add_argument(
+        "--warm-parallelism", type=int, default=2, help="parallelism of the warm/cold trial-start pair"
     )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--max-steps", type=int, default=30, help="training steps per epoch of every trial")
@@ -113,19 +118,24 @@ def main() -> None:
                                   {**base, "parallelism": args.cache_parallelism, "share_batches": share,
                                    "seed": 100 + share}))  # fmt: skip
             print(rows[-1], flush=True)
+        for warm in (False, True):
+            rows.append(run_study(defs, instance, scratch, f"warm-{'on' if warm else 'off'}",
+                                  {**base, "parallelism": args.warm_parallelism, "seed": 200 + warm},
+                                  {"KUMO_WARM_TRIALS": "1" if warm else "0"}))  # fmt: skip
+            print(rows[-1], flush=True)
     by_label = {row["label"]: row for row in rows}
     base_rate = by_label[f"parallelism-{args.parallelism[0]}"]["trials_per_hour"]
     print(
         f"\n{'run':<16}{'trials':>7}{'wall s':>9}{'trials/h':>10}{'ratio':>8}{'trial s':>9}{'cache hits':>11}"
     )
     for row in rows:
-        reference = (
-            base_rate if row["label"].startswith("parallelism") else by_label["cache-off"]["trials_per_hour"]
-        )
+        family = row["label"].split("-")[0]
+        reference = base_rate if family == "parallelism" else by_label[f"{family}-off"]["trials_per_hour"]
         print(f"{row['label']:<16}{row['trials']:>7}{row['seconds']:>9}{row['trials_per_hour']:>10}"
               f"{row['trials_per_hour'] / reference:>8.2f}{row['mean_trial_seconds']:>9}"
               f"{row['cache_hit_rate'] if row['cache_hit_rate'] is not None else '-':>11}")  # fmt: skip
-    print(f"(cpu cores: {os.cpu_count()}; ratios against parallelism {args.parallelism[0]} and cache-off)")
+    print(f"(cpu cores: {os.cpu_count()}; ratios against parallelism {args.parallelism[0]}, cache-off and "
+          "warm-off (each trial a fresh process))")  # fmt: skip
     if args.json:
         args.json.write_text(
             json.dumps({"rows": rows, "args": vars(args) | {"json": str(args.json)}}, indent=2)
