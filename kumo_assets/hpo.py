@@ -90,20 +90,28 @@ def proposal_seed(seed: int, slot_key: str, trials_so_far: int) -> int:
     return int.from_bytes(digest[:4], "little")
 
 
+PRUNERS = {
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+    "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
+    "none": optuna.pruners.NopPruner,
+}
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    """The study's pruner by name. Optuna does not store pruners: every process that asks ``should_prune``
+    (the trial processes) must build the same one, or it silently gets Optuna's default median pruner."""
+    if name not in PRUNERS:
+        raise ValueError(f"unknown pruner {name!r}; choose one of {sorted(PRUNERS)}")
+    return PRUNERS[name]()
+
+
 def open_hpo_study(
     storage: optuna.storages.BaseStorage, name: str, space: SearchSpace, settings: StudySettings
 ):
     """Create or load the study: TPE (multivariate, constant liar for running trials) and the pruner."""
     sampler = tpe_sampler(settings.seed, space.n_trials)
-    pruners = {
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
-        "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
-        "none": optuna.pruners.NopPruner,
-    }
-    if settings.pruner not in pruners:
-        raise ValueError(f"unknown pruner {settings.pruner!r}; choose one of {sorted(pruners)}")
     study = optuna.create_study(storage=storage, study_name=name, direction=space.direction, sampler=sampler,
-                                pruner=pruners[settings.pruner](), load_if_exists=True)  # fmt: skip
+                                pruner=make_pruner(settings.pruner), load_if_exists=True)  # fmt: skip
     study.set_user_attr("metric", space.metric)
     study.set_user_attr("mode", space.mode)
     return study

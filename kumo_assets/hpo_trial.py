@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from kumo_assets.hpo import make_pruner
 from kumo_assets.pql.queries import NamedQuery, load_queries, queries_beside
 from kumo_assets.spec import GraphSpec
 from kumo_assets.spec_loader import load_spec
@@ -58,6 +59,7 @@ class TrialRequest:
     feature_version: str | None = None
     spec_text: str | None = None
     queries_text: str | None = None
+    pruner: str = "median"  # the study's; Optuna does not store it (see kumo_assets.hpo.make_pruner)
 
     @classmethod
     def for_study(cls, study: StudyContext, *, trial_id: int, trial_number: int, params: dict[str, Any],
@@ -70,6 +72,7 @@ class TrialRequest:
             trial_id=trial_id, trial_number=trial_number, params=params, batch_cache_dir=study.batch_cache_dir,
             text_encoder=text_encoder, graph_version=study.graph_version, feature_version=study.feature_version,
             spec_text=study.spec.path.read_text(), queries_text=queries_file.read_text() if queries_file else None,
+            pruner=study.settings.pruner,
         )  # fmt: skip
 
     def to_extras(self) -> dict[str, Any]:
@@ -93,7 +96,9 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     started = time.perf_counter()
     spec, query = _spec_and_query(request)
     storage = StudyStorage(url=request.storage_url).get_storage(request.data_plane_root)
-    study = optuna.load_study(study_name=request.study_name, storage=storage)
+    study = optuna.load_study(
+        study_name=request.study_name, storage=storage, pruner=make_pruner(request.pruner)
+    )
     trial = optuna.trial.Trial(study, request.trial_id)
     config = ModelRunConfig(**{**request.params, "threads": request.threads})
     data_plane = DataPlane(root=request.data_plane_root)
@@ -120,7 +125,8 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     except optuna.TrialPruned as pruned:
         log(str(pruned))
         return {"state": "pruned", "value": last.get("value"), "epoch": last.get("epoch"),
-                "seconds": time.perf_counter() - started, "pid": os.getpid()}  # fmt: skip
+                "seconds": time.perf_counter() - started, "pid": os.getpid(),
+                "forked_from": os.environ.get("KUMO_TRIAL_FORKED_FROM")}  # fmt: skip
     value = float(trained.metrics["val"][metric])
     return {
         "state": "complete",

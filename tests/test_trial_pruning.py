@@ -1,0 +1,43 @@
+"""A trial process prunes with its study's pruner, not Optuna's default (pruners are not stored in storage)."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+
+from kumo_assets.hpo import StudySettings
+from kumo_assets.hpo_trial import TrialRequest, run_study_trial
+from kumo_assets.pql.queries import load_queries
+from kumo_assets.spec_loader import load_spec
+from kumo_assets.study_setup import open_query_study
+from resources.studies import StudyStorage
+from tests.hpo_helpers import TINY, shop_fixture  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(("pruner", "state"), [("median", "pruned"), ("none", "complete")])
+def test_the_trial_uses_the_pruner_its_study_was_configured_with(shop, pruner, state):
+    defs, _, tmp_path = shop
+    resources = defs.resources
+    spec = load_spec(tmp_path / "shop" / "graph.yaml")
+    query = load_queries(tmp_path / "shop" / "queries.yaml")["big_spender"]
+    settings = StudySettings(mode="fast", n_trials=8, families=("gnn",), pruner=pruner, device="cpu")
+    storage = StudyStorage(url=str(tmp_path / f"{pruner}.log"))
+    study = open_query_study(spec, query, settings, TINY, resources["data_plane"], resources["graph_store"],
+                             resources["feature_store"], storage)  # fmt: skip
+    for _ in range(6):  # finished trials that were perfect from their first epoch: anything real is worse
+        study.study.add_trial(optuna.trial.create_trial(
+            params={"x": 0.5}, distributions={"x": FloatDistribution(0.0, 1.0)}, value=1.0,
+            intermediate_values={epoch: 1.0 for epoch in range(3)},
+        ))  # fmt: skip
+    trial = study.study.ask()
+    params = {**study.space.suggest(trial), **study.base_params}
+    request = TrialRequest.for_study(study, trial_id=trial._trial_id, trial_number=trial.number, params=params,
+                                     data_plane_root=resources["data_plane"].root,
+                                     graph_store_root=resources["graph_store"].root, text_encoder="hashing")  # fmt: skip
+    assert request.pruner == pruner
+    result = run_study_trial(TrialRequest.from_extras(request.to_extras()), log=lambda _: None)
+    assert result["state"] == state
+    assert result["value"] is not None and result["value"] < 1.0
