@@ -115,7 +115,9 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
         last["value"], last["epoch"] = float(values[metric]), epoch
         trial.report(float(values[metric]), epoch)
         _chaos_kill(epoch, request)
-        if trial.should_prune():
+        if (
+            epoch < config.epochs - 1 and trial.should_prune()
+        ):  # after the last epoch there is nothing to save
             raise optuna.TrialPruned(f"pruned after epoch {epoch}: {metric}={values[metric]:.4f}")
 
     try:

@@ -1,4 +1,5 @@
-"""A trial process prunes with its study's pruner, not Optuna's default (pruners are not stored in storage)."""
+"""A trial process prunes with its study's pruner, not Optuna's default (pruners are not stored in storage),
+and never after its last epoch (the model is trained by then)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,23 @@ from tests.hpo_helpers import TINY, shop_fixture  # noqa: F401
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.parametrize(("pruner", "state"), [("median", "pruned"), ("none", "complete")])
-def test_the_trial_uses_the_pruner_its_study_was_configured_with(shop, pruner, state):
+@pytest.mark.parametrize(
+    ("pruner", "epochs", "state"),
+    [
+        ("median", 3, "pruned"),
+        ("none", 3, "complete"),
+        ("median", 1, "complete"),
+    ],  # never after the last epoch
+)
+def test_the_trial_uses_the_pruner_its_study_was_configured_with(shop, pruner, epochs, state):
     defs, _, tmp_path = shop
     resources = defs.resources
     spec = load_spec(tmp_path / "shop" / "graph.yaml")
     query = load_queries(tmp_path / "shop" / "queries.yaml")["big_spender"]
     settings = StudySettings(mode="fast", n_trials=8, families=("gnn",), pruner=pruner, device="cpu")
-    storage = StudyStorage(url=str(tmp_path / f"{pruner}.log"))
-    study = open_query_study(spec, query, settings, TINY, resources["data_plane"], resources["graph_store"],
+    storage = StudyStorage(url=str(tmp_path / f"{pruner}-{epochs}.log"))
+    space = {**TINY, "epochs": [epochs, epochs]}
+    study = open_query_study(spec, query, settings, space, resources["data_plane"], resources["graph_store"],
                              resources["feature_store"], storage)  # fmt: skip
     for _ in range(6):  # finished trials that were perfect from their first epoch: anything real is worse
         study.study.add_trial(optuna.trial.create_trial(
