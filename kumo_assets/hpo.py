@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 
 from models.search_space import SearchSpace
 from resources.placement import Placement
-from resources.studies import claim_trial, trial_owner_alive
+from resources.studies import FINISHED_STATES, claim_trial, trial_owner_alive
 
 __all__ = [
     "StudySettings",
@@ -36,8 +36,6 @@ __all__ = [
     "slot_quotas",
     "study_name",
 ]
-
-DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass(frozen=True)
@@ -140,7 +138,7 @@ def recover_orphaned_trials(study: optuna.Study, run_alive: Callable[[str | None
 
 def slot_quotas(study: optuna.Study, n_trials: int, parallelism: int) -> list[int]:
     """How many finished (complete or pruned) trials each slot still owes so the study reaches ``n_trials``."""
-    done = len(study.get_trials(deepcopy=False, states=DONE))
+    done = len(study.get_trials(deepcopy=False, states=FINISHED_STATES))
     remaining = max(0, n_trials - done)
     slots = max(1, min(parallelism, remaining))
     return (

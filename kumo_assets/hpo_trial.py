@@ -24,6 +24,7 @@ from kumo_assets.pql.queries import NamedQuery, load_queries, queries_beside
 from kumo_assets.spec import GraphSpec
 from kumo_assets.spec_loader import load_spec
 from kumo_assets.training import ModelRunConfig, query_top_k, train_query_model
+from kumo_assets.trial_client import FORKED_FROM_ENV
 from models.metrics import tune_metric
 from resources.batch_cache import BatchCache
 from resources.data_plane import DataPlane
@@ -128,7 +129,7 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
         log(str(pruned))
         return {"state": "pruned", "value": last.get("value"), "epoch": last.get("epoch"),
                 "seconds": time.perf_counter() - started, "pid": os.getpid(),
-                "forked_from": os.environ.get("KUMO_TRIAL_FORKED_FROM")}  # fmt: skip
+                "forked_from": os.environ.get(FORKED_FROM_ENV)}  # fmt: skip
     value = float(trained.metrics["val"][metric])
     return {
         "state": "complete",
@@ -142,7 +143,7 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
         "uri": trained.uri,
         "seconds": time.perf_counter() - started,
         "pid": os.getpid(),
-        "forked_from": os.environ.get("KUMO_TRIAL_FORKED_FROM"),  # set when the warm trial server started it
+        "forked_from": os.environ.get(FORKED_FROM_ENV),  # set when the warm trial server started it
         "cache": _cache_stats(cache),
     }
 

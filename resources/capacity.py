@@ -16,17 +16,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
 
 from resources.instance_catalogue import InstanceType
 from resources.placement import Placement
+from resources.studies import FINISHED_STATES
 
 __all__ = ["BUDGET_ATTR", "CapacityPlan", "NodeDemand", "plan_capacity", "pods_per_node", "study_demand"]
 
 BUDGET_ATTR = (
     "budget"  # study user attribute the HPO driver sets: n_trials, parallelism, deadline, launcher, run_id
 )
-DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
 @dataclass
@@ -99,7 +98,7 @@ def study_demand(
     if budget.get("deadline") is not None and now >= float(budget["deadline"]):
         return None, 0, f"{study.study_name}: time budget spent"
     trials = study.get_trials(deepcopy=False)
-    remaining = int(budget["n_trials"]) - sum(trial.state in DONE for trial in trials)
+    remaining = int(budget["n_trials"]) - sum(trial.state in FINISHED_STATES for trial in trials)
     if remaining <= 0:
         return None, 0, f"{study.study_name}: trial budget spent"
     placed = [trial for trial in trials if trial.user_attrs.get("placement")]

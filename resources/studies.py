@@ -36,7 +36,7 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, Trial
+from optuna.trial import FrozenTrial, Trial, TrialState
 from pydantic import Field
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPTED_FORMS",
+    "FINISHED_STATES",
     "OWNER_ATTR",
     "StudyStorage",
     "StudyStorageError",
@@ -63,7 +64,8 @@ ACCEPTED_FORMS = (
     "postgresql://user:password@host:5432/dbname (or postgresql+psycopg2://...)",
 )
 JOURNAL_PARTS = ("optuna", "journal.log")
-# System attribute naming the process that asked a trial (ask/tell drivers), and why a trial was failed.
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count against a budget
+# System attribute naming the process that asked a trial (ask/tell drivers).
 OWNER_ATTR = "kumo:owner"
 _POSTGRES_PREFIXES = ("postgresql+psycopg2://", "postgresql://", "postgres://")
 
