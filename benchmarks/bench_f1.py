@@ -62,7 +62,7 @@ def run(args) -> list[dict]:
     frozen = args.validation == "frozen"
     rows = []
     jobs = [("gnn", variant) for variant in args.gnn_variants if "gnn" in args.families]
-    jobs += [("gbdt", "-")] if "gbdt" in args.families else []
+    jobs += [("gbdt", variant) for variant in args.gbdt_variants if "gbdt" in args.families]
     for task in args.tasks:
         metric = PUBLISHED[task]["metric"]
         table = setup.tables[task]
@@ -81,7 +81,7 @@ def run(args) -> list[dict]:
                     result = run_gbdt_trial(
                         setup.frames, setup.schema, "drivers", setup.frames["drivers"].select("driverId", "_kumo_id"),
                         table, setup.task_types[task], GBDTConfig(seed=seed), observe_until=TEST_TIMESTAMP,
-                        freeze_validation=frozen,
+                        freeze_validation=frozen, simulate_staleness=variant == "stale",
                     )  # fmt: skip
                     metrics, detail = result.metrics, {"features": result.features}
                 seconds = time.perf_counter() - started
@@ -161,6 +161,13 @@ def main() -> None:
         default=["stale", "fresh"],
         choices=["stale", "fresh"],
         help="train on simulated stale views (as the frozen test is) and/or on fresh ones",
+    )
+    parser.add_argument(
+        "--gbdt-variants",
+        nargs="+",
+        default=["fresh"],
+        choices=["stale", "fresh"],
+        help="GBDT training rows as of their own anchor (fresh) and/or also as yearly earlier frozen views",
     )
     parser.add_argument(
         "--validation",

@@ -153,7 +153,9 @@ def train_query_model(
             table = pl.concat(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
-        result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until)
+        result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
+                                freeze_validation=config.simulate_staleness,
+                                simulate_staleness=config.simulate_staleness)  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, None, None
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":

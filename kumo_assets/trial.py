@@ -25,7 +25,7 @@ from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.metrics import compute_metrics
-from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features
+from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features, stale_view_rows
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from resources.batch_cache import BatchCache
 from resources.feature_store import StoredFeatures
@@ -45,6 +45,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
+DAY_SECONDS = 86_400
 
 
 @dataclass(frozen=True)
@@ -109,8 +110,7 @@ def make_splits(
     digest = hashlib.sha256(joined.select("entity", "anchor_time", "split").write_ipc(None).getvalue())
     anchors = {split: joined.filter(pl.col("split") == split)["anchor_time"].to_numpy().astype(np.int64)
                for split in SPLITS}  # fmt: skip
-    span = max((int(times.max() - times.min()) for split, times in anchors.items()
-                if split != "train" and len(times)), default=0)  # fmt: skip
+    span = evaluation_span(joined)
     splits = {}
     for split in SPLITS:
         rows = joined.filter(pl.col("split") == split)
@@ -131,6 +131,15 @@ def make_splits(
             rows["label"].to_numpy(),
         )
     return splits
+
+
+def evaluation_span(table: pl.DataFrame) -> int:
+    """Seconds from the first to the last anchor of the longest evaluation split: how much staler than its
+    first row a frozen split's last row is."""
+    spans = table.filter(pl.col("split") != "train").group_by("split").agg(
+        (pl.col("anchor_time").max() - pl.col("anchor_time").min()).alias("span")
+    )  # fmt: skip
+    return int(spans["span"].max() or 0) if spans.height else 0
 
 
 def run_gnn_trial(
@@ -213,6 +222,7 @@ class GBDTTrialResult:
     feature_seconds: float
     fit_seconds: float
     features: int
+    train_rows: int  # design rows LightGBM trained on (stale copies included)
 
     @property
     def model_bytes(self) -> bytes:
@@ -233,22 +243,33 @@ def run_gbdt_trial(
     observe_until: int | None = None,
     features: PropositionalConfig | None = None,
     freeze_validation: bool = False,
+    simulate_staleness: bool = False,
 ) -> GBDTTrialResult:
     """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
 
     ``entity_keys``: the entity table's key column and its ``_kumo_id`` (entity value -> node id).
     ``freeze_validation``: validation rows see the database as of the first validation anchor, the same view
     `make_splits` gives the GNN, so the two families are compared on one validation set.
+    ``simulate_staleness`` (needs ``observe_until``): training rows also appear as databases frozen up to
+    ``span`` earlier would show them (`stale_view_rows`), as frozen test rows will; it only hides data.
     """
     started = time.perf_counter()
     key = entity_keys.columns[0]
     rows = table.join(
         entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left"
-    )  # fmt: skip
-    entities = rows.select(NODE_ID, "anchor_time")
+    ).with_columns(pl.lit(None, pl.Int64).alias(ROW_CUTOFF))  # fmt: skip
+    if simulate_staleness:
+        if observe_until is None:
+            raise ValueError("simulate_staleness needs observe_until: the time the database is frozen at")
+        train = pl.col("split") == "train"
+        stale = stale_view_rows(rows.filter(train), int(observe_until), evaluation_span(rows) / DAY_SECONDS,
+                                keep_fresh=False)  # fmt: skip
+        rows = pl.concat([rows, stale.select(rows.columns)])
+    entities = rows.select(
+        NODE_ID, "anchor_time", *([ROW_CUTOFF] if simulate_staleness or freeze_validation else [])
+    )
     splits = rows["split"]
     if freeze_validation:  # the validation rows once more, seeing the database as of the first val anchor
-        entities = entities.with_columns(pl.lit(None, pl.Int64).alias(ROW_CUTOFF))
         first_val = rows.filter(pl.col("split") == "val")["anchor_time"].min()
         val_rows = (splits == "val").to_numpy()
         frozen = entities.filter(pl.Series(val_rows)).with_columns(
@@ -273,4 +294,4 @@ def run_gbdt_trial(
             task_type, model.encode_labels(labels_frozen), model.predict(features_frozen)
         )
     return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
-                           design.width)  # fmt: skip
+                           design.width, len(parts["train"][1]))  # fmt: skip
