@@ -81,7 +81,9 @@ def multi_hot_splits(
             log(
                 f"{name}: {unknown} listed value(s) are not among the {len(vocabulary.values)} outputs (ignored)"
             )
-        encoded[name] = TrainingSplit(split.name, split.node_type, split.seeds, split.seed_times, rows)
+        encoded[name] = TrainingSplit(
+            split.name, split.node_type, split.seeds, split.seed_times, rows, split.anchor_times
+        )
     return encoded
 
 

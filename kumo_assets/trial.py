@@ -19,6 +19,7 @@ import polars as pl
 import torch
 
 from kumo_assets.keys import NODE_ID
+from kumo_assets.list_labels import label_vocabulary
 from kumo_assets.pql.schema import GraphSchema
 from models.checkpoints import CheckpointStore, to_bytes
 from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
@@ -129,6 +130,7 @@ def make_splits(
             rows["_node"].to_numpy().astype(np.int64),
             times,
             rows["label"].to_numpy(),
+            anchors[split],
         )
     return splits
 
@@ -201,11 +203,14 @@ def merge_splits(first: TrainingSplit, second: TrainingSplit) -> TrainingSplit:
     return TrainingSplit(
         f"{first.name}+{second.name}", first.node_type, np.concatenate([first.seeds, second.seeds]),
         np.concatenate([first.seed_times, second.seed_times]), np.concatenate([first.labels, second.labels]),
+        np.concatenate([first.predicted_at(), second.predicted_at()]),
     )  # fmt: skip
 
 
 def _with_labels(split: TrainingSplit, labels: np.ndarray) -> TrainingSplit:
-    return TrainingSplit(split.name, split.node_type, split.seeds, split.seed_times, labels)
+    return TrainingSplit(
+        split.name, split.node_type, split.seeds, split.seed_times, labels, split.anchor_times
+    )
 
 
 def gnn_artifacts(result: GNNTrialResult) -> bytes:
@@ -281,12 +286,20 @@ def run_gbdt_trial(
     design = build_relational_features(frames, schema, entity_table, entities,
                                        features or PropositionalConfig(), observe_until)  # fmt: skip
     feature_seconds = time.perf_counter() - started
+    labels, vocabulary = rows["label"].to_list(), None
+    if task_type == "multilabel_classification":  # category lists -> multi-hot rows, one model per category
+        vocabulary = label_vocabulary(task_type, [label for label, split in zip(labels, splits, strict=True)
+                                                  if split == "train"])  # fmt: skip
+        labels = vocabulary.multi_hot(labels, "the training table's label column")[0]
+    labels = np.asarray(labels)
     parts = {}
     for split in (*SPLITS, "val_frozen"):
         mask = (splits == split).to_numpy()
         if mask.any():
-            parts[split] = (design.filter(pl.Series(mask)), rows["label"].to_numpy()[mask])
+            parts[split] = (design.filter(pl.Series(mask)), labels[mask])
     model, metrics = fit_gbdt_for_task(task_type, parts["train"], parts["val"], parts.get("test"), config)
+    if vocabulary is not None:
+        model.classes_ = np.asarray(vocabulary.values)  # what each output column means, saved with the model
     if "val_frozen" in parts:  # early stopping used the fresh view; selection across families uses this one
         features_frozen, labels_frozen = parts["val_frozen"]
         metrics["val_fresh"] = metrics["val"]

@@ -92,17 +92,21 @@ class RelativeTimeEncoder(nn.Module):
 
 
 class AbsoluteTimeEncoder(nn.Module):
-    """The anchor's calendar position: years since 2000 (scaled) and the season as sin/cos of the day."""
+    """Where the prediction stands in time: the anchor's years since 2000 (scaled), its season (sin/cos of
+    the day) and how stale the seed's view is (anchor - seed time, years; 0 unless the graph is frozen)."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.linear = nn.Linear(3, channels)
+        self.linear = nn.Linear(4, channels)
 
-    def forward(self, seconds: Tensor) -> Tensor:
-        days = seconds.double() / SECONDS_PER_DAY
+    def forward(self, anchor_seconds: Tensor, seed_seconds: Tensor | None = None) -> Tensor:
+        days = anchor_seconds.double() / SECONDS_PER_DAY
         years = ((days - 10_957.0) / 365.25 / 10.0).float()  # 10,957 days = 2000-01-01
         season = (2 * math.pi * (days % 365.25) / 365.25).float()
-        return self.linear(torch.stack([years, season.sin(), season.cos()], dim=-1))
+        gap = torch.zeros_like(years)
+        if seed_seconds is not None:
+            gap = ((anchor_seconds - seed_seconds).double() / SECONDS_PER_DAY / 365.25).float()
+        return self.linear(torch.stack([years, season.sin(), season.cos(), gap], dim=-1))
 
 
 class ShallowEmbeddings(nn.Module):

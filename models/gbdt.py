@@ -20,7 +20,12 @@ from models.metrics import compute_metrics, metric_direction, tune_metric
 
 __all__ = ["SUPPORTED_TASK_TYPES", "GBDTConfig", "GBDTModel", "fit_gbdt_for_task"]
 
-SUPPORTED_TASK_TYPES = ("binary_classification", "regression", "multiclass_classification")
+SUPPORTED_TASK_TYPES = (
+    "binary_classification",
+    "regression",
+    "multiclass_classification",
+    "multilabel_classification",
+)
 _FORMAT_VERSION = 1
 
 
@@ -70,6 +75,9 @@ class GBDTModel:
         self.feature_names: list[str] = []
         self.classes_: np.ndarray | None = None
         self.clamp: tuple[float, float] | None = None
+        # multilabel: per label, None = learned by its boosters (label order, ensemble_size each), or the
+        # constant probability of a label with one class in training
+        self.constants: list[float | None] | None = None
 
     @property
     def booster(self) -> lgb.Booster | None:
@@ -93,6 +101,7 @@ class GBDTModel:
         _check_task(task_type)
         self.task_type = task_type
         self.feature_names = list(train_x.columns)
+        self.constants = None
         train_target = self._encode_labels(np.asarray(train_y), fit=True)
         val_target = self._encode_labels(np.asarray(val_y), fit=False)
         self.clamp = None
@@ -100,6 +109,9 @@ class GBDTModel:
             low, high = np.percentile(train_target, self.config.clamp_percentiles)
             self.clamp = (float(low), float(high))
         train_matrix = _matrix(train_x, self.feature_names)
+        if task_type == "multilabel_classification":
+            return self._fit_one_vs_rest(train_matrix, train_target, _matrix(val_x, self.feature_names),
+                                         val_target, sample_weight)  # fmt: skip
         train_set = lgb.Dataset(train_matrix, train_target, weight=sample_weight, free_raw_data=False)
         val_set = lgb.Dataset(_matrix(val_x, self.feature_names), val_target, reference=train_set)
         metric = tune_metric(task_type)
@@ -131,17 +143,66 @@ class GBDTModel:
             self.best_scores.append(float(curve[best - 1]))
         return self
 
+    def _fit_one_vs_rest(
+        self, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+        sample_weight: np.ndarray | None,
+    ) -> GBDTModel:  # fmt: skip
+        """Multilabel: one binary model per label, early-stopped on that label's validation log loss (always
+        defined, unlike AUROC on a label that validation never sets); single-class labels stay constant."""
+        self.boosters, self.best_iterations, self.best_scores, self.constants = [], [], [], []
+        for label in range(train_y.shape[1]):
+            target = train_y[:, label]
+            if target.min() == target.max():
+                self.constants.append(float(target[0]) if len(target) else 0.0)
+                continue
+            self.constants.append(None)
+            train_set = lgb.Dataset(train_x, target, weight=sample_weight, free_raw_data=False)
+            val_set = lgb.Dataset(val_x, val_y[:, label], reference=train_set)
+            for member in range(max(1, self.config.ensemble_size)):
+                history: dict[str, dict[str, list[float]]] = {}
+                callbacks = [lgb.log_evaluation(0), lgb.record_evaluation(history)]
+                if self.config.early_stopping_rounds > 0:
+                    callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
+                params = {**self._params(self.config.seed + member), "objective": "binary",
+                          "metric": "binary_logloss"}  # fmt: skip
+                booster = lgb.train(params, train_set, num_boost_round=self.config.n_estimators,
+                                    valid_sets=[val_set], valid_names=["val"], callbacks=callbacks)  # fmt: skip
+                curve = np.asarray(history["val"]["binary_logloss"], dtype=np.float64)
+                best = _smoothed_best(curve, False, self.config.smoothing_rounds)
+                self.boosters.append(booster)
+                self.best_iterations.append(best)
+                self.best_scores.append(float(curve[best - 1]))
+        return self
+
     def predict(self, x: pl.DataFrame) -> np.ndarray:
-        """Binary: P(label = 1); regression: clamped values; multiclass: (n, C) probabilities over classes_.
-        Columns are matched by name; ones the model knows but ``x`` lacks read as missing."""
-        if not self.boosters:
+        """Binary: P(label = 1); regression: clamped values; multiclass: (n, C) probabilities over classes_;
+        multilabel: (n, L) probabilities per label. Columns are matched by name; ones the model knows but
+        ``x`` lacks read as missing."""
+        if not self.boosters and not self.constants:
             raise ValueError("the model is not fitted: call fit() or GBDTModel.load() first")
         matrix = _matrix(x, self.feature_names)
+        if self.constants is not None:
+            return self._predict_one_vs_rest(matrix)
         outputs = [
             np.asarray(booster.predict(matrix, num_iteration=best)).reshape(x.height, -1)
             for booster, best in zip(self.boosters, self.best_iterations, strict=True)
         ]
         return self._postprocess(np.mean(outputs, axis=0))
+
+    def _predict_one_vs_rest(self, matrix: np.ndarray) -> np.ndarray:
+        members = max(1, self.config.ensemble_size)
+        columns, learned = [], 0
+        for constant in self.constants:
+            if constant is not None:
+                columns.append(np.full(len(matrix), constant))
+                continue
+            chosen = range(learned, learned + members)
+            outputs = [
+                self.boosters[i].predict(matrix, num_iteration=self.best_iterations[i]) for i in chosen
+            ]
+            columns.append(np.mean(outputs, axis=0))
+            learned += members
+        return np.stack(columns, axis=1) if columns else np.zeros((len(matrix), 0))
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """Total gain (or split count with kind="split") per feature over the kept rounds, largest first."""
@@ -156,7 +217,7 @@ class GBDTModel:
 
     def save(self, path: str | Path) -> None:
         """One JSON file (boosters as text, label mapping, names), written to a temporary file then renamed."""
-        if not self.boosters:
+        if not self.boosters and not self.constants:
             raise ValueError("the model is not fitted: nothing to save")
         path = Path(path)
         state = {
@@ -166,6 +227,7 @@ class GBDTModel:
             "feature_names": self.feature_names,
             "classes": None if self.classes_ is None else self.classes_.tolist(),
             "clamp": self.clamp,
+            "constants": self.constants,
             "best_iterations": self.best_iterations,
             "best_scores": self.best_scores,
             "boosters": [booster.model_to_string(num_iteration=-1) for booster in self.boosters],
@@ -193,6 +255,7 @@ class GBDTModel:
         model.feature_names = state["feature_names"]
         model.classes_ = None if state["classes"] is None else np.asarray(state["classes"])
         model.clamp = None if state["clamp"] is None else tuple(state["clamp"])
+        model.constants = state.get("constants")
         model.best_iterations = list(state["best_iterations"])
         model.best_scores = list(state["best_scores"])
         model.boosters = [lgb.Booster(model_str=text) for text in state["boosters"]]
@@ -237,6 +300,10 @@ class GBDTModel:
                 raise ValueError(f"binary labels must be 0/1, got values {np.unique(y)[:10]}")
             return y.astype(np.float64)
         if self.task_type == "regression":
+            return y.astype(np.float64)
+        if self.task_type == "multilabel_classification":
+            if y.ndim != 2 or (y.size and not np.isin(y, (0, 1)).all()):
+                raise ValueError(f"multilabel labels must be 2-D 0/1 rows (n, labels), got shape {y.shape}")
             return y.astype(np.float64)
         if fit:
             self.classes_ = np.unique(y)

@@ -133,7 +133,9 @@ class RelationalGNN(nn.Module):
                         seed_store.seed_time, store.batch, store.time
                     )
         if self.anchor_encoder is not None:
-            seeds = x[self.seed_type][: seed_store.batch_size] + self.anchor_encoder(seed_store.seed_time)
+            anchors = seed_store.anchor_time if "anchor_time" in seed_store else seed_store.seed_time
+            encoded = self.anchor_encoder(anchors, seed_store.seed_time)
+            seeds = x[self.seed_type][: seed_store.batch_size] + encoded
             x[self.seed_type] = torch.cat([seeds, x[self.seed_type][seed_store.batch_size :]])
         if self.shallow is not None:
             for node_type, vectors in self.shallow(batch).items():

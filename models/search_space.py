@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 
+from models.gbdt import SUPPORTED_TASK_TYPES
 from models.metrics import metric_direction, tune_metric
 
 __all__ = [
@@ -36,7 +37,7 @@ __all__ = [
 ]
 
 MODES = ("fast", "normal", "best")
-GBDT_TASKS = {"binary_classification", "regression", "forecasting", "multiclass_classification"}
+GBDT_TASKS = set(SUPPORTED_TASK_TYPES)  # the GBDT baseline trains these; list-ranking tasks need the GNN
 
 # Named (batch size, fanouts per hop) presets. Few on purpose: trials on one preset share cached batches.
 SAMPLING_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {

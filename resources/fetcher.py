@@ -37,6 +37,12 @@ class TrainingSplit:
     seeds: np.ndarray
     seed_times: np.ndarray
     labels: np.ndarray
+    # when each row's prediction is made; None = its seed time. Later than the seed time when the graph is
+    # frozen (or a stale view is simulated): the model can then tell how stale its view is.
+    anchor_times: np.ndarray | None = None
+
+    def predicted_at(self) -> np.ndarray:
+        return self.seed_times if self.anchor_times is None else self.anchor_times
 
 
 class MinibatchFetcher:
@@ -117,6 +123,7 @@ class MinibatchFetcher:
         seed = {
             "input_id": torch.from_numpy(rows.astype(np.int64)),
             "seed_time": torch.from_numpy(times.astype(np.int64)),
+            "anchor_time": torch.from_numpy(split.predicted_at()[rows].astype(np.int64)),
             "y": torch.from_numpy(np.asarray(split.labels)[rows]),
         }
         return {"node_type": split.node_type, "nodes": nodes, "edges": edges, "seed": seed}

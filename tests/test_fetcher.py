@@ -33,7 +33,7 @@ def stores(tmp_path):
     build_feature_store(tmp_path / "features", tables)
     features = open_feature_store(tmp_path / "features")
     split = TrainingSplit("shop/churn/train@test", "users", np.arange(30).repeat(2), np.full(60, 45),
-                          rng.integers(0, 2, 60))  # fmt: skip
+                          rng.integers(0, 2, 60), np.arange(60) + 45)  # fmt: skip
     return graph, features, split
 
 
@@ -70,6 +70,9 @@ def test_epoch_with_prefetch_equals_without_and_has_labels(stores, tmp_path):
         seen += a["users"].input_id.tolist()
     assert sorted(seen) == list(range(60))  # every seed exactly once per epoch
     assert torch.equal(with_prefetch[0]["users"].seed_time, torch.full((16,), 45))
+    for batch in with_prefetch:  # each seed's prediction time rides along with its (earlier) view
+        users = batch["users"]
+        assert torch.equal(users.anchor_time, torch.from_numpy(split.anchor_times[users.input_id.numpy()]))
 
 
 def test_corrupt_and_foreign_entries_are_rebuilt_never_used(stores, tmp_path):

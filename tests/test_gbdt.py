@@ -84,10 +84,37 @@ def test_multiclass_maps_labels_to_class_indices() -> None:
         model.fit(train_x, to_label(train_s), val_x, np.full(400, 99), "multiclass_classification")
 
 
+def multilabel(signal: np.ndarray) -> np.ndarray:
+    """Label 0 = signal > 0, label 1 = |signal| > 1, label 2 never set."""
+    return np.stack([signal > 0, np.abs(signal) > 1, np.zeros_like(signal, dtype=bool)], axis=1).astype(
+        np.uint8
+    )
+
+
+def test_multilabel_learns_each_label_and_keeps_unseen_ones_constant() -> None:
+    (train_x, train_s), (val_x, val_s), (test_x, test_s) = (synthetic(1200, seed) for seed in (0, 1, 2))
+    model, metrics = fit_gbdt_for_task(
+        "multilabel_classification",
+        (train_x, multilabel(train_s)),
+        (val_x, multilabel(val_s)),
+        (test_x, multilabel(test_s)),
+        FAST,
+    )
+    probabilities = model.predict(test_x)
+    assert probabilities.shape == (test_x.height, 3)
+    assert model.constants == [None, None, 0.0] and len(model.boosters) == 2  # no model for a constant label
+    assert np.all(probabilities[:, 2] == 0.0)
+    assert metrics["test"]["auroc"] > 0.9  # averaged over the labels both classes occur in
+    assert set(metrics["test"]) == {"auroc", "auprc", "f1", "accuracy"}
+    with pytest.raises(ValueError, match="2-D 0/1 rows"):
+        model.fit(train_x, train_s > 0, val_x, multilabel(val_s), "multilabel_classification")
+
+
 @pytest.mark.parametrize(
     ("task_type", "ensemble_size"),
-    [("binary_classification", 1), ("regression", 1), ("multiclass_classification", 1), ("regression", 3)],
-)
+    [("binary_classification", 1), ("regression", 1), ("multiclass_classification", 1), ("regression", 3),
+     ("multilabel_classification", 2)],
+)  # fmt: skip
 def test_save_and_load_give_identical_predictions(tmp_path, task_type: str, ensemble_size: int) -> None:
     train_x, train_s = synthetic(600, 0)
     val_x, val_s = synthetic(200, 1)
@@ -95,10 +122,11 @@ def test_save_and_load_give_identical_predictions(tmp_path, task_type: str, ense
         "binary_classification": lambda s: (s > 0).astype(int),
         "regression": lambda s: 2 * s + 1,
         "multiclass_classification": lambda s: np.digitize(s, [-0.5, 0.5]),
+        "multilabel_classification": multilabel,
     }[task_type]
     config = GBDTConfig(**{**FAST.to_dict(), "ensemble_size": ensemble_size})
     model = GBDTModel(config).fit(train_x, labels(train_s), val_x, labels(val_s), task_type)
-    assert len(model.boosters) == ensemble_size
+    assert len(model.boosters) == ensemble_size * (2 if task_type == "multilabel_classification" else 1)
     path = tmp_path / "models" / "gbdt.json"
     model.save(path)
     assert [p.name for p in path.parent.iterdir()] == ["gbdt.json"]  # no temporary file left behind
@@ -128,7 +156,7 @@ def test_columns_are_matched_by_name() -> None:
     assert model.predict(val_x.drop("noise_c")).shape == (200,)  # a missing column reads as missing values
 
 
-@pytest.mark.parametrize("task_type", ["link_prediction", "multilabel_classification", "forecasting", "nope"])
+@pytest.mark.parametrize("task_type", ["link_prediction", "ranking", "forecasting", "nope"])
 def test_unsupported_task_types_are_rejected(task_type: str) -> None:
     x, s = synthetic(50, 0)
     with pytest.raises(ValueError, match="the GBDT baseline supports"):

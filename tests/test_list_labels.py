@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from kumo_assets import list_labels
 from kumo_assets.list_labels import label_vocabulary, multi_hot_splits
 from models.checkpoints import from_bytes
+from models.gbdt import GBDTModel
 from resources.fetcher import TrainingSplit
 from tests.fake_db import data_assets
 from tests.test_model_assets import shop_definitions
@@ -107,3 +108,30 @@ def test_list_queries_train_end_to_end(tmp_path):
     stores = artifact["spec"]["classes"]
     assert stores == sorted(stores) and artifact["spec"]["outputs"] == len(stores) > 1
     assert all(isinstance(value, torch.Tensor) for value in artifact["state_dict"].values())
+
+
+@pytest.mark.integration
+def test_gbdt_trains_a_classify_query_one_model_per_category(tmp_path):
+    defs = shop_definitions(tmp_path, QUERIES)
+    config = {"family": "gbdt", "gbdt_trees": 20}
+    (tmp_path / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
+        model = [a for a in defs.assets if a.key == AssetKey(["shop", "model", "next_stores"])]
+        run_config = {"ops": {"shop__model__next_stores": {"config": config}}}
+        assert materialize(model, resources=defs.resources, instance=instance, run_config=run_config).success
+
+    (trained,) = (tmp_path / "plane" / "shop" / "models" / "next_stores").iterdir()
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["family"] == "gbdt" and summary["task_type"] == "multilabel_classification"
+    assert set(summary["metrics"]["test"]) == {"auroc", "auprc", "f1", "accuracy"}
+    model = GBDTModel.load(trained / "model.lgb")
+    stores = model.classes_.tolist()
+    assert stores == sorted(stores) and len(model.constants) == len(stores) > 1
+    labels = pl.read_parquet(tmp_path / "plane" / "shop" / "training_tables" / "next_stores.parquet")
+    seen = {
+        store
+        for listed in labels.filter(pl.col("split") == "train")["label"].to_list()
+        for store in listed or []
+    }
+    assert set(stores) == seen

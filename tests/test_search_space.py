@@ -43,6 +43,7 @@ def test_every_draw_is_a_valid_run_config(mode, task_type, seed):
 
 def test_gbdt_joins_only_the_task_types_it_can_train():
     assert "gbdt" in search_space("binary_classification").families
+    assert "gbdt" in search_space("multilabel_classification").families  # one model per category
     assert search_space("link_prediction").families == ("gnn",)
     with pytest.raises(ValueError, match="cannot train a link_prediction task"):
         search_space("link_prediction", families=("gbdt",))

@@ -46,6 +46,7 @@ def test_seeds_never_observe_after_their_anchor_nor_after_the_freeze(train, val,
             assert np.all(split.seed_times <= min(val) * DAY)
         if not stale and freeze is None:
             assert np.array_equal(split.seed_times, anchors)
+        assert np.array_equal(split.predicted_at(), anchors)  # the prediction time survives every view
     train_anchors = table.filter(pl.col("split") == "train")["anchor_time"].to_numpy()
     span = max(max(val) - min(val), max(test) - min(test)) * DAY
     assert np.all(train_anchors - splits["train"].seed_times <= span)
@@ -67,3 +68,19 @@ def test_unknown_entity_keys_are_an_error_naming_one():
     table = training_table({"train": [1], "val": [2], "test": [3]}).with_columns(pl.lit("zz").alias("entity"))
     with pytest.raises(ValueError, match=r"not in the graph store.*'zz'"):
         make_splits(table, KEYS, "users", "t")
+
+
+def test_the_model_is_told_how_stale_its_view_is():
+    """A frozen test row and a fresh one with the same seed time differ only in their anchor: the anchor
+    encoder must tell them apart, and must not when the view is fresh."""
+    import torch
+
+    from models.encoders import AbsoluteTimeEncoder
+
+    torch.manual_seed(0)
+    encoder = AbsoluteTimeEncoder(8)
+    seen = torch.tensor([700 * DAY, 700 * DAY])
+    frozen = encoder(torch.tensor([700 * DAY, 1065 * DAY]), seen)  # the second predicts a year after its view
+    assert torch.allclose(frozen[0], encoder(seen[:1], seen[:1])[0])
+    one_year_later_fresh = encoder(torch.tensor([1065 * DAY]), torch.tensor([1065 * DAY]))[0]
+    assert not torch.allclose(frozen[1], one_year_later_fresh)  # same anchor, staler view: another input
