@@ -78,6 +78,7 @@ class ModelRunConfig(Config):
     )
     observe_until: str | None = None  # ISO date: hide every row after it (the frozen benchmark regime)
     simulate_staleness: bool = False  # train/select on views as stale as the frozen regime's test views
+    absolute_time: bool = False  # GNN seeds also see their anchor's season and how stale their view is
     refit: bool = (
         False  # the final fit of a chosen configuration: train on train + val (val metrics optimistic)
     )
@@ -172,7 +173,7 @@ def train_query_model(
             splits["train"] = merge_splits(splits["train"], splits["val"])
         trial = GNNTrialConfig(
             GNNConfig(conv=config.conv, channels=config.channels, layers=config.layers, aggr=config.aggr,
-                      dropout=config.dropout),
+                      dropout=config.dropout, absolute_time=config.absolute_time),
             TrainerConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                           max_steps_per_epoch=config.max_steps_per_epoch, seed=config.seed, device=config.device,
                           patience=0 if config.refit else TrainerConfig.patience, top_k=query_top_k(meta)),

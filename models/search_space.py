@@ -65,6 +65,9 @@ class SearchSpace:
     lr: tuple[float, float]
     weight_decay: tuple[float, float]
     dropout: tuple[float, float]
+    anchor_encodings: tuple[
+        bool, ...
+    ]  # whether seeds also see the anchor's season and their view's staleness
     max_steps_per_epoch: int
     gbdt_trees: tuple[int, int]
     gbdt_leaves: tuple[int, int]
@@ -100,6 +103,7 @@ class SearchSpace:
             "layers": layers,
             "aggr": _choice(trial, "aggr", self.aggrs),
             "dropout": _float(trial, "dropout", self.dropout, log=False),
+            "absolute_time": _choice(trial, "absolute_time", self.anchor_encodings),
             "lr": _float(trial, "lr", self.lr, log=True),
             "weight_decay": _float(trial, "weight_decay", self.weight_decay, log=True),
             "epochs": trial.suggest_int("epochs", *self.epochs)
@@ -146,16 +150,18 @@ def search_space(
     base = {
         "fast": dict(convs=("sage",), channels=(32, 64), layers=(2,), aggrs=("sum", "mean"),
                      sampling=("narrow2", "medium2"), epochs=(2, 2), lr=(1e-3, 1e-2), weight_decay=(1e-6, 1e-6),
-                     dropout=(0.0, 0.0), max_steps_per_epoch=200, gbdt_trees=(100, 400), gbdt_leaves=(15, 63),
+                     dropout=(0.0, 0.0), anchor_encodings=(False,), max_steps_per_epoch=200, gbdt_trees=(100, 400), gbdt_leaves=(15, 63),
                      n_trials=8, timeout_minutes=30.0),
         "normal": dict(convs=("sage", "gin", "gatv2"), channels=(64, 128), layers=(2,),
                        aggrs=("sum", "mean", "max"), sampling=("narrow2", "medium2", "wide2", "large_batch2"),
                        epochs=(5, 10), lr=(3e-4, 1e-2), weight_decay=(1e-7, 1e-3), dropout=(0.0, 0.3),
+                       anchor_encodings=(False, True),
                        max_steps_per_epoch=1000, gbdt_trees=(200, 2000), gbdt_leaves=(15, 127), n_trials=32,
                        timeout_minutes=240.0),
         "best": dict(convs=("sage", "gin", "gatv2", "hgt"), channels=(64, 128, 256), layers=(2, 3),
                      aggrs=("sum", "mean", "max"), sampling=tuple(SAMPLING_PRESETS), epochs=(10, 20),
-                     lr=(1e-4, 1e-2), weight_decay=(1e-7, 1e-3), dropout=(0.0, 0.5), max_steps_per_epoch=2000,
+                     lr=(1e-4, 1e-2), weight_decay=(1e-7, 1e-3), dropout=(0.0, 0.5), anchor_encodings=(False, True),
+                     max_steps_per_epoch=2000,
                      gbdt_trees=(500, 4000), gbdt_leaves=(15, 255), n_trials=100, timeout_minutes=1440.0),
     }[mode]  # fmt: skip
     fields = {"mode": mode, "task_type": task_type, "families": chosen, **base, **dict(overrides or {})}

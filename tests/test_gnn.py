@@ -10,7 +10,7 @@ from kumo_assets.trial import GNNTrialConfig, run_gnn_trial
 from models.gnn import CONV_KINDS, GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.trainer import TrainerConfig
-from resources.fetcher import MinibatchFetcher
+from resources.fetcher import MinibatchFetcher, TrainingSplit
 from resources.sampler import SamplerConfig
 from tests.model_helpers import signal_graph
 
@@ -58,6 +58,27 @@ def test_shallow_embeddings_memorise_entities_seen_in_training(signal):
         config = GNNTrialConfig(model, base.trainer, base.fanouts, batch_size=32)
         result = run_gnn_trial(graph, features, same_users, "binary_classification", config, threads=1)
         assert check(result.metrics["test"]["auroc"]), (shallow, result.metrics["test"])
+
+
+def test_the_anchor_encoding_tells_a_stale_view_from_a_fresh_one(signal):
+    """Labels that say only whether the seed's view is two years older than its prediction time: without
+    the anchor encoding no input differs, so only the model that has it can learn them."""
+    graph, features, splits = signal
+    rng = np.random.default_rng(0)
+
+    def stale_or_fresh(split):
+        stale = rng.random(len(split.seeds)) < 0.5
+        anchors = split.seed_times + np.where(stale, 2 * 365 * 86_400, 0)
+        return TrainingSplit(f"{split.name}/staleness", split.node_type, split.seeds, split.seed_times,
+                             stale.astype(np.int64), anchors)  # fmt: skip
+
+    relabelled = {name: stale_or_fresh(split) for name, split in splits.items()}
+    base = quick_config("sage", epochs=6)
+    for anchor_encoding, check in ((False, lambda auroc: auroc < 0.7), (True, lambda auroc: auroc > 0.95)):
+        model = GNNConfig(channels=32, layers=0, absolute_time=anchor_encoding)
+        config = GNNTrialConfig(model, base.trainer, base.fanouts, batch_size=32)
+        result = run_gnn_trial(graph, features, relabelled, "binary_classification", config, threads=1)
+        assert check(result.metrics["test"]["auroc"]), (anchor_encoding, result.metrics["test"])
 
 
 def test_trimmed_layers_give_the_same_seed_outputs_as_untrimmed(signal, monkeypatch):
