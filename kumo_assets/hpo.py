@@ -89,7 +89,9 @@ def proposal_seed(seed: int, slot_key: str, trials_so_far: int) -> int:
 
 
 PRUNERS = {
-    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+    # Not before a trial's second epoch, nor before 4 trials finished: with (2, 0) an F1 position study
+    # pruned 10 of 12 trials on their first, noisy epoch.
+    "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
     "halving": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3),
     "none": optuna.pruners.NopPruner,
 }
