@@ -6,6 +6,7 @@ validation only; test metrics are reported, never used. Prints mean +- std over 
 
     .venv/bin/python benchmarks/bench_f1.py                        # both families, 3 tasks, seeds 0 1 2
     .venv/bin/python benchmarks/bench_f1.py --families gnn --tasks driver_dnf --seeds 0 --epochs 2
+    .venv/bin/python benchmarks/bench_f1.py --families gbdt --gbdt-variants fresh stale --validation fresh
 """
 
 from __future__ import annotations
