@@ -52,6 +52,9 @@ class StudySettings:
     trial_retries: int = 1
     observe_until: str | None = None
     simulate_staleness: bool = False
+    # each trial draws fresh or stale training, all selected on one frozen validation view (needs
+    # observe_until); overrides simulate_staleness
+    search_staleness: bool = False
     device: str = "auto"
     share_batches: bool = (
         True  # trials on one sampling preset reuse each other's minibatches (node-local cache)
@@ -69,7 +72,8 @@ def study_name(graph: str, query: str, inputs: str, space: SearchSpace, settings
     }
     identity = json.dumps({"inputs": inputs, "space": searched, "seed": settings.seed,
                            "observe_until": settings.observe_until,
-                           "simulate_staleness": settings.simulate_staleness}, sort_keys=True, default=str)  # fmt: skip
+                           "simulate_staleness": settings.simulate_staleness,
+                           "search_staleness": settings.search_staleness}, sort_keys=True, default=str)  # fmt: skip
     return f"{graph}.{query}.{space.mode}-{hashlib.sha256(identity.encode()).hexdigest()[:10]}"
 
 

@@ -69,6 +69,7 @@ class HPOStudyConfig(Config):
     trial_retries: int = 1
     observe_until: str | None = None
     simulate_staleness: bool = False
+    search_staleness: bool = False
     device: str = "auto"
     share_batches: bool = True
     space: dict = {}  # overrides of the mode's search space fields, e.g. {"max_steps_per_epoch": 20}
@@ -78,7 +79,8 @@ class HPOStudyConfig(Config):
             mode=self.mode, n_trials=self.n_trials, timeout_minutes=self.timeout_minutes,
             parallelism=self.parallelism, families=tuple(self.families), seed=self.seed, pruner=self.pruner,
             trial_retries=self.trial_retries, observe_until=self.observe_until,
-            simulate_staleness=self.simulate_staleness, device=self.device, share_batches=self.share_batches,
+            simulate_staleness=self.simulate_staleness, search_staleness=self.search_staleness,
+            device=self.device, share_batches=self.share_batches,
         )  # fmt: skip
 
 

@@ -67,6 +67,13 @@ def open_query_study(
     graph = graph_store.open(spec.graph_name)
     features = feature_store.open(spec.graph_name)
     overrides = dict(space_overrides)
+    if settings.search_staleness:
+        if settings.observe_until is None:
+            raise ValueError(
+                f"study of {query.name}: search_staleness compares fresh and stale training on a frozen "
+                "validation view, which needs observe_until (the ISO date the database is frozen at)"
+            )
+        overrides["stalenesses"] = (False, True)
     if settings.n_trials is not None:
         overrides["n_trials"] = settings.n_trials
     if settings.timeout_minutes is not None:
@@ -81,8 +88,11 @@ def open_query_study(
     entity_table = meta["parsed"]["entity"]["table"]
     stats = DataStats.from_stores(graph, features, int(rows.get("train", 0)),
                                   int(rows.get("val", 0)) + int(rows.get("test", 0)), entity_table)  # fmt: skip
-    base_params = {"seed": settings.seed, "device": settings.device, "observe_until": settings.observe_until,
-                   "simulate_staleness": settings.simulate_staleness}  # fmt: skip
+    base_params = {"seed": settings.seed, "device": settings.device, "observe_until": settings.observe_until}
+    if settings.search_staleness:  # drawn per trial; every trial validates on the same frozen view
+        base_params["freeze_validation"] = True
+    else:
+        base_params["simulate_staleness"] = settings.simulate_staleness
     cache_dir = str(Path(graph_store.root).expanduser().resolve() / spec.graph_name / "batch_cache")
     cache_dir = cache_dir if settings.share_batches else None
     return StudyContext(spec, query, settings, space, name, storage_url, study, stats, base_params, cache_dir,

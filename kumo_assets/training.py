@@ -79,6 +79,9 @@ class ModelRunConfig(Config):
     observe_until: str | None = None  # ISO date: hide every row after it (the frozen benchmark regime)
     simulate_staleness: bool = False  # train/select on views as stale as the frozen regime's test views
     absolute_time: bool = False  # GNN seeds also see their anchor's season and how stale their view is
+    freeze_validation: bool | None = (
+        None  # validate on views frozen at the first val anchor; None: as staleness
+    )
     refit: bool = (
         False  # the final fit of a chosen configuration: train on train + val (val metrics optimistic)
     )
@@ -155,14 +158,14 @@ def train_query_model(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
         result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
-                                freeze_validation=config.simulate_staleness,
+                                freeze_validation=_freezes_validation(config),
                                 simulate_staleness=config.simulate_staleness)  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, None, None
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":
         splits = make_splits(table, graph_store.node_keys(graph, entity_table), entity_table,
                              f"{spec.graph_name}/{query.name}", observe_until, config.simulate_staleness,
-                             config.seed)  # fmt: skip
+                             config.seed, _freezes_validation(config))  # fmt: skip
         vocabulary = None
         if task_type in LIST_TASKS:
             target = meta["parsed"].get("target_table") if task_type == "link_prediction" else None
@@ -195,6 +198,10 @@ def train_query_model(
                "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from, "best_epoch": best_epoch}  # fmt: skip
     uri = data_plane.put_json(summary, *prefix, "summary.json")
     return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch)
+
+
+def _freezes_validation(config: ModelRunConfig) -> bool:
+    return config.simulate_staleness if config.freeze_validation is None else config.freeze_validation
 
 
 def query_top_k(table_meta: dict) -> int:

@@ -65,14 +65,14 @@ class SearchSpace:
     lr: tuple[float, float]
     weight_decay: tuple[float, float]
     dropout: tuple[float, float]
-    anchor_encodings: tuple[
-        bool, ...
-    ]  # whether seeds also see the anchor's season and their view's staleness
+    # whether seeds also see the anchor's season and their view's staleness
+    anchor_encodings: tuple[bool, ...]
     max_steps_per_epoch: int
     gbdt_trees: tuple[int, int]
     gbdt_leaves: tuple[int, int]
     n_trials: int
     timeout_minutes: float
+    stalenesses: tuple[bool, ...] = (False,)  # train on stale views too (frozen regime; set by the study)
 
     @property
     def metric(self) -> str:
@@ -85,8 +85,12 @@ class SearchSpace:
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         """Draw one trial's parameters (family first; the rest conditional on it)."""
         family = _choice(trial, "family", self.families)
+        drawn = {}
+        if len(self.stalenesses) > 1:
+            drawn["simulate_staleness"] = _choice(trial, f"simulate_staleness_{family}", self.stalenesses)
         if family == "gbdt":
             return {
+                **drawn,
                 "family": "gbdt",
                 "gbdt_trees": trial.suggest_int("gbdt_trees", *self.gbdt_trees, log=True),
                 "gbdt_leaves": trial.suggest_int("gbdt_leaves", *self.gbdt_leaves, log=True),
@@ -97,6 +101,7 @@ class SearchSpace:
         preset = _choice(trial, f"sampling_{layers}", tuple(presets))
         batch_size, fanouts = SAMPLING_PRESETS[preset]
         return {
+            **drawn,
             "family": "gnn",
             "conv": _choice(trial, "conv", self.convs),
             "channels": _choice(trial, "channels", self.channels),
