@@ -122,18 +122,25 @@ class GBDTModel:
             return metric, float(compute_metrics(task_type, val_target, predicted)[metric]), higher_better
 
         self.boosters, self.best_iterations, self.best_scores = [], [], []
+        self._boost_members({}, train_set, val_set, metric, higher_better, evaluate)
+        return self
+
+    def _boost_members(self, extra_params: dict, train_set: lgb.Dataset, val_set: lgb.Dataset, metric: str,
+                       higher_better: bool, feval=None) -> None:  # fmt: skip
+        """Train ``ensemble_size`` boosters (seeds seed, seed+1, ...), each keeping the round whose smoothed
+        validation ``metric`` is best; appends them to ``boosters``."""
         for member in range(max(1, self.config.ensemble_size)):
             history: dict[str, dict[str, list[float]]] = {}
             callbacks = [lgb.log_evaluation(0), lgb.record_evaluation(history)]
             if self.config.early_stopping_rounds > 0:
                 callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
             booster = lgb.train(
-                self._params(self.config.seed + member),
+                {**self._params(self.config.seed + member), **extra_params},
                 train_set,
                 num_boost_round=self.config.n_estimators,
                 valid_sets=[val_set],
                 valid_names=["val"],
-                feval=evaluate,
+                feval=feval,
                 callbacks=callbacks,
             )
             curve = np.asarray(history["val"][metric], dtype=np.float64)
@@ -141,7 +148,6 @@ class GBDTModel:
             self.boosters.append(booster)
             self.best_iterations.append(best)
             self.best_scores.append(float(curve[best - 1]))
-        return self
 
     def _fit_one_vs_rest(
         self, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
@@ -158,20 +164,8 @@ class GBDTModel:
             self.constants.append(None)
             train_set = lgb.Dataset(train_x, target, weight=sample_weight, free_raw_data=False)
             val_set = lgb.Dataset(val_x, val_y[:, label], reference=train_set)
-            for member in range(max(1, self.config.ensemble_size)):
-                history: dict[str, dict[str, list[float]]] = {}
-                callbacks = [lgb.log_evaluation(0), lgb.record_evaluation(history)]
-                if self.config.early_stopping_rounds > 0:
-                    callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
-                params = {**self._params(self.config.seed + member), "objective": "binary",
-                          "metric": "binary_logloss"}  # fmt: skip
-                booster = lgb.train(params, train_set, num_boost_round=self.config.n_estimators,
-                                    valid_sets=[val_set], valid_names=["val"], callbacks=callbacks)  # fmt: skip
-                curve = np.asarray(history["val"]["binary_logloss"], dtype=np.float64)
-                best = _smoothed_best(curve, False, self.config.smoothing_rounds)
-                self.boosters.append(booster)
-                self.best_iterations.append(best)
-                self.best_scores.append(float(curve[best - 1]))
+            binary = {"objective": "binary", "metric": "binary_logloss"}
+            self._boost_members(binary, train_set, val_set, "binary_logloss", higher_better=False)
         return self
 
     def predict(self, x: pl.DataFrame) -> np.ndarray:
