@@ -30,6 +30,7 @@ from kumo_assets.graph import graph_store_key
 from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table, table_asset_key
 from kumo_assets.keys import NODE_ID
+from kumo_assets.link_trial import link_query, run_gbdt_link_trial
 from kumo_assets.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.pql.schema import GraphSchema
@@ -157,9 +158,16 @@ def train_query_model(
             table = pl.concat(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
-        result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
-                                freeze_validation=_freezes_validation(config),
-                                simulate_staleness=config.simulate_staleness)  # fmt: skip
+        if task_type == "link_prediction":
+            if config.simulate_staleness or _freezes_validation(config):
+                raise ValueError("the GBDT ranks links on fresh views only: set simulate_staleness and "
+                                 "freeze_validation false, or train the GNN (family: gnn)")  # fmt: skip
+            result = run_gbdt_link_trial(frames, schema, entity_table, keys, table, link_query(meta["parsed"]),
+                                         gbdt, observe_until, query_top_k(meta))  # fmt: skip
+        else:
+            result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
+                                    freeze_validation=_freezes_validation(config),
+                                    simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta))  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, None, None
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":

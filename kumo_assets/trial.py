@@ -11,7 +11,7 @@ import hashlib
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ from models.checkpoints import CheckpointStore, to_bytes
 from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
-from models.metrics import compute_metrics
 from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features, stale_view_rows
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from resources.batch_cache import BatchCache
@@ -249,6 +248,7 @@ def run_gbdt_trial(
     features: PropositionalConfig | None = None,
     freeze_validation: bool = False,
     simulate_staleness: bool = False,
+    top_k: int = 10,
 ) -> GBDTTrialResult:
     """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
 
@@ -257,7 +257,11 @@ def run_gbdt_trial(
     `make_splits` gives the GNN, so the two families are compared on one validation set.
     ``simulate_staleness`` (needs ``observe_until``): training rows also appear as databases frozen up to
     ``span`` earlier would show them (`stale_view_rows`), as frozen test rows will; it only hides data.
+    ``top_k``: the K of a ranking task's outputs and @K metrics (it replaces ``config.top_k``).
+    List labels (multilabel, ranking) become multi-hot rows over the training categories; forecasting labels
+    (a list of horizon values per row) become (rows, horizons) floats.
     """
+    config = replace(config or GBDTConfig(), top_k=top_k)
     started = time.perf_counter()
     key = entity_keys.columns[0]
     rows = table.join(
@@ -287,10 +291,14 @@ def run_gbdt_trial(
                                        features or PropositionalConfig(), observe_until)  # fmt: skip
     feature_seconds = time.perf_counter() - started
     labels, vocabulary = rows["label"].to_list(), None
-    if task_type == "multilabel_classification":  # category lists -> multi-hot rows, one model per category
+    if task_type in ("multilabel_classification", "ranking"):  # category lists -> multi-hot rows
         vocabulary = label_vocabulary(task_type, [label for label, split in zip(labels, splits, strict=True)
                                                   if split == "train"])  # fmt: skip
         labels = vocabulary.multi_hot(labels, "the training table's label column")[0]
+    elif task_type == "forecasting":  # one list of horizon values per row -> (rows, horizons)
+        if len({-1 if label is None else len(label) for label in labels}) > 1:
+            raise ValueError("forecasting labels must list the same number of horizons in every row")
+        labels = np.asarray(labels, dtype=np.float64)
     labels = np.asarray(labels)
     parts = {}
     for split in (*SPLITS, "val_frozen"):
@@ -303,8 +311,6 @@ def run_gbdt_trial(
     if "val_frozen" in parts:  # early stopping used the fresh view; selection across families uses this one
         features_frozen, labels_frozen = parts["val_frozen"]
         metrics["val_fresh"] = metrics["val"]
-        metrics["val"] = compute_metrics(
-            task_type, model.encode_labels(labels_frozen), model.predict(features_frozen)
-        )
+        metrics["val"] = model.evaluate(features_frozen, labels_frozen)  # ranking: @top_k, as in fit
     return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
                            design.width, len(parts["train"][1]))  # fmt: skip

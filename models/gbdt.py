@@ -16,15 +16,23 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from models.gbdt_outputs import (
+    PER_OUTPUT_TASKS,
+    check_output_rows,
+    fit_per_output,
+    predict_per_output,
+)
 from models.metrics import compute_metrics, metric_direction, tune_metric
 
-__all__ = ["SUPPORTED_TASK_TYPES", "GBDTConfig", "GBDTModel", "fit_gbdt_for_task"]
+__all__ = ["SUPPORTED_TASK_TYPES", "GBDTConfig", "GBDTModel", "feature_matrix", "fit_gbdt_for_task"]
 
 SUPPORTED_TASK_TYPES = (
     "binary_classification",
     "regression",
     "multiclass_classification",
     "multilabel_classification",
+    "ranking",
+    "forecasting",
 )
 _FORMAT_VERSION = 1
 
@@ -38,7 +46,9 @@ class GBDTConfig:
     smoothing_rounds: the number of rounds kept maximises a centred moving average of the validation metric
         over this many rounds (1 = the single best round; small validation sets make that one noisy).
     ensemble_size: boosters trained with seeds seed, seed+1, ...; their predictions are averaged.
-    clamp_percentiles: regression outputs are clipped to these percentiles of the training labels.
+    clamp_percentiles: regression outputs (each forecast horizon's) are clipped to these percentiles of the
+        training labels.
+    top_k: ranking outputs the top_k categories, and its metrics are @top_k.
     threads: 0 = LightGBM's default (all cores).
     """
 
@@ -58,6 +68,7 @@ class GBDTConfig:
     threads: int = 0
     objective: str | None = None
     clamp_percentiles: tuple[float, float] | None = (2.0, 98.0)
+    top_k: int = 10
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -75,8 +86,9 @@ class GBDTModel:
         self.feature_names: list[str] = []
         self.classes_: np.ndarray | None = None
         self.clamp: tuple[float, float] | None = None
-        # multilabel: per label, None = learned by its boosters (label order, ensemble_size each), or the
-        # constant probability of a label with one class in training
+        self.horizon_clamps: list[tuple[float, float]] | None = None  # forecasting: (low, high) per horizon
+        # per-output tasks (models/gbdt_outputs.py): per output column, None = learned by its boosters (column
+        # order, ensemble_size each), or the constant of a column whose training labels are constant
         self.constants: list[float | None] | None = None
 
     @property
@@ -101,19 +113,28 @@ class GBDTModel:
         _check_task(task_type)
         self.task_type = task_type
         self.feature_names = list(train_x.columns)
-        self.constants = None
+        self.constants, self.horizon_clamps = None, None
+        top_k = self.config.top_k
+        if task_type == "ranking" and (not isinstance(top_k, int | np.integer) or top_k < 1):
+            raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
         train_target = self._encode_labels(np.asarray(train_y), fit=True)
         val_target = self._encode_labels(np.asarray(val_y), fit=False)
+        if task_type in PER_OUTPUT_TASKS and val_target.shape[1] != train_target.shape[1]:
+            columns = (val_target.shape[1], train_target.shape[1])
+            raise ValueError(
+                f"{task_type}: validation labels have {columns[0]} columns, training ones {columns[1]}"
+            )
         self.clamp = None
         if task_type == "regression" and self.config.clamp_percentiles is not None:
             low, high = np.percentile(train_target, self.config.clamp_percentiles)
             self.clamp = (float(low), float(high))
-        train_matrix = _matrix(train_x, self.feature_names)
-        if task_type == "multilabel_classification":
-            return self._fit_one_vs_rest(train_matrix, train_target, _matrix(val_x, self.feature_names),
-                                         val_target, sample_weight)  # fmt: skip
+        train_matrix = feature_matrix(train_x, self.feature_names)
+        if task_type in PER_OUTPUT_TASKS:
+            val_matrix = feature_matrix(val_x, self.feature_names)
+            fit_per_output(self, train_matrix, train_target, val_matrix, val_target, sample_weight)
+            return self
         train_set = lgb.Dataset(train_matrix, train_target, weight=sample_weight, free_raw_data=False)
-        val_set = lgb.Dataset(_matrix(val_x, self.feature_names), val_target, reference=train_set)
+        val_set = lgb.Dataset(feature_matrix(val_x, self.feature_names), val_target, reference=train_set)
         metric = tune_metric(task_type)
         higher_better = metric_direction(metric) == "maximize"
 
@@ -122,10 +143,10 @@ class GBDTModel:
             return metric, float(compute_metrics(task_type, val_target, predicted)[metric]), higher_better
 
         self.boosters, self.best_iterations, self.best_scores = [], [], []
-        self._boost_members({}, train_set, val_set, metric, higher_better, evaluate)
+        self.boost_members({}, train_set, val_set, metric, higher_better, evaluate)
         return self
 
-    def _boost_members(self, extra_params: dict, train_set: lgb.Dataset, val_set: lgb.Dataset, metric: str,
+    def boost_members(self, extra_params: dict, train_set: lgb.Dataset, val_set: lgb.Dataset, metric: str,
                        higher_better: bool, feval=None) -> None:  # fmt: skip
         """Train ``ensemble_size`` boosters (seeds seed, seed+1, ...), each keeping the round whose smoothed
         validation ``metric`` is best; appends them to ``boosters``."""
@@ -149,54 +170,21 @@ class GBDTModel:
             self.best_iterations.append(best)
             self.best_scores.append(float(curve[best - 1]))
 
-    def _fit_one_vs_rest(
-        self, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-        sample_weight: np.ndarray | None,
-    ) -> GBDTModel:  # fmt: skip
-        """Multilabel: one binary model per label, early-stopped on that label's validation log loss (always
-        defined, unlike AUROC on a label that validation never sets); single-class labels stay constant."""
-        self.boosters, self.best_iterations, self.best_scores, self.constants = [], [], [], []
-        for label in range(train_y.shape[1]):
-            target = train_y[:, label]
-            if target.min() == target.max():
-                self.constants.append(float(target[0]) if len(target) else 0.0)
-                continue
-            self.constants.append(None)
-            train_set = lgb.Dataset(train_x, target, weight=sample_weight, free_raw_data=False)
-            val_set = lgb.Dataset(val_x, val_y[:, label], reference=train_set)
-            binary = {"objective": "binary", "metric": "binary_logloss"}
-            self._boost_members(binary, train_set, val_set, "binary_logloss", higher_better=False)
-        return self
-
     def predict(self, x: pl.DataFrame) -> np.ndarray:
         """Binary: P(label = 1); regression: clamped values; multiclass: (n, C) probabilities over classes_;
-        multilabel: (n, L) probabilities per label. Columns are matched by name; ones the model knows but
-        ``x`` lacks read as missing."""
+        multilabel: (n, L) probabilities per label; forecasting: (n, horizons) values, each horizon clamped;
+        ranking: (n, min(top_k, L)) int64 category indices, best first. Columns are matched by name; ones the
+        model knows but ``x`` lacks read as missing."""
         if not self.boosters and not self.constants:
             raise ValueError("the model is not fitted: call fit() or GBDTModel.load() first")
-        matrix = _matrix(x, self.feature_names)
+        matrix = feature_matrix(x, self.feature_names)
         if self.constants is not None:
-            return self._predict_one_vs_rest(matrix)
+            return self._postprocess(predict_per_output(self, matrix))
         outputs = [
             np.asarray(booster.predict(matrix, num_iteration=best)).reshape(x.height, -1)
             for booster, best in zip(self.boosters, self.best_iterations, strict=True)
         ]
         return self._postprocess(np.mean(outputs, axis=0))
-
-    def _predict_one_vs_rest(self, matrix: np.ndarray) -> np.ndarray:
-        members = max(1, self.config.ensemble_size)
-        columns, learned = [], 0
-        for constant in self.constants:
-            if constant is not None:
-                columns.append(np.full(len(matrix), constant))
-                continue
-            chosen = range(learned, learned + members)
-            outputs = [
-                self.boosters[i].predict(matrix, num_iteration=self.best_iterations[i]) for i in chosen
-            ]
-            columns.append(np.mean(outputs, axis=0))
-            learned += members
-        return np.stack(columns, axis=1) if columns else np.zeros((len(matrix), 0))
 
     def feature_importance(self, kind: str = "gain") -> dict[str, float]:
         """Total gain (or split count with kind="split") per feature over the kept rounds, largest first."""
@@ -221,6 +209,7 @@ class GBDTModel:
             "feature_names": self.feature_names,
             "classes": None if self.classes_ is None else self.classes_.tolist(),
             "clamp": self.clamp,
+            "horizon_clamps": self.horizon_clamps,
             "constants": self.constants,
             "best_iterations": self.best_iterations,
             "best_scores": self.best_scores,
@@ -250,6 +239,8 @@ class GBDTModel:
         model.classes_ = None if state["classes"] is None else np.asarray(state["classes"])
         model.clamp = None if state["clamp"] is None else tuple(state["clamp"])
         model.constants = state.get("constants")
+        clamps = state.get("horizon_clamps")
+        model.horizon_clamps = None if clamps is None else [tuple(pair) for pair in clamps]
         model.best_iterations = list(state["best_iterations"])
         model.best_scores = list(state["best_scores"])
         model.boosters = [lgb.Booster(model_str=text) for text in state["boosters"]]
@@ -284,9 +275,19 @@ class GBDTModel:
             params["objective"] = config.objective or ("l1" if tune_metric(self.task_type) == "mae" else "l2")
         return params
 
-    def encode_labels(self, y: np.ndarray) -> np.ndarray:
-        """Labels as the metrics take them: class indices (over ``classes_``) for multiclass, else as is."""
-        return self._encode_labels(np.asarray(y), fit=False)
+    def encode_labels(self, y: np.ndarray) -> np.ndarray | list[np.ndarray]:
+        """Labels as the metrics take them: class indices (over ``classes_``) for multiclass, (n, horizons)
+        for forecasting, each row's relevant category indices for ranking, else as is."""
+        encoded = self._encode_labels(np.asarray(y), fit=False)
+        return [np.flatnonzero(row) for row in encoded] if self.task_type == "ranking" else encoded
+
+    def evaluate(self, x: pl.DataFrame, y: np.ndarray) -> dict[str, float]:
+        """The task's metrics (models/metrics.py) on ``x`` against labels ``y``, ranking ones @top_k. With
+        fewer categories than top_k, the ranked lists are padded with misses (-1) to top_k."""
+        predicted, k = self.predict(x), self.config.top_k
+        if self.task_type == "ranking" and predicted.shape[1] < k:
+            predicted = np.pad(predicted, ((0, 0), (0, k - predicted.shape[1])), constant_values=-1)
+        return compute_metrics(self.task_type, self.encode_labels(y), predicted, k=k)
 
     def _encode_labels(self, y: np.ndarray, fit: bool) -> np.ndarray:
         if self.task_type == "binary_classification":
@@ -295,10 +296,10 @@ class GBDTModel:
             return y.astype(np.float64)
         if self.task_type == "regression":
             return y.astype(np.float64)
-        if self.task_type == "multilabel_classification":
-            if y.ndim != 2 or (y.size and not np.isin(y, (0, 1)).all()):
-                raise ValueError(f"multilabel labels must be 2-D 0/1 rows (n, labels), got shape {y.shape}")
-            return y.astype(np.float64)
+        if self.task_type in PER_OUTPUT_TASKS:
+            return check_output_rows(
+                self.task_type, y, None if self.constants is None else len(self.constants)
+            )
         if fit:
             self.classes_ = np.unique(y)
         index = np.searchsorted(self.classes_, y)
@@ -313,6 +314,12 @@ class GBDTModel:
         if self.task_type == "regression":
             values = output[:, 0]
             return np.clip(values, *self.clamp) if self.clamp is not None else values
+        if self.task_type == "forecasting" and self.horizon_clamps is not None:
+            low, high = np.asarray(self.horizon_clamps).T
+            return np.clip(output, low, high)
+        if self.task_type == "ranking":
+            order = np.argsort(-output, axis=1, kind="stable")  # ties: the lower category index first
+            return order[:, : min(self.config.top_k, output.shape[1])].astype(np.int64)
         return output
 
 
@@ -337,7 +344,7 @@ def _check_task(task_type: str) -> None:
         )
 
 
-def _matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:
+def feature_matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:
     """Float32 matrix in the model's column order; unknown columns dropped, missing ones NaN."""
     if not names:
         return np.zeros((x.height, 0), dtype=np.float32)
@@ -363,5 +370,5 @@ def fit_gbdt_for_task(
     metrics = {}
     for split, data in (("val", val), ("test", test)):
         if data is not None:
-            metrics[split] = compute_metrics(task_type, model.encode_labels(data[1]), model.predict(data[0]))
+            metrics[split] = model.evaluate(data[0], data[1])
     return model, metrics

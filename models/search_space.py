@@ -37,7 +37,8 @@ __all__ = [
 ]
 
 MODES = ("fast", "normal", "best")
-GBDT_TASKS = set(SUPPORTED_TASK_TYPES)  # the GBDT baseline trains these; list-ranking tasks need the GNN
+# the GBDT baseline trains these: GBDTModel directly, link prediction as a pair scorer (models/gbdt_links.py)
+GBDT_TASKS = set(SUPPORTED_TASK_TYPES) | {"link_prediction"}
 
 # Named (batch size, fanouts per hop) presets. Few on purpose: trials on one preset share cached batches.
 SAMPLING_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {

@@ -192,10 +192,12 @@ class Trainer:
         predictions = self.predict(batches)
         if predictions.label is None:
             raise ValueError("evaluate needs labelled batches (y on the seed node type)")
-        truth = predictions.label
+        truth, output, k = predictions.label, predictions.output, self.config.top_k
         if self.task_type in RANKING_TYPES:  # multi-hot rows -> the relevant target ids
             truth = [np.flatnonzero(row) for row in truth]
-        metrics = compute_metrics(self.task_type, truth, predictions.output, k=self.config.top_k)
+            if output.shape[1] < k:  # fewer targets than K: the missing places are misses
+                output = np.pad(output, ((0, 0), (0, k - output.shape[1])), constant_values=-1)
+        metrics = compute_metrics(self.task_type, truth, output, k=k)
         return metrics, predictions
 
     # -- fitting ----------------------------------------------------------------------------------

@@ -70,6 +70,14 @@ def test_multilabel_classify_and_static_targets(shop):
     assert country.meta["task_type"] == "multiclass_classification"
 
 
+def test_a_delimited_multicategorical_target_becomes_lists_of_tokens(shop):
+    tags = build(shop, "PREDICT products.tags RANK TOP 2 FOR EACH products.product_id")
+    assert tags.meta["task_type"] == "ranking"
+    raw = dict(make_tables()["products"].select("product_id", "tags").iter_rows())
+    for product, label in tags.table.select("entity", "label").iter_rows():
+        assert label == raw[product].split("|")
+
+
 def test_for_in_restricts_entities(shop):
     result = build(shop, "PREDICT COUNT(orders.*, 0, 30, days) FOR users.user_id IN (3, 5)")
     assert set(result.table["entity"].to_list()) == {3, 5}

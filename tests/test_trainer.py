@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -9,6 +10,7 @@ from kumo_assets.trial import GNNTrialConfig, run_gnn_trial
 from models.checkpoints import DirectoryCheckpoints
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
+from resources.fetcher import TrainingSplit
 from tests.model_helpers import signal_graph
 
 
@@ -83,3 +85,19 @@ def test_regression_predictions_stay_within_training_label_percentiles(signal):
     output = result.predictions["test"].output
     assert output.min() >= low and output.max() <= high
     assert set(result.metrics["test"]) == {"mae", "rmse", "r2"}
+
+
+def test_ranking_over_fewer_targets_than_k_counts_the_missing_places_as_misses(signal):
+    graph, features, splits = signal
+    ranked = {}
+    for name, split in splits.items():  # 3 categories: the binary label, its opposite, never
+        label = np.asarray(split.labels, dtype=np.uint8)
+        multi_hot = np.stack([label, 1 - label, np.zeros_like(label)], axis=1)
+        ranked[name] = TrainingSplit(split.name, split.node_type, split.seeds, split.seed_times, multi_hot,
+                                     split.anchor_times)  # fmt: skip
+    result = run_gnn_trial(graph, features, ranked, "ranking", config(epochs=1, top_k=5), threads=1)
+    metrics = result.metrics["test"]
+    assert result.predictions["test"].output.shape[1] == 3
+    assert set(metrics) == {"map@5", "recall@5", "precision@5", "ndcg@5"}
+    assert metrics["recall@5"] == pytest.approx(1.0)  # every relevant category is among the 3 ranked
+    assert metrics["precision@5"] == pytest.approx(1 / 5)  # one relevant per row, 5 places

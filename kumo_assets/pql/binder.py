@@ -107,6 +107,9 @@ class _Binder:
             rank_top_k=query.rank_top_k,
             forecast_timeframes=query.forecast_timeframes,
             target_table=target_table,
+            label_separator=self.schema.tables[target.table].separators.get(target.column)
+            if isinstance(target, Column)
+            else None,
         )
 
     def add_forecast_windows(self, target: BoundAggregation, timeframes: int) -> None:

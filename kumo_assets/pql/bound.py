@@ -93,6 +93,7 @@ class BoundQuery:
     rank_top_k: int | None = None
     forecast_timeframes: int | None = None
     target_table: str | None = None  # the ranked table for link prediction
+    label_separator: str | None = None  # a static target stored as delimited text ("a|b") is split by it
 
     @property
     def is_temporal(self) -> bool:

@@ -143,10 +143,14 @@ def _static_table(
         .otherwise(pl.lit("test"))
     )
     anchor = pl.col(EVENT_TIME) if has_time else pl.lit(None, pl.Int64)
+    label = pl.col(column)
+    if bound.label_separator is not None and frame.schema[column] == pl.String:  # "a|b" -> ["a", "b"]
+        tokens = label.str.split(bound.label_separator).list.eval(pl.element().str.strip_chars())
+        label = tokens.list.eval(pl.element().filter(pl.element() != ""))
     table = frame.select(
         pl.col(bound.entity_column).alias("entity"),
         anchor.alias("anchor_time"),
-        pl.col(column).alias("label"),
+        label.alias("label"),
         split.alias("split"),
     )
     provenance = table.select("anchor_time", "split", pl.col("anchor_time").alias("_entity_time"))

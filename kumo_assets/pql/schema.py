@@ -17,6 +17,7 @@ class TableSchema:
     primary_key: list[str]
     has_time: bool
     foreign_keys: list[ForeignKey] = field(default_factory=list)
+    separators: dict[str, str] = field(default_factory=dict)  # delimited multicategorical column -> separator
 
 
 @dataclass(frozen=True)
@@ -28,10 +29,11 @@ class GraphSchema:
         """Built from the JSON metadata ingest writes beside each validated table."""
         tables = {}
         for name, table_spec in spec.tables.items():
-            stypes = {column: decision["stype"] for column, decision in metas[name]["stypes"].items()}
-            tables[name] = TableSchema(
-                name, stypes, table_spec.primary_key_columns, table_spec.has_time, spec.foreign_keys(name)
-            )
+            decisions = metas[name]["stypes"]
+            stypes = {column: decision["stype"] for column, decision in decisions.items()}
+            separators = {column: d["separator"] for column, d in decisions.items() if d.get("separator")}
+            tables[name] = TableSchema(name, stypes, table_spec.primary_key_columns, table_spec.has_time,
+                                       spec.foreign_keys(name), separators)  # fmt: skip
         return cls(tables)
 
     @classmethod

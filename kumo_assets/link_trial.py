@@ -1,0 +1,184 @@
+"""One GBDT trial for a link-prediction query (``LIST_DISTINCT(fk) RANK TOP K``), scored like the GNN's.
+
+Per training-table row: candidate targets (the entity's past links and the recent most-linked targets),
+each a pair row with its link history, the entity's propositional features and the target's. A binary
+LightGBM learns which pairs link in the label window; each row's best candidates are its ranking.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import polars as pl
+
+from kumo_assets.keys import NODE_ID
+from kumo_assets.pql.schema import GraphSchema
+from kumo_assets.trial import SPLITS, GBDTTrialResult
+from models.gbdt import GBDTConfig
+from models.gbdt_links import LinkRanker
+from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
+from models.metrics import compute_metrics
+from models.propositional import PropositionalConfig, as_of_times, build_relational_features
+
+__all__ = ["TARGET_FEATURES", "LinkQuery", "link_query", "run_gbdt_link_trial"]
+
+# the targets' own columns and their links' aggregates: lighter than the entity's (many candidates per row)
+TARGET_FEATURES = PropositionalConfig(windows_days=(30, 365, None), last_events=(3,), max_hops=1,
+                                      aggregations=("sum", "mean"), calendar_features=False,
+                                      global_counts=False, via_last_parent=False)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LinkQuery:
+    """What a link-prediction query ranks: ``target_column`` of ``event_table`` (a foreign key to
+    ``target_table``), reached from the entity through the foreign keys named in ``via``."""
+
+    event_table: str
+    target_column: str
+    via: tuple[str, ...]
+    target_table: str
+
+
+def link_query(parsed: Mapping) -> LinkQuery:
+    """The link a training table's parsed query ranks (its ``LIST_DISTINCT`` target aggregation)."""
+    window = next((w for w in parsed.get("windows", {}).values() if w["function"] == "LIST_DISTINCT"), None)
+    if window is None or not parsed.get("target_table"):
+        raise ValueError(
+            "not a link-prediction query: it needs PREDICT LIST_DISTINCT(<table>.<fk>, ...) RANK TOP K"
+        )
+    return LinkQuery(window["table"], window["column"], tuple(window["via"]), parsed["target_table"])
+
+
+def run_gbdt_link_trial(
+    frames: Mapping[str, pl.DataFrame],
+    schema: GraphSchema,
+    entity_table: str,
+    entity_keys: pl.DataFrame,
+    table: pl.DataFrame,
+    link: LinkQuery,
+    config: GBDTConfig | None = None,
+    observe_until: int | None = None,
+    top_k: int = 10,
+    features: PropositionalConfig | None = None,
+    candidates: CandidateConfig | None = None,
+    objective: str = "lambdarank",
+) -> GBDTTrialResult:
+    """Fit the pair scorer on train, early-stop on val, and score every split's top-``top_k`` rankings.
+
+    ``entity_keys``: the entity table's key column and its ``_kumo_id``; ``observe_until`` freezes the
+    database for every row (the GBDT reads no row after it), as for the other task types.
+    """
+    started = time.perf_counter()
+    key = entity_keys.columns[0]
+    rows = table.join(entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left")
+    unknown = rows.get_column(NODE_ID).null_count()
+    if unknown:
+        raise ValueError(f"{unknown} training-table rows name an entity missing from {entity_table}")
+    as_of = as_of_times(rows, observe_until).to_numpy()
+    log = link_log(frames, schema, link.event_table, link.target_column, link.via)
+    candidates = candidates or CandidateConfig()
+    candidates = replace(candidates, popular_limit=max(candidates.popular_limit, top_k))
+    pairs = candidate_pairs(log, rows.get_column(NODE_ID).to_numpy(), as_of, candidates)
+    entity_design = build_relational_features(frames, schema, entity_table, rows.select(NODE_ID, "anchor_time"),
+                                              features or PropositionalConfig(), observe_until)  # fmt: skip
+    pairs = _with_entity_and_target_features(frames, schema, link.target_table, pairs, entity_design, as_of)
+    relevant = _relevant_targets(frames, schema, link.target_table, rows)
+    pairs = pairs.join(relevant.with_columns(label=pl.lit(1, pl.Int8)), on=["row", "target"], how="left")
+    pairs = pairs.with_columns(pl.col("label").fill_null(0))
+    feature_seconds = time.perf_counter() - started
+
+    split_of_row = rows.get_column("split")
+    parts = {split: _split_pairs(pairs, split_of_row, split) for split in SPLITS}
+    ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective).fit(
+        parts["train"][0], parts["val"][0]
+    )
+    ranker.classes_ = _target_keys(frames, schema, link.target_table, log.n_targets)
+    metrics = {}
+    for split in ("val", "test"):
+        split_pairs, row_ids = parts[split]
+        if not len(row_ids):
+            continue
+        fallback = popularity_order(log, int(as_of[row_ids].min()), candidates)
+        ranked = ranker.rank(split_pairs, len(row_ids), fallback)
+        truth = _relevant_lists(relevant, row_ids)
+        metrics[split] = compute_metrics("link_prediction", truth, ranked, k=top_k)
+        metrics[split]["candidate_recall"] = _candidate_recall(split_pairs, truth)
+    return GBDTTrialResult(ranker, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
+                           len(ranker.feature_names), parts["train"][0].height)  # fmt: skip
+
+
+def _with_entity_and_target_features(
+    frames: Mapping[str, pl.DataFrame],
+    schema: GraphSchema,
+    target_table: str,
+    pairs: pl.DataFrame,
+    entity_design: pl.DataFrame,
+    as_of: np.ndarray,
+) -> pl.DataFrame:
+    """Pair rows joined with their row's entity features and their target's features as of the row."""
+    pairs = pairs.with_columns(as_of=pl.Series(as_of)[pairs.get_column("row")])
+    queries = pairs.select(pl.col("target").alias(NODE_ID), pl.col("as_of").alias("anchor_time")).unique()
+    targets = build_relational_features(frames, schema, target_table, queries, TARGET_FEATURES)
+    targets = targets.rename({name: f"target__{name}" for name in targets.columns})
+    targets = queries.rename({NODE_ID: "target", "anchor_time": "as_of"}).hstack(targets)
+    entity = entity_design.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    return (
+        pairs.join(targets, on=["target", "as_of"], how="left")
+        .join(entity, on="row", how="left")
+        .drop("as_of")
+    )
+
+
+def _relevant_targets(
+    frames: Mapping[str, pl.DataFrame], schema: GraphSchema, target_table: str, rows: pl.DataFrame
+) -> pl.DataFrame:
+    """(row, target node id) for every target a row's label lists (targets unknown to the table dropped)."""
+    keys = frames[target_table].select(pl.col(_single_key(schema, target_table)).alias("label"),
+                                       pl.col(NODE_ID).alias("target"))  # fmt: skip
+    listed = rows.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("row"), "label").explode(
+        "label", empty_as_null=False
+    )
+    listed = listed.drop_nulls("label").with_columns(pl.col("label").cast(keys.schema["label"]))
+    return listed.join(keys, on="label").select("row", pl.col("target").cast(pl.Int64)).unique()
+
+
+def _target_keys(frames: Mapping[str, pl.DataFrame], schema: GraphSchema, table: str, n_targets: int) -> list:
+    """The primary key of each target node id (None for an id with no row)."""
+    frame = frames[table]
+    keys = [None] * n_targets
+    for node, value in zip(frame.get_column(NODE_ID).to_list(), frame.get_column(_single_key(schema, table)).to_list(),
+                           strict=True):  # fmt: skip
+        keys[node] = value
+    return keys
+
+
+def _single_key(schema: GraphSchema, table: str) -> str:
+    primary_key = schema.tables[table].primary_key
+    if len(primary_key) != 1:
+        raise ValueError(f"{table}: ranking needs a single-column primary key, it has {primary_key}")
+    return primary_key[0]
+
+
+def _split_pairs(pairs: pl.DataFrame, split_of_row: pl.Series, split: str) -> tuple[pl.DataFrame, np.ndarray]:
+    """One split's pairs with rows renumbered 0..n-1 in table order, and the table rows they came from."""
+    row_ids = np.flatnonzero((split_of_row == split).to_numpy())
+    renumber = pl.DataFrame(
+        {"row": row_ids.astype(np.int64), "_local": np.arange(len(row_ids), dtype=np.int64)}
+    )
+    local = pairs.join(renumber, on="row").drop("row").rename({"_local": "row"})
+    return local.select("row", pl.exclude("row")).sort("row", "target"), row_ids
+
+
+def _relevant_lists(relevant: pl.DataFrame, row_ids: np.ndarray) -> list[np.ndarray]:
+    by_row = relevant.group_by("row").agg("target")
+    lookup = dict(zip(by_row.get_column("row").to_list(), by_row.get_column("target").to_list(), strict=True))
+    return [np.asarray(lookup.get(int(row), []), dtype=np.int64) for row in row_ids]
+
+
+def _candidate_recall(pairs: pl.DataFrame, truth: list[np.ndarray]) -> float:
+    """Share of the relevant (row, target) pairs among the candidates: the ceiling of recall@any K."""
+    total = sum(len(targets) for targets in truth)
+    return float(pairs.get_column("label").sum() / total) if total else float("nan")

@@ -1,0 +1,204 @@
+"""Link prediction by the GBDT: candidates and pair features read only the past, and the pair scorer learns
+repeat behaviour that popularity alone cannot rank."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from dagster import AssetKey, instance_for_test, materialize
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kumo_assets.keys import NODE_ID
+from kumo_assets.link_trial import link_query, run_gbdt_link_trial
+from kumo_assets.pql.anchors import AnchorPlan
+from kumo_assets.pql.training_table import build_training_table
+from models.gbdt import GBDTConfig
+from models.gbdt_links import LinkRanker, _candidate_map
+from models.link_candidates import CandidateConfig, LinkLog, candidate_pairs, link_log, popularity_order
+from models.metrics import compute_metrics
+from tests.fake_db import data_assets
+from tests.pql_helpers import in_memory_graph
+from tests.test_list_labels import QUERIES
+from tests.test_model_assets import shop_definitions
+
+DAY = 86_400
+START = 1_704_067_200  # 2024-01-01
+BASKETS_SPEC = """\
+tables:
+  users: {source: users.parquet, primary_key: user_id}
+  products: {source: products.parquet, primary_key: product_id}
+  orders:
+    source: orders.parquet
+    primary_key: order_id
+    time_column: created_at
+    foreign_keys: {user_id: users}
+  items:
+    source: items.parquet
+    primary_key: item_id
+    time_from: {foreign_key: order_id}
+    foreign_keys: {order_id: orders, product_id: products}
+"""
+QUERY = "PREDICT LIST_DISTINCT(items.product_id, 0, 30, days) RANK TOP 5 FOR EACH users.user_id"
+PLAN = AnchorPlan(timestamps={"train": [START + DAY * d for d in range(60, 271, 15)], "val": [START + DAY * 300],
+                              "test": [START + DAY * 330]})  # fmt: skip
+
+
+def write_baskets(root, n_users: int = 60, n_products: int = 40, seed: int = 0):
+    """Users buy mostly their own 3 favourite products (reached only through orders -> items), otherwise
+    a product drawn by a skewed global popularity."""
+    rng = np.random.default_rng(seed)
+    favourites = np.stack([rng.choice(n_products, 3, replace=False) for _ in range(n_users)])
+    popularity = 1.0 / np.arange(1, n_products + 1)
+    orders, items = [], []
+    for user in range(n_users):
+        for day in np.sort(rng.uniform(0, 360, rng.poisson(36))):
+            order = len(orders)
+            orders.append((order, user, START + int(day * DAY)))
+            for _ in range(rng.integers(1, 3)):
+                liked = rng.random() < 0.85
+                product = (
+                    rng.choice(favourites[user])
+                    if liked
+                    else rng.choice(n_products, p=popularity / popularity.sum())
+                )
+                items.append((len(items), order, f"P{product:03d}"))
+    root.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame({"user_id": np.arange(n_users)}).write_parquet(root / "users.parquet")
+    pl.DataFrame({"product_id": [f"P{p:03d}" for p in range(n_products)],
+                  "price": rng.uniform(1, 50, n_products)}).write_parquet(root / "products.parquet")  # fmt: skip
+    pl.DataFrame(orders, schema=["order_id", "user_id", "created_at"], orient="row").with_columns(
+        pl.from_epoch("created_at")
+    ).write_parquet(root / "orders.parquet")
+    pl.DataFrame(items, schema=["item_id", "order_id", "product_id"], orient="row").write_parquet(
+        root / "items.parquet"
+    )
+    (root / "graph.yaml").write_text(BASKETS_SPEC)
+    return root / "graph.yaml"
+
+
+@pytest.fixture(scope="module")
+def baskets(tmp_path_factory):
+    schema, tables = in_memory_graph(write_baskets(tmp_path_factory.mktemp("baskets")))
+    built = build_training_table(QUERY, schema, tables, PLAN)
+    return schema, tables, built
+
+
+def test_links_follow_the_path_from_items_through_orders_to_users(baskets):
+    schema, tables, _ = baskets
+    log = link_log(tables, schema, "items", "product_id", ["order_id", "user_id"])
+    items = tables["items"].join(tables["orders"].select(NODE_ID, pl.col("_kumo_fk__user_id").alias("user")),
+                                 left_on="_kumo_fk__order_id", right_on=NODE_ID)  # fmt: skip
+    expected = sorted(zip(items["user"].to_list(), items["_kumo_fk__product_id"].to_list(), strict=True))
+    assert sorted(zip(log.entity.tolist(), log.target.tolist(), strict=True)) == expected
+    assert np.all(np.diff(log.time) >= 0) and log.n_targets == tables["products"].height
+    with pytest.raises(ValueError, match="items has no foreign key 'user_id'"):
+        link_log(tables, schema, "items", "product_id", ["user_id"])
+    with pytest.raises(ValueError, match="not a foreign key"):
+        link_log(tables, schema, "orders", "created_at", ["user_id"])
+
+
+def test_the_gbdt_ranks_repeat_purchases_far_above_popularity(baskets, tmp_path):
+    schema, tables, built = baskets
+    keys = tables["users"].select("user_id", NODE_ID)
+    result = run_gbdt_link_trial(tables, schema, "users", keys, built.table, link_query(built.meta["parsed"]),
+                                 GBDTConfig(n_estimators=60, threads=1), top_k=5)  # fmt: skip
+    test = built.table.filter(pl.col("split") == "test")
+    log = link_log(tables, schema, "items", "product_id", ["order_id", "user_id"])
+    popular = popularity_order(log, int(test["anchor_time"][0]), CandidateConfig())[:5]
+    product_ids = dict(zip(*tables["products"].select("product_id", NODE_ID).to_dict().values(), strict=True))
+    truth = [np.array([product_ids[p] for p in listed]) for listed in test["label"].to_list()]
+    baseline = compute_metrics("link_prediction", truth, np.tile(popular, (len(truth), 1)), k=5)["map@5"]
+    assert result.metrics["test"]["candidate_recall"] > 0.9
+    assert result.metrics["test"]["map@5"] > baseline + 0.25, (result.metrics["test"], baseline)
+    assert set(result.metrics["val"]) == {"map@5", "recall@5", "precision@5", "ndcg@5", "candidate_recall"}
+
+    path = tmp_path / "ranker.json"
+    result.model.save(path)
+    loaded = LinkRanker.load(path)
+    assert loaded.top_k == 5 and loaded.classes_[product_ids["P007"]] == "P007"
+    pairs = candidate_pairs(log, np.array([0, 1]), np.array([START + 300 * DAY] * 2), loaded.candidates)
+    pairs = pairs.with_columns(label=pl.lit(0))
+    for name in result.model.feature_names:  # entity and target columns absent here: NaN for both models
+        if name not in pairs.columns:
+            pairs = pairs.with_columns(pl.lit(None, pl.Float32).alias(name))
+    fallback = np.arange(loaded.n_targets)
+    assert np.array_equal(result.model.rank(pairs, 2, fallback), loaded.rank(pairs, 2, fallback))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4), st.floats(-5, 5), st.booleans()), min_size=1, max_size=30),
+       st.integers(1, 4))  # fmt: skip
+def test_the_early_stopping_map_equals_the_metric_on_ranked_candidates(candidates, k):
+    pairs = sorted({(row, score): hit for row, score, hit in candidates}.items())
+    rows = np.array([row for (row, _), _ in pairs])
+    scores = np.array([score for (_, score), _ in pairs])
+    labels = np.array([float(hit) for _, hit in pairs])
+    name, value, higher = _candidate_map(rows, labels, k, "map")(scores, None)
+    assert name == "map"
+    truth, ranked = [], []
+    for row in np.unique(rows):
+        mine = np.flatnonzero(rows == row)
+        order = mine[np.lexsort((-scores[mine],))]
+        truth.append(order[labels[order] > 0])
+        ranked.append(np.r_[order[:k], [-1] * (k - len(order[:k]))])  # pad with misses
+    expected = compute_metrics("link_prediction", truth, np.array(ranked), k=k)["map@" + str(k)]
+    assert higher and (value == pytest.approx(expected) if not np.isnan(expected) else value == 0.0)
+
+
+def _random_log(draw_links, n_targets: int) -> LinkLog:
+    links = sorted(draw_links, key=lambda link: link[2])
+    entity, target, time = (np.array([link[i] for link in links], dtype=np.int64) for i in range(3))
+    return LinkLog(entity, target, time * DAY, n_targets)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 5), st.integers(0, 100)), max_size=40),
+    st.lists(st.tuples(st.integers(0, 3), st.integers(0, 110)), min_size=1, max_size=6),
+)
+def test_candidate_features_count_exactly_the_links_at_or_before_as_of(links, queries):
+    log = _random_log(links, n_targets=6)
+    config = CandidateConfig(history_limit=100, popular_limit=2, windows_days=(7, 30, None))
+    entity = np.array([q[0] for q in queries])
+    as_of = np.array([q[1] for q in queries], dtype=np.int64) * DAY
+    pairs = candidate_pairs(log, entity, as_of, config)
+    seen = {(row, target): values for row, target, *values in pairs.select(
+        "row", "target", "link_count_all", "link_count_7d", "link_count_30d", "popularity_all").iter_rows()}  # fmt: skip
+    for row, (who, moment) in enumerate(zip(entity, as_of, strict=True)):
+        past = [(e, t, s) for e, t, s in zip(log.entity, log.target, log.time, strict=True) if s <= moment]
+        for target in range(6):
+            mine = [s for e, t, s in past if e == who and t == target]
+            if mine:  # every past link is a candidate, with its exact window counts
+                assert seen[(row, target)][:3] == [len(mine), sum(s > moment - 7 * DAY for s in mine),
+                                                    sum(s > moment - 30 * DAY for s in mine)]  # fmt: skip
+            if (row, target) in seen:
+                assert seen[(row, target)][3] == sum(t == target for _, t, _ in past)
+        # leakage: the same row computed from only the links up to its as-of time is identical
+        keep = log.time <= moment
+        truncated = LinkLog(log.entity[keep], log.target[keep], log.time[keep], 6)
+        alone = candidate_pairs(truncated, entity[row : row + 1], as_of[row : row + 1], config)
+        mine_now = pairs.filter(pl.col("row") == row).drop("row")
+        assert alone.drop("row").equals(mine_now)
+
+
+@pytest.mark.integration
+def test_gbdt_trains_a_link_query_through_dagster(tmp_path):
+    defs = shop_definitions(tmp_path, QUERIES)
+    (tmp_path / "dagster").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
+        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
+        model = [a for a in defs.assets if a.key == AssetKey(["shop", "model", "next_products"])]
+        run_config = {"ops": {"shop__model__next_products": {"config": {"family": "gbdt", "gbdt_trees": 20}}}}
+        assert materialize(model, resources=defs.resources, instance=instance, run_config=run_config).success
+
+    (trained,) = (tmp_path / "plane" / "shop" / "models" / "next_products").iterdir()
+    summary = json.loads((trained / "summary.json").read_text())
+    assert summary["family"] == "gbdt" and summary["task_type"] == "link_prediction"
+    assert {"map@5", "recall@5", "candidate_recall"} <= set(summary["metrics"]["test"])
+    ranker = LinkRanker.load(trained / "model.lgb")
+    products = pl.read_parquet(tmp_path / "plane" / "shop" / "tables" / "products.parquet")
+    assert ranker.top_k == 5 and ranker.classes_ == products.sort(NODE_ID)["product_id"].to_list()
