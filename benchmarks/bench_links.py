@@ -25,16 +25,24 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from kumo_assets.features import fit_cutoff, node_tables  # noqa: E402
+from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from kumo_assets.graph_tables import ingest_in_memory  # noqa: E402
 from kumo_assets.keys import NODE_ID  # noqa: E402
 from kumo_assets.link_trial import link_query, run_gbdt_link_trial  # noqa: E402
+from kumo_assets.list_labels import label_vocabulary, multi_hot_splits  # noqa: E402
 from kumo_assets.pql.anchors import AnchorPlan  # noqa: E402
 from kumo_assets.pql.schema import GraphSchema  # noqa: E402
 from kumo_assets.pql.training_table import build_training_table  # noqa: E402
 from kumo_assets.spec_loader import load_spec  # noqa: E402
+from kumo_assets.trial import GNNTrialConfig, make_splits, run_gnn_trial  # noqa: E402
 from models.gbdt import GBDTConfig  # noqa: E402
+from models.gnn import GNNConfig  # noqa: E402
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log  # noqa: E402
 from models.metrics import compute_metrics  # noqa: E402
+from models.trainer import TrainerConfig  # noqa: E402
+from resources.feature_store import build_feature_store, open_feature_store  # noqa: E402
+from resources.graph_store import open_graph_store  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "completejourney"
 QUERY = (
@@ -95,20 +103,59 @@ def baselines(log, table: pl.DataFrame, entity: np.ndarray, as_of: np.ndarray) -
     return ranked
 
 
+def train_gnn(spec, frames: dict, metas: dict, table: pl.DataFrame, scratch: Path, args) -> dict:
+    """RDL's link head on the same rows: a 2-layer SAGE GNN whose seed embedding scores a learned vector
+    per product (softmax over all products), trained on the graph and feature stores built here."""
+    build_graph_from_tables(spec, frames, scratch / "graph")
+    build_feature_store(scratch / "features", node_tables(frames, metas, fit_cutoff(spec)))
+    graph, features = open_graph_store(scratch / "graph"), open_feature_store(scratch / "features")
+    keys = frames["households"].sort(NODE_ID).select("household_id")
+    splits = make_splits(table, keys, "households", "links", seed=args.seed)
+    products = frames["products"].sort(NODE_ID).get_column("product_id")
+    vocabulary = label_vocabulary("link_prediction", splits["train"].labels, products)
+    splits = multi_hot_splits(splits, vocabulary)
+    config = GNNTrialConfig(GNNConfig(conv="sage", channels=64, layers=2, aggr="sum", norm="layer",
+                                      revisits=args.gnn_revisits),
+                            TrainerConfig(epochs=args.gnn_epochs, lr=0.005, seed=args.seed, patience=0, top_k=K),
+                            fanouts=(32, 16), batch_size=256)  # fmt: skip
+    started = time.perf_counter()
+    result = run_gnn_trial(
+        graph,
+        features,
+        splits,
+        "link_prediction",
+        config,
+        threads=2,
+        label_values=vocabulary.values,
+        target_type="products",
+    )
+    return {
+        **{split: result.metrics[split] for split in ("val", "test")},
+        "seconds": time.perf_counter() - started,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--households", type=int, default=600)
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--objective", default="lambdarank", choices=["lambdarank", "binary"])
+    parser.add_argument("--gnn-epochs", type=int, default=0, help="also train the GNN for this many epochs")
+    parser.add_argument(
+        "--gnn-revisits",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the GNN's link head also scores targets in the seed's own subgraph",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     if not DATA.exists():
         sys.exit(f"{DATA} is missing: this benchmark reads The Complete Journey from ../shared/data")
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="kumo-links-") as scratch:
-        spec = load_spec(prepare(Path(scratch), args.households, args.seed))
-        built = ingest_in_memory(spec)
+    scratch = tempfile.TemporaryDirectory(prefix="kumo-links-")
+    spec = load_spec(prepare(Path(scratch.name), args.households, args.seed))
+    built = ingest_in_memory(spec)
     frames = {name: table.frame for name, table in built.items()}
     schema = GraphSchema.from_built_tables(spec, built)
     training = build_training_table(QUERY, schema, frames, PLAN)
@@ -138,10 +185,16 @@ def main() -> None:
             log, rows, rows[NODE_ID].to_numpy(), rows["anchor_time"].to_numpy()
         ).items():
             report.setdefault(name, {})[split] = compute_metrics("link_prediction", truth, ranked, k=K)
+    models = ["popularity", "own history", "gbdt"]
+    if args.gnn_epochs:
+        metas = {name: value.meta for name, value in built.items()}
+        report["gnn"] = train_gnn(spec, frames, metas, table, Path(scratch.name), args)
+        models.append("gnn")
+    scratch.cleanup()
     print(
         f"\n| model | val MAP@{K} | val recall@{K} | test MAP@{K} | test recall@{K} |\n|---|---:|---:|---:|---:|"
     )
-    for name in ("popularity", "own history", "gbdt"):
+    for name in models:
         val, test = report[name]["val"], report[name]["test"]
         print(f"| {name} | {val[f'map@{K}']:.4f} | {val[f'recall@{K}']:.4f} | {test[f'map@{K}']:.4f} | "
               f"{test[f'recall@{K}']:.4f} |")  # fmt: skip
@@ -151,6 +204,8 @@ def main() -> None:
           f"{result.metrics['test']['candidate_recall']:.3f}; gbdt features {result.feature_seconds:.0f} s, "
           f"fit {result.fit_seconds:.0f} s; {result.train_rows:,} training pairs x {result.features} features; "
           f"wall {time.perf_counter() - started:.0f} s")  # fmt: skip
+    if "gnn" in report:
+        print(f"gnn: {args.gnn_epochs} epochs in {report['gnn']['seconds']:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
 

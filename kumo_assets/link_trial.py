@@ -92,6 +92,7 @@ def run_gbdt_link_trial(
 
     split_of_row = rows.get_column("split")
     parts = {split: _split_pairs(pairs, split_of_row, split) for split in SPLITS}
+    del pairs  # the splits hold their own copies; wide pair frames dominate a link trial's memory
     ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective).fit(
         parts["train"][0], parts["val"][0]
     )

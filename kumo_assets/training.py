@@ -195,6 +195,7 @@ def train_query_model(
             callback=lambda epoch, values: _epoch_done(epoch, values, log, on_epoch),
             cache=batch_cache,
             label_values=vocabulary.values if vocabulary else None,
+            target_type=meta["parsed"].get("target_table") if task_type == "link_prediction" else None,
             threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
         )  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, result.fit.resumed_from, result.fit.best_epoch

@@ -155,17 +155,21 @@ def run_gnn_trial(
     threads: int | None = None,
     loss: str = "auto",
     label_values: list | None = None,
+    target_type: str | None = None,
 ) -> GNNTrialResult:
     """Fit on ``splits['train']``, early-stop on ``val``, then score ``val`` and ``test`` (when present).
 
     ``threads``: CPU threads for sampling and for torch. Set it to cores / concurrent trials: torch's OpenMP
     threads spin-wait, and two processes oversubscribing a core ran tiny models 15x slower.
     ``label_values``: what each output column means for list tasks (`kumo_assets.list_labels`).
+    ``target_type``: for link prediction, the node type whose nodes the outputs are (node-id order).
     """
     if threads is not None:
         torch.set_num_threads(threads)
     train = splits["train"]
     named = {"classes": list(label_values)} if label_values is not None else {}  # what each output column is
+    if target_type is not None:
+        named["target_type"] = target_type
     spec = TaskSpec.from_labels(task_type, train.labels, loss=loss, top_k=config.trainer.top_k, **named)
     if task_type == "multiclass_classification":
         splits = {name: _with_labels(split, spec.class_index(split.labels)) for name, split in splits.items()}

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.data import HeteroData
 
-__all__ = ["AbsoluteTimeEncoder", "NodeEncoder", "RelativeTimeEncoder", "ShallowEmbeddings"]
+__all__ = ["AbsoluteTimeEncoder", "NodeEncoder", "RelativeTimeEncoder", "ShallowEmbeddings", "TypeModules"]
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -54,12 +54,31 @@ class _TypeEncoder(nn.Module):
         return self.mlp(torch.stack(parts).sum(dim=0))
 
 
+class TypeModules(nn.Module):
+    """One module per node type. Keys are escaped: a table named like an attribute of ``nn.ModuleDict``
+    ("items", "keys", "values", "update") would otherwise be refused."""
+
+    def __init__(self, modules: Mapping[str, nn.Module]) -> None:
+        super().__init__()
+        self.node_types = list(modules)
+        self.by_type = nn.ModuleDict({f"type_{node_type}": module for node_type, module in modules.items()})
+
+    def __getitem__(self, node_type: str) -> nn.Module:
+        return self.by_type[f"type_{node_type}"]
+
+    def items(self) -> list[tuple[str, nn.Module]]:
+        return [(node_type, self[node_type]) for node_type in self.node_types]
+
+    def values(self) -> list[nn.Module]:
+        return [self[node_type] for node_type in self.node_types]
+
+
 class NodeEncoder(nn.Module):
     """Encoders for every node type, built from the feature store's schema (``schema["node_types"]``)."""
 
     def __init__(self, node_types: Sequence[str], feature_schema: Mapping, channels: int, layers: int = 1):
         super().__init__()
-        self.encoders = nn.ModuleDict(
+        self.encoders = TypeModules(
             {
                 node_type: _TypeEncoder(feature_schema.get(node_type, {}), channels, layers)
                 for node_type in node_types
@@ -114,7 +133,7 @@ class ShallowEmbeddings(nn.Module):
 
     def __init__(self, node_counts: Mapping[str, int], node_types: Sequence[str], channels: int) -> None:
         super().__init__()
-        self.tables = nn.ModuleDict(
+        self.tables = TypeModules(
             {node_type: nn.Embedding(node_counts[node_type], channels) for node_type in node_types}
         )
         for table in self.tables.values():

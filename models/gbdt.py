@@ -345,15 +345,14 @@ def _check_task(task_type: str) -> None:
 
 
 def feature_matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:
-    """Float32 matrix in the model's column order; unknown columns dropped, missing ones NaN."""
-    if not names:
-        return np.zeros((x.height, 0), dtype=np.float32)
+    """Float32 matrix in the model's column order; unknown columns dropped, missing ones NaN. Filled column
+    by column, so a wide frame costs one matrix of memory, not several."""
+    matrix = np.full((x.height, len(names)), np.nan, dtype=np.float32)
     present = set(x.columns)
-    columns = [
-        x.get_column(name).cast(pl.Float32) if name in present else pl.Series(name, [None] * x.height)
-        for name in names
-    ]
-    return pl.DataFrame(columns).with_columns(pl.all().cast(pl.Float32)).to_numpy().astype(np.float32)
+    for position, name in enumerate(names):
+        if name in present:
+            matrix[:, position] = x.get_column(name).cast(pl.Float32).fill_null(np.nan).to_numpy()
+    return matrix
 
 
 def fit_gbdt_for_task(

@@ -64,7 +64,7 @@ class LinkRanker:
         scorer.task_type, scorer.constants, scorer.clamp = "binary_classification", None, None
         scorer.feature_names = list(_features(train).columns)
         train_set = lgb.Dataset(feature_matrix(_features(train), scorer.feature_names), train.get_column("label").to_numpy(),
-                                group=_group_sizes(train), free_raw_data=False)  # fmt: skip
+                                group=_group_sizes(train), free_raw_data=True)  # fmt: skip
         val_label = val.get_column("label").to_numpy()
         val_set = lgb.Dataset(feature_matrix(_features(val), scorer.feature_names), val_label, group=_group_sizes(val),
                               reference=train_set)  # fmt: skip

@@ -16,8 +16,14 @@ from torch_geometric.data import HeteroData
 from torch_geometric.nn import MLP, GATv2Conv, GINConv, HeteroConv, HGTConv, SAGEConv
 from torch_geometric.utils import trim_to_layer
 
-from models.encoders import AbsoluteTimeEncoder, NodeEncoder, RelativeTimeEncoder, ShallowEmbeddings
-from models.heads import TaskHead, TaskSpec
+from models.encoders import (
+    AbsoluteTimeEncoder,
+    NodeEncoder,
+    RelativeTimeEncoder,
+    ShallowEmbeddings,
+    TypeModules,
+)
+from models.heads import RANKING_TYPES, TaskHead, TaskSpec
 
 __all__ = ["CONV_KINDS", "GNNConfig", "RelationalGNN"]
 
@@ -46,6 +52,7 @@ class GNNConfig:
         False  # also give seeds their anchor's calendar time (lets a model learn era effects)
     )
     shallow: tuple[str, ...] = ()
+    revisits: bool = True  # link prediction: also score targets found in the seed's own subgraph
 
     def __post_init__(self) -> None:
         if self.conv not in CONV_KINDS:
@@ -115,14 +122,24 @@ class RelationalGNN(nn.Module):
             _conv(config, self.node_types, self.edge_types) for _ in range(config.layers)
         )
         self.norms = nn.ModuleList(
-            nn.ModuleDict({node_type: _norm(config.norm, channels) for node_type in self.node_types})
+            TypeModules({node_type: _norm(config.norm, channels) for node_type in self.node_types})
             for _ in range(config.layers)
         )
         self.dropout = nn.Dropout(config.dropout)
         self.head = TaskHead(spec, channels, config.head_layers, config.dropout)
+        ranks_nodes = spec.task_type in RANKING_TYPES and spec.target_type in self.node_types
+        self.revisits = (
+            RevisitScorer(spec.target_type, spec.outputs, channels)
+            if config.revisits and ranks_nodes
+            else None
+        )
 
     def embed(self, batch: HeteroData) -> Tensor:
         """The seed entities' embeddings (rows ``[0, batch_size)`` of the seed type), before the head."""
+        return self._propagate(batch, self._encode(batch))
+
+    def _encode(self, batch: HeteroData) -> dict[str, Tensor]:
+        """Every node's input vector: its encoded features plus time (relative to its seed) encodings."""
         x = self.encoder(batch)
         seed_store = batch[self.seed_type]
         if self.time_encoder is not None:
@@ -140,6 +157,10 @@ class RelationalGNN(nn.Module):
         if self.shallow is not None:
             for node_type, vectors in self.shallow(batch).items():
                 x[node_type] = x[node_type] + vectors
+        return x
+
+    def _propagate(self, batch: HeteroData, x: dict[str, Tensor]) -> Tensor:
+        seed_store = batch[self.seed_type]
         edges = {edge_type: batch[edge_type].edge_index for edge_type in batch.edge_types
                  if batch[edge_type].edge_index.numel()}  # fmt: skip
         nodes_per_hop = {node_type: batch[node_type].num_sampled_nodes for node_type in x}
@@ -160,5 +181,39 @@ class RelationalGNN(nn.Module):
 
     def forward(self, batch: HeteroData) -> tuple[Tensor, Tensor]:
         """(raw head output, entity embedding) for the batch's seeds."""
-        embedding = self.embed(batch)
-        return self.head(embedding), embedding
+        inputs = self._encode(batch)
+        embedding = self._propagate(batch, inputs)
+        out = self.head(embedding)
+        if self.revisits is not None:
+            out = out + self.revisits(batch, inputs, embedding)
+        return out, embedding
+
+
+class RevisitScorer(nn.Module):
+    """Adds to a seed's score of target t a learned term for every edge into t inside the seed's own
+    subgraph (e.g. each past purchase of product t, whose time encoding says how recent it is). A vector per
+    target alone cannot say "this entity links to t again"; this term can, as ID-aware GNNs do."""
+
+    def __init__(self, target_type: str, outputs: int, channels: int) -> None:
+        super().__init__()
+        self.target_type, self.outputs = target_type, outputs
+        self.score = nn.Sequential(nn.Linear(3 * channels, channels), nn.ReLU(), nn.Linear(channels, 1))
+
+    def forward(self, batch: HeteroData, inputs: dict[str, Tensor], seeds: Tensor) -> Tensor:
+        out = seeds.new_zeros((seeds.shape[0], self.outputs))
+        if self.target_type not in batch.node_types or "n_id" not in batch[self.target_type]:
+            return out
+        target = batch[self.target_type]
+        for edge_type in batch.edge_types:  # sampled edges point at the seed: a target may be either end
+            source, _, destination = edge_type
+            index = batch[edge_type].edge_index
+            if (source == self.target_type) == (destination == self.target_type) or not index.numel():
+                continue
+            at_target = 0 if source == self.target_type else 1
+            node, other = index[at_target], index[1 - at_target]
+            other_type = destination if at_target == 0 else source
+            owner = target.batch[node]  # the seed whose subgraph holds the edge
+            pieces = [inputs[other_type][other], inputs[self.target_type][node], seeds[owner]]
+            scores = self.score(torch.cat(pieces, dim=-1)).squeeze(-1).to(out.dtype)
+            out = out.index_put((owner, target.n_id[node]), scores, accumulate=True)
+        return out

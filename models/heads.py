@@ -38,6 +38,7 @@ class TaskSpec:
     scale: float = 1.0
     clamp: tuple[float, float] | None = None
     top_k: int = 10
+    target_type: str | None = None  # link prediction: the node type whose nodes are the outputs
 
     def __post_init__(self) -> None:
         if self.task_type not in SUPPORTED:

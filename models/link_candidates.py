@@ -179,10 +179,17 @@ def _history(log: LinkLog, queries: pl.DataFrame, config: CandidateConfig) -> pl
         for days in config.windows_days
         if days is not None
     ]
-    grouped = joined.group_by("row", "target").agg(
-        pl.len().cast(pl.Int64).alias("link_count_all"), *counts,
-        pl.col("time").max().alias("last_link"), pl.col("time").min().alias("first_link"),
-    )  # fmt: skip
+    # sorted, so that ties in the ranks below go the same way every run (to the lower target id)
+    grouped = (
+        joined.group_by("row", "target")
+        .agg(
+            pl.len().cast(pl.Int64).alias("link_count_all"),
+            *counts,
+            pl.col("time").max().alias("last_link"),
+            pl.col("time").min().alias("first_link"),
+        )
+        .sort("row", "target")
+    )
     # keep the most recent and the most linked targets (a union: each up to history_limit)
     by_recency = pl.col("last_link").rank("ordinal", descending=True).over("row")
     by_count = pl.struct("link_count_all", "last_link").rank("ordinal", descending=True).over("row")
