@@ -117,7 +117,7 @@ def train_gnn(spec, frames: dict, metas: dict, table: pl.DataFrame, scratch: Pat
     config = GNNTrialConfig(GNNConfig(conv="sage", channels=64, layers=2, aggr="sum", norm="layer",
                                       revisits=args.gnn_revisits),
                             TrainerConfig(epochs=args.gnn_epochs, lr=0.005, seed=args.seed, patience=0, top_k=K),
-                            fanouts=(32, 16), batch_size=256)  # fmt: skip
+                            fanouts=tuple(args.gnn_fanouts), batch_size=256)  # fmt: skip
     started = time.perf_counter()
     result = run_gnn_trial(
         graph,
@@ -147,6 +147,13 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="the GNN's link head also scores targets in the seed's own subgraph",
+    )
+    parser.add_argument(
+        "--gnn-fanouts",
+        type=int,
+        nargs="+",
+        default=[128, 4],
+        help="the GNN's neighbours per hop: households -> transactions -> products",
     )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
