@@ -141,6 +141,9 @@ def main() -> None:
     parser.add_argument("--trees", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--objective", default="lambdarank", choices=["lambdarank", "binary"])
+    parser.add_argument(
+        "--train-negatives", type=int, default=40, help="negative candidates kept per training row (0 = all)"
+    )
     parser.add_argument("--gnn-epochs", type=int, default=0, help="also train the GNN for this many epochs")
     parser.add_argument(
         "--gnn-revisits",
@@ -174,7 +177,7 @@ def main() -> None:
     keys = frames["households"].select("household_id", NODE_ID)
     result = run_gbdt_link_trial(frames, schema, "households", keys, table, link,
                                  GBDTConfig(n_estimators=args.trees, seed=args.seed), top_k=K,
-                                 objective=args.objective)  # fmt: skip
+                                 objective=args.objective, train_negatives=args.train_negatives or None)  # fmt: skip
     log = link_log(frames, schema, link.event_table, link.target_column, link.via)
     product_node = dict(
         zip(*frames["products"].select("product_id", NODE_ID).to_dict().values(), strict=True)

@@ -23,7 +23,13 @@ from models.link_candidates import CandidateConfig, candidate_pairs, link_log, p
 from models.metrics import compute_metrics
 from models.propositional import PropositionalConfig, as_of_times, build_relational_features
 
-__all__ = ["TARGET_FEATURES", "LinkQuery", "link_query", "run_gbdt_link_trial"]
+__all__ = [
+    "TARGET_FEATURES",
+    "LinkQuery",
+    "link_query",
+    "run_gbdt_link_trial",
+    "subsample_training_negatives",
+]
 
 # the targets' own columns and their links' aggregates: lighter than the entity's (many candidates per row)
 TARGET_FEATURES = PropositionalConfig(windows_days=(30, 365, None), last_events=(3,), max_hops=1,
@@ -65,11 +71,14 @@ def run_gbdt_link_trial(
     features: PropositionalConfig | None = None,
     candidates: CandidateConfig | None = None,
     objective: str = "lambdarank",
+    train_negatives: int | None = 40,
 ) -> GBDTTrialResult:
     """Fit the pair scorer on train, early-stop on val, and score every split's top-``top_k`` rankings.
 
     ``entity_keys``: the entity table's key column and its ``_kumo_id``; ``observe_until`` freezes the
     database for every row (the GBDT reads no row after it), as for the other task types.
+    ``train_negatives``: training rows keep every positive candidate and at most this many negative ones
+    (a fixed pseudo-random choice); None keeps all. Validation and test rows keep all their candidates.
     """
     started = time.perf_counter()
     key = entity_keys.columns[0]
@@ -82,15 +91,17 @@ def run_gbdt_link_trial(
     candidates = candidates or CandidateConfig()
     candidates = replace(candidates, popular_limit=max(candidates.popular_limit, top_k))
     pairs = candidate_pairs(log, rows.get_column(NODE_ID).to_numpy(), as_of, candidates)
-    entity_design = build_relational_features(frames, schema, entity_table, rows.select(NODE_ID, "anchor_time"),
-                                              features or PropositionalConfig(), observe_until)  # fmt: skip
-    pairs = _with_entity_and_target_features(frames, schema, link.target_table, pairs, entity_design, as_of)
     relevant = _relevant_targets(frames, schema, link.target_table, rows)
     pairs = pairs.join(relevant.with_columns(label=pl.lit(1, pl.Int8)), on=["row", "target"], how="left")
     pairs = pairs.with_columns(pl.col("label").fill_null(0))
+    split_of_row = rows.get_column("split")
+    if train_negatives is not None:  # before the wide joins: they dominate a link trial's memory
+        pairs = subsample_training_negatives(pairs, split_of_row, train_negatives)
+    entity_design = build_relational_features(frames, schema, entity_table, rows.select(NODE_ID, "anchor_time"),
+                                              features or PropositionalConfig(), observe_until)  # fmt: skip
+    pairs = _with_entity_and_target_features(frames, schema, link.target_table, pairs, entity_design, as_of)
     feature_seconds = time.perf_counter() - started
 
-    split_of_row = rows.get_column("split")
     parts = {split: _split_pairs(pairs, split_of_row, split) for split in SPLITS}
     del pairs  # the splits hold their own copies; wide pair frames dominate a link trial's memory
     ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective).fit(
@@ -109,6 +120,15 @@ def run_gbdt_link_trial(
         metrics[split]["candidate_recall"] = _candidate_recall(split_pairs, truth)
     return GBDTTrialResult(ranker, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
                            len(ranker.feature_names), parts["train"][0].height)  # fmt: skip
+
+
+def subsample_training_negatives(pairs: pl.DataFrame, split_of_row: pl.Series, limit: int) -> pl.DataFrame:
+    """Pairs of training rows: every positive and at most ``limit`` negatives per row, chosen by a hash of
+    (row, target) so that the choice is the same every run; other splits' pairs untouched."""
+    training = pl.Series(split_of_row.to_numpy() == "train")[pairs.get_column("row")]
+    draw = pl.struct("row", "target").hash(seed=17).rank("ordinal").over("row", pl.col("label"))
+    keep = ~pl.col("training") | (pl.col("label") > 0) | (draw <= limit)
+    return pairs.with_columns(training=training).filter(keep).drop("training")
 
 
 def _with_entity_and_target_features(

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kumo_assets.keys import NODE_ID
-from kumo_assets.link_trial import link_query, run_gbdt_link_trial
+from kumo_assets.link_trial import link_query, run_gbdt_link_trial, subsample_training_negatives
 from kumo_assets.pql.anchors import AnchorPlan
 from kumo_assets.pql.training_table import build_training_table
 from models.gbdt import GBDTConfig
@@ -147,6 +147,25 @@ def test_the_early_stopping_map_equals_the_metric_on_ranked_candidates(candidate
         ranked.append(np.r_[order[:k], [-1] * (k - len(order[:k]))])  # pad with misses
     expected = compute_metrics("link_prediction", truth, np.array(ranked), k=k)["map@" + str(k)]
     assert higher and (value == pytest.approx(expected) if not np.isnan(expected) else value == 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 30), st.booleans()), max_size=80),
+       st.integers(0, 4))  # fmt: skip
+def test_training_rows_keep_every_positive_and_at_most_the_limit_of_negatives(candidates, limit):
+    unique = {(row, target): hit for row, target, hit in candidates}
+    pairs = pl.DataFrame([(row, target, int(hit)) for (row, target), hit in unique.items()],
+                         schema={"row": pl.Int64, "target": pl.Int64, "label": pl.Int64}, orient="row")  # fmt: skip
+    split_of_row = pl.Series(["train", "val", "train", "test", "train", "val"])
+    kept = subsample_training_negatives(pairs, split_of_row, limit)
+    assert kept.equals(subsample_training_negatives(pairs, split_of_row, limit))  # the same choice each run
+    for row in range(6):
+        mine, before = kept.filter(pl.col("row") == row), pairs.filter(pl.col("row") == row)
+        if split_of_row[row] != "train":
+            assert mine.sort("target").equals(before.sort("target"))
+            continue
+        assert mine["label"].sum() == before["label"].sum()
+        assert (mine["label"] == 0).sum() == min(limit, (before["label"] == 0).sum())
 
 
 def _random_log(draw_links, n_targets: int) -> LinkLog:
