@@ -47,7 +47,11 @@ SAMPLING_PRESETS: dict[str, tuple[int, tuple[int, ...]]] = {
     "wide2": (512, (32, 16)),
     "large_batch2": (1024, (16, 8)),
     "medium3": (512, (16, 8, 4)),
+    # link prediction: many of the entity's own links in the first hop (its history; bench_links.py),
+    # one hop on (the linked targets)
+    "history2": (256, (256, 4)),
 }
+HISTORY_PRESETS = ("history2",)  # searched only for link prediction
 
 
 @dataclass(frozen=True)
@@ -165,11 +169,14 @@ def search_space(
                        max_steps_per_epoch=1000, gbdt_trees=(200, 2000), gbdt_leaves=(15, 127), n_trials=32,
                        timeout_minutes=240.0),
         "best": dict(convs=("sage", "gin", "gatv2", "hgt"), channels=(64, 128, 256), layers=(2, 3),
-                     aggrs=("sum", "mean", "max"), sampling=tuple(SAMPLING_PRESETS), epochs=(10, 20),
+                     aggrs=("sum", "mean", "max"),
+                     sampling=tuple(name for name in SAMPLING_PRESETS if name not in HISTORY_PRESETS), epochs=(10, 20),
                      lr=(1e-4, 1e-2), weight_decay=(1e-7, 1e-3), dropout=(0.0, 0.5), anchor_encodings=(False, True),
                      max_steps_per_epoch=2000,
                      gbdt_trees=(500, 4000), gbdt_leaves=(15, 255), n_trials=100, timeout_minutes=1440.0),
     }[mode]  # fmt: skip
+    if task_type == "link_prediction":  # the RevisitScorer ranks what the first hop shows of the history
+        base["sampling"] = (*base["sampling"], *HISTORY_PRESETS)
     fields = {"mode": mode, "task_type": task_type, "families": chosen, **base, **dict(overrides or {})}
     return SearchSpace(**fields)
 

@@ -49,6 +49,16 @@ def test_gbdt_joins_every_task_type_it_can_train():
         search_space("nope", families=("gbdt",))
 
 
+def test_link_prediction_also_searches_wide_first_hops_of_history():
+    for mode in MODES:
+        assert "history2" in search_space("link_prediction", mode).sampling
+        assert "history2" not in search_space("binary_classification", mode).sampling
+    _, fanouts = SAMPLING_PRESETS["history2"]
+    assert len(fanouts) == 2 and fanouts[0] > max(
+        f[0] for n, (_, f) in SAMPLING_PRESETS.items() if n != "history2"
+    )
+
+
 def test_modes_grow_and_overrides_apply():
     fast, normal, best = (search_space("regression", mode) for mode in MODES)
     assert fast.n_trials < normal.n_trials < best.n_trials
