@@ -24,7 +24,14 @@ from models.gbdt_outputs import (
 )
 from models.metrics import compute_metrics, metric_direction, tune_metric
 
-__all__ = ["SUPPORTED_TASK_TYPES", "GBDTConfig", "GBDTModel", "feature_matrix", "fit_gbdt_for_task"]
+__all__ = [
+    "SUPPORTED_TASK_TYPES",
+    "GBDTConfig",
+    "GBDTModel",
+    "feature_matrix",
+    "fit_gbdt_for_task",
+    "write_json_atomically",
+]
 
 SUPPORTED_TASK_TYPES = (
     "binary_classification",
@@ -199,10 +206,13 @@ class GBDTModel:
 
     def save(self, path: str | Path) -> None:
         """One JSON file (boosters as text, label mapping, names), written to a temporary file then renamed."""
+        write_json_atomically(self.state(), path)
+
+    def state(self) -> dict:
+        """Everything `from_state` needs, JSON-able (boosters as LightGBM's text format)."""
         if not self.boosters and not self.constants:
             raise ValueError("the model is not fitted: nothing to save")
-        path = Path(path)
-        state = {
+        return {
             "format_version": _FORMAT_VERSION,
             "config": self.config.to_dict(),
             "task_type": self.task_type,
@@ -215,22 +225,16 @@ class GBDTModel:
             "best_scores": self.best_scores,
             "boosters": [booster.model_to_string(num_iteration=-1) for booster in self.boosters],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w") as stream:
-                json.dump(state, stream)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
 
     @classmethod
     def load(cls, path: str | Path) -> GBDTModel:
-        state = json.loads(Path(path).read_text())
+        return cls.from_state(json.loads(Path(path).read_text()), str(path))
+
+    @classmethod
+    def from_state(cls, state: dict, where: str = "GBDT state") -> GBDTModel:
         if state.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"{path}: unsupported GBDT model format {state.get('format_version')!r}")
-        config = state["config"]
+            raise ValueError(f"{where}: unsupported GBDT model format {state.get('format_version')!r}")
+        config = dict(state["config"])
         if config.get("clamp_percentiles") is not None:
             config["clamp_percentiles"] = tuple(config["clamp_percentiles"])
         model = cls(GBDTConfig(**config))
@@ -342,6 +346,20 @@ def _check_task(task_type: str) -> None:
             f"the GBDT baseline supports {', '.join(SUPPORTED_TASK_TYPES)}; task type {task_type!r} needs the "
             "GNN (models/gnn.py)"
         )
+
+
+def write_json_atomically(state: dict, path: str | Path) -> None:
+    """Write JSON to a temporary file beside ``path``, then rename: readers never see half a model."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(state, stream)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def feature_matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:

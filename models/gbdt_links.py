@@ -4,15 +4,13 @@ best-scored candidates are its ranked targets, as node ids of the target table, 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from models.gbdt import GBDTConfig, GBDTModel, feature_matrix
+from models.gbdt import GBDTConfig, GBDTModel, feature_matrix, write_json_atomically
 from models.link_candidates import CandidateConfig
 
 __all__ = ["PAIR_KEYS", "LinkRanker"]
@@ -99,16 +97,10 @@ class LinkRanker:
 
     def save(self, path: str | Path) -> None:
         """One JSON file (the scorer's boosters and the ranking settings), written to a temp file, renamed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-            self.scorer.save(Path(scratch) / "scorer.json")
-            state = {"format_version": _FORMAT_VERSION, "kind": "link_ranker", "top_k": self.top_k,
-                     "n_targets": self.n_targets, "objective": self.objective, "classes": self.classes_, "candidates": self.candidates.to_dict(),
-                     "scorer": json.loads((Path(scratch) / "scorer.json").read_text())}  # fmt: skip
-            temporary = Path(scratch) / "ranker.json"
-            temporary.write_text(json.dumps(state))
-            os.replace(temporary, path)
+        state = {"format_version": _FORMAT_VERSION, "kind": "link_ranker", "top_k": self.top_k,
+                 "n_targets": self.n_targets, "objective": self.objective, "classes": self.classes_,
+                 "candidates": self.candidates.to_dict(), "scorer": self.scorer.state()}  # fmt: skip
+        write_json_atomically(state, path)
 
     @classmethod
     def load(cls, path: str | Path) -> LinkRanker:
@@ -121,10 +113,7 @@ class LinkRanker:
             None, CandidateConfig(**candidates), state["top_k"], state["n_targets"], state["objective"]
         )
         ranker.classes_ = state.get("classes")
-        with tempfile.TemporaryDirectory() as scratch:
-            scorer_path = Path(scratch) / "scorer.json"
-            scorer_path.write_text(json.dumps(state["scorer"]))
-            ranker.scorer = GBDTModel.load(scorer_path)
+        ranker.scorer = GBDTModel.from_state(state["scorer"], f"{path} (scorer)")
         return ranker
 
 

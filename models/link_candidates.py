@@ -122,8 +122,10 @@ def candidate_pairs(
                             "as_of": as_of.astype(np.int64)})  # fmt: skip
     history, everything = _history(log, queries, config)
     popular = []
+    orders = {}  # as-of time -> targets by popularity then, shared with the popularity features
     for moment, rows in queries.group_by("as_of"):
-        top = popularity_order(log, int(moment[0]), config)[: config.popular_limit]
+        orders[int(moment[0])] = popularity_order(log, int(moment[0]), config)
+        top = orders[int(moment[0])][: config.popular_limit]
         popular.append(rows.select("row").join(pl.DataFrame({"target": top}), how="cross"))
     pairs = pl.concat([history.select("row", "target"), *popular]).unique(maintain_order=False)
     pairs = pairs.join(queries.select("row", "as_of"), on="row").join(
@@ -145,7 +147,7 @@ def candidate_pairs(
         overdue=pl.col("days_since_last_link") / pl.col("mean_days_between_links").clip(lower_bound=1 / 24)
     ).drop("last_link", "first_link")
     pairs = _with_group_affinity(log, pairs, everything)
-    return _with_popularity(log, pairs, config).sort("row", "target").drop("as_of")
+    return _with_popularity(log, pairs, config, orders).sort("row", "target").drop("as_of")
 
 
 def _with_group_affinity(log: LinkLog, pairs: pl.DataFrame, history: pl.DataFrame) -> pl.DataFrame:
@@ -197,7 +199,9 @@ def _history(log: LinkLog, queries: pl.DataFrame, config: CandidateConfig) -> pl
     return kept, grouped.select("row", "target", "link_count_all")
 
 
-def _with_popularity(log: LinkLog, pairs: pl.DataFrame, config: CandidateConfig) -> pl.DataFrame:
+def _with_popularity(
+    log: LinkLog, pairs: pl.DataFrame, config: CandidateConfig, orders: dict[int, np.ndarray]
+) -> pl.DataFrame:
     """Each candidate's links by anyone per window before the row's as_of, its popularity rank, and days
     since anyone last linked to it."""
     pairs = pairs.sort("as_of")
@@ -217,7 +221,7 @@ def _with_popularity(log: LinkLog, pairs: pl.DataFrame, config: CandidateConfig)
         for days, name in zip(windows, columns, strict=True):
             columns[name][start:stop] = _counts(log, moment, days, end)[chosen]
         position = np.empty(log.n_targets)
-        position[popularity_order(log, moment, config)] = np.arange(log.n_targets)
+        position[orders[moment]] = np.arange(log.n_targets)
         rank[start:stop] = position[chosen]
         last = np.full(log.n_targets, np.nan)
         seen, newest = np.unique(
