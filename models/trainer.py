@@ -17,22 +17,34 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.profiler import record_function
 from torch_geometric.data import HeteroData
 
 from models.checkpoints import CheckpointStore, from_bytes, to_bytes
 from models.heads import RANKING_TYPES
 from models.metrics import compute_metrics, is_better, tune_metric
 
-__all__ = ["FitResult", "Predictions", "Trainer", "TrainerConfig", "resolve_device", "seed_everything"]
+__all__ = [
+    "PRECISIONS",
+    "FitResult",
+    "Predictions",
+    "Trainer",
+    "TrainerConfig",
+    "resolve_device",
+    "seed_everything",
+]
 
 CHECKPOINT = "last.pt"
+PRECISIONS = ("auto", "tf32", "bf16", "fp32")
 Callback = Callable[[int, dict], None]
 
 
 @dataclass(frozen=True)
 class TrainerConfig:
     """Optimisation settings. ``patience``: epochs without a better tune metric before stopping (0 = off).
-    ``precision``: ``auto`` = bf16 autocast + TF32 on a CUDA device that supports it, fp32 elsewhere."""
+    ``precision`` (CUDA only; the CPU always computes in fp32): ``auto``/``tf32`` = fp32 tensors with TF32
+    matmuls, ``bf16`` = bf16 autocast (+ TF32), ``fp32`` = strict fp32. ``auto`` is TF32 because GNN steps on
+    an H200 were launch-bound: autocast's casts cost more than bf16 matmuls saved (docs/benchmarks.md)."""
 
     epochs: int = 10
     lr: float = 0.005
@@ -46,6 +58,10 @@ class TrainerConfig:
     scheduler: str = "none"
     tune_metric: str | None = None
     top_k: int = 10
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,8 +135,9 @@ class Trainer:
         self.metric = self.config.tune_metric or tune_metric(self.task_type, self.config.top_k)
         self.checkpoints = checkpoints
         self.callback = callback
-        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr,
-                                          weight_decay=self.config.weight_decay)  # fmt: skip
+        # fused: one kernel for every parameter's update on CUDA (a step launches hundreds of small kernels)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=self.config.lr, weight_decay=self.config.weight_decay,
+                                          fused=self.device.type == "cuda")  # fmt: skip
         self.scheduler = (
             torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=max(self.config.epochs, 1))
             if self.config.scheduler == "cosine"
@@ -129,11 +146,16 @@ class Trainer:
         self.bf16 = self._use_bf16()
 
     def _use_bf16(self) -> bool:
-        if self.device.type != "cuda" or self.config.precision == "fp32":
+        if self.device.type != "cuda":
             return False
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-        return self.config.precision in {"auto", "bf16"} and torch.cuda.is_bf16_supported()
+        tf32 = self.config.precision != "fp32"  # process-wide switches: set both ways
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        if self.config.precision == "bf16" and not torch.cuda.is_bf16_supported():
+            raise ValueError(
+                f"precision 'bf16': {torch.cuda.get_device_name(self.device)} has no bf16; use tf32"
+            )
+        return self.config.precision == "bf16"
 
     def _autocast(self):
         if self.bf16:
@@ -147,22 +169,26 @@ class Trainer:
     def train_epoch(self, batches: Iterable[HeteroData]) -> tuple[float, int]:
         """One pass (at most ``max_steps_per_epoch`` steps); returns (mean loss, steps)."""
         self.model.train()
-        total, steps = 0.0, 0
+        total, steps = torch.zeros((), device=self.device), 0  # summed on the device: no sync per step
         for batch in batches:
             if steps >= self.config.max_steps_per_epoch:
                 break
-            batch = batch.to(self.device, non_blocking=True)
+            with record_function("trainer.copy"):
+                batch = batch.to(self.device, non_blocking=True)
             self.optimizer.zero_grad(set_to_none=True)
-            with self._autocast():
-                output, _ = self.model(batch)
-            loss = self.head.loss(output.float(), self._target(batch))
-            loss.backward()
-            if self.config.grad_clip:
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-            self.optimizer.step()
-            total += float(loss.detach())
+            with record_function("trainer.forward"):
+                with self._autocast():
+                    output, _ = self.model(batch)
+                loss = self.head.loss(output.float(), self._target(batch))
+            with record_function("trainer.backward"):
+                loss.backward()
+            with record_function("trainer.optimizer"):
+                if self.config.grad_clip:
+                    nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+                self.optimizer.step()
+            total += loss.detach()
             steps += 1
-        return total / max(steps, 1), steps
+        return float(total) / max(steps, 1), steps
 
     @torch.no_grad()
     def predict(self, batches: Iterable[HeteroData]) -> Predictions:

@@ -22,6 +22,7 @@ __all__ = [
     "TrialEstimate",
     "amdahl",
     "estimate_trial",
+    "training_step_seconds",
     "work_terms",
 ]
 
@@ -40,13 +41,17 @@ MODULE_SECONDS = 2e-4  # Python/dispatch per (layer, relation or node type) modu
 GBDT_FEATURES_PER_COLUMN = 72  # windows x aggregations, last-N events, parents (F1: 1,694 from 23 columns)
 GBDT_CELL_SECONDS = 8e-9  # LightGBM, per row x feature x tree (F1: 141 trees in 24.7 s on one core)
 STARTUP_MINUTES = 0.5  # imports, opening the stores, building the model (measured ~14 s cold here)
+# -- measured on an H200 machine (benchmarks/bench_gpu.py, torch 2.11 + CUDA 13; docs/benchmarks.md) ----------
+CUDA_CONTEXT_GIB = 0.8  # device memory the process holds beyond the allocator's pool (measured 0.73-0.74)
+ALLOCATOR_SLACK = 1.25  # CUDA caching allocator: reserved / allocated (measured 1.02-1.24)
+# Host time per module call (forward or backward) to dispatch its kernels: serial Python and launches that
+# neither a faster GPU nor more vCPUs shorten. F1 steps took >= 24 ms however small the batch (~600 launches).
+GPU_DISPATCH_SECONDS = 3.6e-4
+CONV_DISPATCH = {"sage": 1.0, "gin": 1.3, "gatv2": 2.1, "hgt": 5.1}  # more kernels per module (measured)
 # -- assumptions about hardware not present here (documented in docs/provisioner.md) -----------------------
 BASE_HOST_GPU_GIB = 3.0  # a CUDA build of torch maps its kernels and libraries into the process
-CUDA_CONTEXT_GIB = 0.6  # device memory the CUDA context takes before any tensor
-ALLOCATOR_SLACK = 1.25  # CUDA caching allocator: reserved / allocated
 GPU_DENSE_SPEEDUP = 200.0  # a speed-1 GPU (A10G) vs one reference core on the dense products
 GPU_EDGE_SPEEDUP = 50.0  # ... and on memory-bound gathers/scatters (~600 GB/s vs ~10 GB/s)
-GPU_LAUNCH_SECONDS = 1e-4  # per module call: kernel launches the device cannot hide
 PARALLEL_FRACTION = 0.75  # Amdahl: share of a step that scales with vCPUs (torch intra-op, numba sampler)
 
 # Tensors of (rows x channels) one layer keeps for backward, per conv kind (PyG's layers, read off their
@@ -93,6 +98,7 @@ class TrialEstimate:
     nodes_per_batch: float
     edges_per_batch: float
     parameters: float
+    gpu_dispatch_minutes: float = 0.0  # host-serial: launching the device's work (GPU_DISPATCH_SECONDS)
     gpu_capable: bool = True
 
     def cpu_minutes(self, vcpus: float, cpu_speed: float = 1.0) -> float:
@@ -107,12 +113,13 @@ class TrialEstimate:
         pace; sharing a GPU slows a trial only once the trials together keep it busy."""
         device = self.gpu_minutes * sharing / gpu_speed
         host = self.host_core_minutes / (amdahl(vcpus) * cpu_speed)
-        return STARTUP_MINUTES + max(device, host)
+        return STARTUP_MINUTES + max(device, host, self.gpu_dispatch_minutes / cpu_speed)
 
     def gpu_utilisation(self, gpu_speed: float, vcpus: float, cpu_speed: float = 1.0) -> float:
         """Share of the time the device is busy when this trial has a GPU alone."""
         busy = self.gpu_minutes / gpu_speed
-        return busy / max(busy, self.host_core_minutes / (amdahl(vcpus) * cpu_speed), 1e-12)
+        host = self.host_core_minutes / (amdahl(vcpus) * cpu_speed)
+        return busy / max(busy, host, self.gpu_dispatch_minutes / cpu_speed, 1e-12)
 
     def to_dict(self) -> dict[str, float]:
         return {key: (float(value) if not isinstance(value, str) else value)
@@ -144,9 +151,8 @@ def estimate_trial(params: Mapping[str, Any], stats: DataStats) -> TrialEstimate
     host_seconds = sample + MODULE_SECONDS * terms["modules"] + STEP_SECONDS * terms["steps"]
     dense, sparse = terms["flop"] / CPU_FLOPS, terms["edge_work"] * EDGE_SECONDS
     cpu_seconds = host_seconds + dense + sparse
-    gpu_seconds = (
-        dense / GPU_DENSE_SPEEDUP + sparse / GPU_EDGE_SPEEDUP + GPU_LAUNCH_SECONDS * terms["modules"]
-    )
+    gpu_seconds = dense / GPU_DENSE_SPEEDUP + sparse / GPU_EDGE_SPEEDUP
+    dispatch = GPU_DISPATCH_SECONDS * CONV_DISPATCH[shape["conv"]] * terms["modules"]
     return TrialEstimate(
         "gnn",
         host_memory_gib=host_cpu / GIB,
@@ -155,11 +161,28 @@ def estimate_trial(params: Mapping[str, Any], stats: DataStats) -> TrialEstimate
         cpu_core_minutes=cpu_seconds / 60,
         gpu_minutes=gpu_seconds / 60,
         host_core_minutes=host_seconds / 60,
+        gpu_dispatch_minutes=dispatch / 60,
         steps=shape["train_steps"],
         nodes_per_batch=train["nodes"],
         edges_per_batch=train["edges"],
         parameters=shape["parameters"],
     )
+
+
+def training_step_seconds(params: Mapping[str, Any], stats: DataStats) -> dict[str, float]:
+    """One training step's estimated seconds: ``cpu`` on one reference core (sampling included), ``host`` the
+    part that stays on the host beside a GPU, ``gpu`` device-busy on a speed-1 GPU, ``dispatch`` the host's
+    serial kernel launching beside a GPU (benchmarks/bench_gpu.py compares the last two with a real step)."""
+    shape = _gnn_shape(params, stats)
+    train = shape["train"]
+    dense = train["flop"] * TRAIN_FLOP_FACTOR / CPU_FLOPS
+    sparse = train["edge_work"] * TRAIN_FLOP_FACTOR * EDGE_SECONDS
+    host = (
+        SAMPLE_SECONDS_PER_ELEMENT * train["elements"] + MODULE_SECONDS * 2 * train["modules"] + STEP_SECONDS
+    )
+    gpu = dense / GPU_DENSE_SPEEDUP + sparse / GPU_EDGE_SPEEDUP
+    dispatch = GPU_DISPATCH_SECONDS * CONV_DISPATCH[shape["conv"]] * 2 * train["modules"]
+    return {"cpu": host + dense + sparse, "host": host, "gpu": gpu, "dispatch": dispatch}
 
 
 def work_terms(params: Mapping[str, Any], stats: DataStats) -> dict[str, float]:
@@ -206,6 +229,7 @@ def _gnn_shape(params: Mapping[str, Any], stats: DataStats) -> dict[str, Any]:
         "train": _batch_cost(stats, sub, conv, channels, layers, aggregations, batch),
         "eval": _batch_cost(stats, sub, conv, channels, layers, aggregations, eval_seeds),
         "parameters": _parameters(stats, conv, channels, layers, aggregations),
+        "conv": conv,
         "train_steps": epochs * steps,
         "eval_batches": eval_batches,
     }

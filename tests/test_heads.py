@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from models.heads import TaskSpec, make_head
+from tests.devices import DEVICES
 
 ROWS, CHANNELS = 64, 8
 
@@ -47,11 +48,13 @@ EXPECTED_OUTPUT = {
 EXPECTED_PREDICTION = {**EXPECTED_OUTPUT, "ranking": (ROWS, 3), "link_prediction": (ROWS, 3)}
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("task_type", list(EXPECTED_OUTPUT))
-def test_head_shapes_and_loss_goes_down(task_type):
+def test_head_shapes_and_loss_goes_down(task_type, device):
     torch.manual_seed(0)
     spec, x, y = toy(task_type)
-    head = make_head(spec, CHANNELS, layers=2)
+    x, y = x.to(device), y.to(device)
+    head = make_head(spec, CHANNELS, layers=2).to(device)
     out = head(x)
     assert out.shape == EXPECTED_OUTPUT[task_type]
     first = head.loss(out, y)

@@ -13,6 +13,7 @@ from models.trainer import TrainerConfig
 from resources.feature_store import NodeTable, build_feature_store, open_feature_store
 from resources.fetcher import TrainingSplit
 from resources.graph_store import EdgeList, build_graph_store, open_graph_store
+from tests.devices import DEVICES
 
 ANCHOR = 1_000_000
 
@@ -46,11 +47,12 @@ def repeat_graph(root, users: int = 150, items: int = 24, seed: int = 0):
     return open_graph_store(root / "graph"), open_feature_store(root / "features"), splits
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("revisits", [True, False])
-def test_revisit_scores_learn_repeat_links_a_target_vector_cannot(tmp_path, revisits):
+def test_revisit_scores_learn_repeat_links_a_target_vector_cannot(tmp_path, revisits, device):
     graph, features, splits = repeat_graph(tmp_path)
     config = GNNTrialConfig(GNNConfig(channels=32, revisits=revisits),
-                            TrainerConfig(epochs=12, lr=0.01, patience=0, seed=0, top_k=2, device="cpu"),
+                            TrainerConfig(epochs=12, lr=0.01, patience=0, seed=0, top_k=2, device=device),
                             fanouts=(8, 2), batch_size=32)  # fmt: skip
     result = run_gnn_trial(graph, features, splits, "link_prediction", config, threads=1,
                            label_values=list(range(24)), target_type="items")  # fmt: skip

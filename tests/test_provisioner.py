@@ -16,7 +16,7 @@ from resources.data_stats import DataStats, EdgeStats
 from resources.instance_catalogue import DEFAULT_CATALOGUE, CatalogueError, load_catalogue
 from resources.placement import GPU_RESOURCE, Placement
 from resources.provisioner import NodeProvisioner, ProvisioningError
-from resources.trial_estimate import estimate_trial
+from resources.trial_estimate import STARTUP_MINUTES, estimate_trial, training_step_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -152,6 +152,22 @@ def test_estimate_counts_the_sampled_subgraph_and_stays_sane():
         estimate_trial({**SMALL, "conv": "transformer"}, stats)
     with pytest.raises(ValueError, match="unknown model family"):
         estimate_trial({**SMALL, "family": "xgboost"}, stats)
+
+
+def test_a_faster_gpu_does_not_shorten_a_dispatch_bound_trial():
+    """Measured on an H200: small GNN steps wait on the host launching ~600 kernels, not on the device, so
+    the wall time has a floor that neither GPU speed nor vCPUs move; attention convs launch more per module."""
+    stats = shop()
+    small = estimate_trial({**SMALL, "channels": 16, "batch_size": 64}, stats)
+    assert small.gpu_dispatch_minutes > small.gpu_minutes  # dispatch-bound
+    fastest = small.gpu_wall_minutes(100.0, vcpus=32)
+    assert fastest >= STARTUP_MINUTES + small.gpu_dispatch_minutes
+    assert small.gpu_wall_minutes(6.0, vcpus=32) == pytest.approx(fastest)
+    assert small.gpu_utilisation(100.0, vcpus=32) < 0.05
+    hgt = estimate_trial({**SMALL, "channels": 16, "batch_size": 64, "conv": "hgt"}, stats)
+    assert hgt.gpu_dispatch_minutes > 4 * small.gpu_dispatch_minutes
+    step = training_step_seconds(SMALL, stats)
+    assert step["dispatch"] > 0 and step["cpu"] > step["host"] > 0
 
 
 @given(

@@ -11,6 +11,7 @@ from models.checkpoints import DirectoryCheckpoints
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
 from resources.fetcher import TrainingSplit
+from tests.devices import DEVICES
 from tests.model_helpers import signal_graph
 
 
@@ -29,9 +30,13 @@ class Interrupted(Exception):
     pass
 
 
-def test_resumed_training_reaches_the_same_result_as_an_uninterrupted_run(signal, tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+def test_resumed_training_reaches_the_same_result_as_an_uninterrupted_run(signal, tmp_path, device):
+    """Bit for bit on the CPU. On CUDA, scatter-sums add in a varying order (atomics), so two uninterrupted
+    runs differ in the last bits too: there the resumed run must match within float noise."""
     graph, features, splits = signal
-    whole = run_gnn_trial(graph, features, splits, "binary_classification", config(),
+    settings = config(device=device)
+    whole = run_gnn_trial(graph, features, splits, "binary_classification", settings,
                           DirectoryCheckpoints(tmp_path / "whole"), threads=1)  # fmt: skip
 
     def crash_after_epoch_1(epoch, metrics):
@@ -40,14 +45,22 @@ def test_resumed_training_reaches_the_same_result_as_an_uninterrupted_run(signal
 
     store = DirectoryCheckpoints(tmp_path / "resumed")
     with pytest.raises(Interrupted):
-        run_gnn_trial(graph, features, splits, "binary_classification", config(), store, crash_after_epoch_1,
+        run_gnn_trial(graph, features, splits, "binary_classification", settings, store, crash_after_epoch_1,
                       threads=1)  # fmt: skip
-    resumed = run_gnn_trial(graph, features, splits, "binary_classification", config(), store, threads=1)
+    resumed = run_gnn_trial(graph, features, splits, "binary_classification", settings, store, threads=1)
     assert resumed.fit.resumed_from == 1 and whole.fit.resumed_from is None
-    assert [row["loss"] for row in resumed.fit.history] == [row["loss"] for row in whole.fit.history]
+    exact = device == "cpu"
+    tolerance = {"rtol": 0, "atol": 0} if exact else {"rtol": 1e-3, "atol": 1e-3}
+    torch.testing.assert_close([row["loss"] for row in resumed.fit.history],
+                               [row["loss"] for row in whole.fit.history], **tolerance)  # fmt: skip
     for name, tensor in whole.model.state_dict().items():
-        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, rtol=0, atol=0)
-    assert resumed.metrics == whole.metrics
+        torch.testing.assert_close(resumed.model.state_dict()[name], tensor, **tolerance)
+    if exact:
+        assert resumed.metrics == whole.metrics
+    else:
+        for split, metrics in whole.metrics.items():
+            for name, value in metrics.items():
+                assert resumed.metrics[split][name] == pytest.approx(value, abs=0.02), (split, name)
 
 
 def test_a_different_seed_gives_a_different_run(signal):
@@ -101,3 +114,8 @@ def test_ranking_over_fewer_targets_than_k_counts_the_missing_places_as_misses(s
     assert set(metrics) == {"map@5", "recall@5", "precision@5", "ndcg@5"}
     assert metrics["recall@5"] == pytest.approx(1.0)  # every relevant category is among the 3 ranked
     assert metrics["precision@5"] == pytest.approx(1 / 5)  # one relevant per row, 5 places
+
+
+def test_an_unknown_precision_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="choose one of auto, tf32, bf16, fp32"):
+        TrainerConfig(precision="fp16")
