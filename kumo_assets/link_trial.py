@@ -16,12 +16,12 @@ import polars as pl
 
 from kumo_assets.keys import NODE_ID
 from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.trial import SPLITS, GBDTTrialResult
+from kumo_assets.trial import SPLITS, GBDTTrialResult, with_frozen_views
 from models.gbdt import GBDTConfig
 from models.gbdt_links import LinkRanker
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
-from models.propositional import PropositionalConfig, as_of_times, build_relational_features
+from models.propositional import ROW_CUTOFF, PropositionalConfig, as_of_times, build_relational_features
 
 __all__ = [
     "TARGET_FEATURES",
@@ -72,6 +72,8 @@ def run_gbdt_link_trial(
     candidates: CandidateConfig | None = None,
     objective: str = "lambdarank",
     train_negatives: int | None = 40,
+    freeze_validation: bool = False,
+    simulate_staleness: bool = False,
 ) -> GBDTTrialResult:
     """Fit the pair scorer on train, early-stop on val, and score every split's top-``top_k`` rankings.
 
@@ -79,6 +81,8 @@ def run_gbdt_link_trial(
     database for every row (the GBDT reads no row after it), as for the other task types.
     ``train_negatives``: training rows keep every positive candidate and at most this many negative ones
     (a fixed pseudo-random choice); None keeps all. Validation and test rows keep all their candidates.
+    ``simulate_staleness``/``freeze_validation``: as `run_gbdt_trial` (`with_frozen_views`): a row's
+    candidates and features are those of the database its view sees, its label stays its anchor's.
     """
     started = time.perf_counter()
     key = entity_keys.columns[0]
@@ -86,6 +90,7 @@ def run_gbdt_link_trial(
     unknown = rows.get_column(NODE_ID).null_count()
     if unknown:
         raise ValueError(f"{unknown} training-table rows name an entity missing from {entity_table}")
+    rows = with_frozen_views(rows, observe_until, simulate_staleness, freeze_validation)
     as_of = as_of_times(rows, observe_until).to_numpy()
     log = link_log(frames, schema, link.event_table, link.target_column, link.via)
     candidates = candidates or CandidateConfig()
@@ -97,19 +102,22 @@ def run_gbdt_link_trial(
     split_of_row = rows.get_column("split")
     if train_negatives is not None:  # before the wide joins: they dominate a link trial's memory
         pairs = subsample_training_negatives(pairs, split_of_row, train_negatives)
-    entity_design = build_relational_features(frames, schema, entity_table, rows.select(NODE_ID, "anchor_time"),
-                                              features or PropositionalConfig(), observe_until)  # fmt: skip
+    views = rows.select(
+        NODE_ID, "anchor_time", *([ROW_CUTOFF] if simulate_staleness or freeze_validation else [])
+    )
+    entity_design = build_relational_features(frames, schema, entity_table, views, features or PropositionalConfig(),
+                                              observe_until)  # fmt: skip
     pairs = _with_entity_and_target_features(frames, schema, link.target_table, pairs, entity_design, as_of)
     feature_seconds = time.perf_counter() - started
 
-    parts = {split: _split_pairs(pairs, split_of_row, split) for split in SPLITS}
+    parts = {split: _split_pairs(pairs, split_of_row, split) for split in (*SPLITS, "val_frozen")}
     del pairs  # the splits hold their own copies; wide pair frames dominate a link trial's memory
     ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective).fit(
         parts["train"][0], parts["val"][0]
     )
     ranker.classes_ = _target_keys(frames, schema, link.target_table, log.n_targets)
     metrics = {}
-    for split in ("val", "test"):
+    for split in ("val", "test", "val_frozen"):
         split_pairs, row_ids = parts[split]
         if not len(row_ids):
             continue
@@ -118,6 +126,8 @@ def run_gbdt_link_trial(
         truth = _relevant_lists(relevant, row_ids)
         metrics[split] = compute_metrics("link_prediction", truth, ranked, k=top_k)
         metrics[split]["candidate_recall"] = _candidate_recall(split_pairs, truth)
+    if "val_frozen" in metrics:  # early stopping used the fresh view; selection across families uses this one
+        metrics["val_fresh"], metrics["val"] = metrics["val"], metrics.pop("val_frozen")
     return GBDTTrialResult(ranker, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
                            len(ranker.feature_names), parts["train"][0].height)  # fmt: skip
 

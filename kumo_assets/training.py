@@ -159,11 +159,10 @@ def train_query_model(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
         if task_type == "link_prediction":
-            if config.simulate_staleness or _freezes_validation(config):
-                raise ValueError("the GBDT ranks links on fresh views only: set simulate_staleness and "
-                                 "freeze_validation false, or train the GNN (family: gnn)")  # fmt: skip
             result = run_gbdt_link_trial(frames, schema, entity_table, keys, table, link_query(meta["parsed"]),
-                                         gbdt, observe_until, query_top_k(meta))  # fmt: skip
+                                         gbdt, observe_until, query_top_k(meta),
+                                         freeze_validation=_freezes_validation(config),
+                                         simulate_staleness=config.simulate_staleness)  # fmt: skip
         else:
             result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
                                     freeze_validation=_freezes_validation(config),

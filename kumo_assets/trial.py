@@ -42,6 +42,7 @@ __all__ = [
     "merge_splits",
     "run_gbdt_trial",
     "run_gnn_trial",
+    "with_frozen_views",
 ]
 
 SPLITS = ("train", "val", "test")
@@ -240,6 +241,30 @@ class GBDTTrialResult:
             return path.read_bytes()
 
 
+def with_frozen_views(
+    rows: pl.DataFrame, observe_until: int | None, simulate_staleness: bool, freeze_validation: bool
+) -> pl.DataFrame:
+    """Training-table rows plus the views the frozen regime needs, each marked by its ``ROW_CUTOFF`` (the end
+    of the database it sees; null: its own anchor). ``simulate_staleness`` (needs ``observe_until``): the
+    training rows again as databases frozen up to the evaluation span earlier showed them
+    (`stale_view_rows`); ``freeze_validation``: the validation rows again as split ``val_frozen``, seeing the
+    database as of the first validation anchor, as `make_splits` shows them to the GNN."""
+    rows = rows.with_columns(pl.lit(None, pl.Int64).alias(ROW_CUTOFF))
+    if simulate_staleness:
+        if observe_until is None:
+            raise ValueError("simulate_staleness needs observe_until: the time the database is frozen at")
+        train = pl.col("split") == "train"
+        stale = stale_view_rows(rows.filter(train), int(observe_until), evaluation_span(rows) / DAY_SECONDS,
+                                keep_fresh=False)  # fmt: skip
+        rows = pl.concat([rows, stale.select(rows.columns)])
+    if freeze_validation:
+        validation = rows.filter(pl.col("split") == "val")
+        frozen = validation.with_columns(pl.lit(validation["anchor_time"].min(), pl.Int64).alias(ROW_CUTOFF),
+                                         pl.lit("val_frozen").alias("split"))  # fmt: skip
+        rows = pl.concat([rows, frozen])
+    return rows
+
+
 def run_gbdt_trial(
     frames: Mapping[str, pl.DataFrame],
     schema: GraphSchema,
@@ -268,29 +293,12 @@ def run_gbdt_trial(
     config = replace(config or GBDTConfig(), top_k=top_k)
     started = time.perf_counter()
     key = entity_keys.columns[0]
-    rows = table.join(
-        entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left"
-    ).with_columns(pl.lit(None, pl.Int64).alias(ROW_CUTOFF))  # fmt: skip
-    if simulate_staleness:
-        if observe_until is None:
-            raise ValueError("simulate_staleness needs observe_until: the time the database is frozen at")
-        train = pl.col("split") == "train"
-        stale = stale_view_rows(rows.filter(train), int(observe_until), evaluation_span(rows) / DAY_SECONDS,
-                                keep_fresh=False)  # fmt: skip
-        rows = pl.concat([rows, stale.select(rows.columns)])
+    rows = table.join(entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left")
+    rows = with_frozen_views(rows, observe_until, simulate_staleness, freeze_validation)
     entities = rows.select(
         NODE_ID, "anchor_time", *([ROW_CUTOFF] if simulate_staleness or freeze_validation else [])
     )
     splits = rows["split"]
-    if freeze_validation:  # the validation rows once more, seeing the database as of the first val anchor
-        first_val = rows.filter(pl.col("split") == "val")["anchor_time"].min()
-        val_rows = (splits == "val").to_numpy()
-        frozen = entities.filter(pl.Series(val_rows)).with_columns(
-            pl.lit(first_val, pl.Int64).alias(ROW_CUTOFF)
-        )
-        entities = pl.concat([entities, frozen])
-        splits = pl.concat([splits, pl.Series(["val_frozen"] * frozen.height)])
-        rows = pl.concat([rows, rows.filter(pl.Series(val_rows))])
     design = build_relational_features(frames, schema, entity_table, entities,
                                        features or PropositionalConfig(), observe_until)  # fmt: skip
     feature_seconds = time.perf_counter() - started

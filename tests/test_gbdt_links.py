@@ -129,6 +129,33 @@ def test_the_gbdt_ranks_repeat_purchases_far_above_popularity(baskets, tmp_path)
     assert np.array_equal(result.model.rank(pairs, 2, fallback), loaded.rank(pairs, 2, fallback))
 
 
+def _link_trial(baskets, table: pl.DataFrame, **views):
+    schema, tables, built = baskets
+    keys = tables["users"].select("user_id", NODE_ID)
+    return run_gbdt_link_trial(tables, schema, "users", keys, table, link_query(built.meta["parsed"]),
+                               GBDTConfig(n_estimators=30, threads=1), top_k=5, **views)  # fmt: skip
+
+
+def test_frozen_views_rank_from_the_database_their_view_sees(baskets):
+    """Validation frozen at its first anchor: with one validation anchor that view is the fresh one, so the
+    metrics must be equal. With two, the later anchor's frozen rows see 30 fewer days; stale training views
+    add training pairs as databases frozen a year earlier (day 85) showed them."""
+    schema, tables, built = baskets
+    one = _link_trial(baskets, built.table, freeze_validation=True)
+    assert one.metrics["val"] == one.metrics["val_fresh"]
+
+    two_anchors = build_training_table(QUERY, schema, tables, AnchorPlan(timestamps={
+        "train": PLAN.timestamps["train"], "val": [START + DAY * 300, START + DAY * 315],
+        "test": [START + DAY * 345]})).table  # fmt: skip
+    fresh = _link_trial(baskets, two_anchors, observe_until=START + 450 * DAY)
+    frozen = _link_trial(baskets, two_anchors, observe_until=START + 450 * DAY, freeze_validation=True,
+                         simulate_staleness=True)  # fmt: skip
+    assert frozen.metrics["val"] != frozen.metrics["val_fresh"]
+    assert set(frozen.metrics["val"]) == set(frozen.metrics["val_fresh"]) == set(fresh.metrics["val"])
+    assert frozen.train_rows > fresh.train_rows  # training anchors at days 90 and 105 also seen as of day 85
+    assert "anchor_gap_days" in frozen.model.feature_names  # how stale a row's view is
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 4), st.floats(-5, 5), st.booleans()), min_size=1, max_size=30),
        st.integers(1, 4))  # fmt: skip
@@ -211,11 +238,19 @@ def test_gbdt_trains_a_link_query_through_dagster(tmp_path):
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
         model = [a for a in defs.assets if a.key == AssetKey(["shop", "model", "next_products"])]
-        run_config = {"ops": {"shop__model__next_products": {"config": {"family": "gbdt", "gbdt_trees": 20}}}}
-        assert materialize(model, resources=defs.resources, instance=instance, run_config=run_config).success
+        for frozen in (False, True):  # frozen: validation as of its first anchor (as search_staleness does)
+            config = {"family": "gbdt", "gbdt_trees": 20, "freeze_validation": frozen}
+            run_config = {"ops": {"shop__model__next_products": {"config": config}}}
+            assert materialize(
+                model, resources=defs.resources, instance=instance, run_config=run_config
+            ).success
 
-    (trained,) = (tmp_path / "plane" / "shop" / "models" / "next_products").iterdir()
-    summary = json.loads((trained / "summary.json").read_text())
+    summaries = {}
+    for trained in (tmp_path / "plane" / "shop" / "models" / "next_products").iterdir():
+        summary = json.loads((trained / "summary.json").read_text())
+        summaries[summary["config"]["freeze_validation"]] = trained, summary
+    assert "val_fresh" in summaries[True][1]["metrics"] and "val_fresh" not in summaries[False][1]["metrics"]
+    trained, summary = summaries[False]
     assert summary["family"] == "gbdt" and summary["task_type"] == "link_prediction"
     assert {"map@5", "recall@5", "candidate_recall"} <= set(summary["metrics"]["test"])
     ranker = LinkRanker.load(trained / "model.lgb")

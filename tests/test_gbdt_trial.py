@@ -6,8 +6,9 @@ import polars as pl
 import pytest
 
 from kumo_assets.keys import NODE_ID
-from kumo_assets.trial import evaluation_span, run_gbdt_trial
+from kumo_assets.trial import evaluation_span, run_gbdt_trial, with_frozen_views
 from models.gbdt import GBDTConfig
+from models.propositional import ROW_CUTOFF
 from tests.test_propositional import DAY, SMALL, shop_schema, shop_tables
 
 # Users 10 and 11 order every 20 / 90 days from day 0 to day 1400 (product 7, amount = day).
@@ -55,3 +56,18 @@ def test_staleness_adds_each_training_row_as_earlier_frozen_views() -> None:
 def test_staleness_without_a_frozen_database_is_refused() -> None:
     with pytest.raises(ValueError, match="observe_until"):
         run(training_table(), simulate_staleness=True)
+
+
+def test_frozen_views_add_stale_training_rows_and_frozen_validation_rows() -> None:
+    table = training_table()
+    views = with_frozen_views(table, OBSERVE_UNTIL, simulate_staleness=True, freeze_validation=True)
+    assert views.head(table.height).drop(ROW_CUTOFF).equals(table)  # the table's own rows first, untouched
+    assert views.head(table.height)[ROW_CUTOFF].null_count() == table.height
+    stale = views.slice(table.height).filter(pl.col("split") == "train")
+    assert sorted(zip(stale["anchor_time"], stale[ROW_CUTOFF], strict=True)) == sorted(
+        [(400 * DAY, 270 * DAY), (900 * DAY, 635 * DAY)] * 2
+    )
+    frozen = views.filter(pl.col("split") == "val_frozen")
+    assert frozen.drop(ROW_CUTOFF, "split").equals(table.filter(pl.col("split") == "val").drop("split"))
+    assert frozen[ROW_CUTOFF].to_list() == [1000 * DAY] * frozen.height  # the first validation anchor
+    assert with_frozen_views(table, None, False, False).drop(ROW_CUTOFF).equals(table)
