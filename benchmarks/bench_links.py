@@ -117,7 +117,7 @@ def train_gnn(spec, frames: dict, metas: dict, table: pl.DataFrame, scratch: Pat
     config = GNNTrialConfig(GNNConfig(conv="sage", channels=64, layers=2, aggr="sum", norm="layer",
                                       revisits=args.gnn_revisits),
                             TrainerConfig(epochs=args.gnn_epochs, lr=0.005, seed=args.seed, patience=0, top_k=K),
-                            fanouts=tuple(args.gnn_fanouts), batch_size=256)  # fmt: skip
+                            fanouts=tuple(args.gnn_fanouts), strategy=args.gnn_strategy, batch_size=256)  # fmt: skip
     started = time.perf_counter()
     result = run_gnn_trial(
         graph,
@@ -150,6 +150,12 @@ def main() -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="the GNN's link head also scores targets in the seed's own subgraph",
+    )
+    parser.add_argument(
+        "--gnn-strategy",
+        default="uniform",
+        choices=["uniform", "last"],
+        help="which neighbours the GNN's sampler keeps: a uniform draw or the most recent",
     )
     parser.add_argument(
         "--gnn-fanouts",

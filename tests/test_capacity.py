@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 
 import kubernetes_validate
 import optuna
@@ -13,7 +14,7 @@ from dagster._core.test_utils import create_run_for_test
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resources.capacity import BUDGET_ATTR, plan_capacity, pods_per_node
+from resources.capacity import BUDGET_ATTR, CapacityPlan, NodeDemand, plan_capacity, pods_per_node
 from resources.capacity_backends import DryRunCapacity, KubernetesHeadroom
 from resources.data_plane import DataPlane
 from resources.instance_catalogue import InstanceType
@@ -21,6 +22,7 @@ from resources.placement import GPU_RESOURCE, Placement
 from resources.provisioner import NodeProvisioner
 from resources.studies import StudyStorage
 from sensors.capacity import capacity_sensor
+from tests.fake_k8s_api import deployments_api_server
 from tests.test_provisioner import MEDIUM, SMALL, shop
 
 NOW = 1_800_000_000.0
@@ -138,3 +140,48 @@ def test_the_sensor_records_its_plan_on_the_data_plane(tmp_path):
         with build_sensor_context(instance=instance, resources=resources) as context:
             assert "no cluster capacity needed" in capacity_sensor(context).skip_message
         assert plane.get_json("capacity", "plan.json")["total_nodes"] == 0
+
+
+def test_headroom_apply_creates_replaces_and_scales_down_through_the_api(tmp_path, monkeypatch):
+    """The real kubernetes client against an in-memory Deployments endpoint (`tests.fake_k8s_api`): the first
+    plan's Deployments are created as built offline; the next plan replaces the one still demanded and scales
+    the one no longer demanded to zero; Deployments without the headroom label are left alone."""
+    for proxy in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    gpu = NodeDemand("g5.xlarge", "spot", nodes=2, pods=4, pods_per_node=2,
+                     node_selector={"node.kubernetes.io/instance-type": "g5.xlarge"},
+                     tolerations=[{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+                     pod_cpu=1.5, pod_memory_gib=6.0, pod_gpus=1, studies=["gpu-study"])  # fmt: skip
+    cpu = NodeDemand("m7i.2xlarge", "on-demand", nodes=1, pods=3, pods_per_node=3,
+                     node_selector={"node.kubernetes.io/instance-type": "m7i.2xlarge"}, tolerations=[],
+                     pod_cpu=2.0, pod_memory_gib=7.5, pod_gpus=0, studies=["cpu-study"])  # fmt: skip
+    with deployments_api_server(tmp_path / "kubeconfig") as server:
+        backend = KubernetesHeadroom(namespace="kumo", kubeconfig_file=str(tmp_path / "kubeconfig"))
+        foreign = {
+            **backend.deployment(cpu),
+            "metadata": {"name": "web", "namespace": "kumo", "labels": {"app": "web"}},
+        }
+        server.deployments[("kumo", "web")] = foreign
+        first_plan = CapacityPlan(NOW, [gpu, cpu], [])
+        first = backend.apply(first_plan)
+        built = {body["metadata"]["name"]: body for body in backend.deployments(first_plan)}
+        assert first["deployments"] == sorted(built) and first["scaled_to_zero"] == []
+        assert {name: server.deployments[("kumo", name)] for name in built} == built  # sent as built offline
+
+        second = backend.apply(CapacityPlan(NOW, [replace(gpu, nodes=3)], []))
+        gpu_name, cpu_name = (body["metadata"]["name"] for body in backend.deployments(first_plan))
+        assert second["deployments"] == [gpu_name] and second["scaled_to_zero"] == [cpu_name]
+        replicas = {name: body["spec"]["replicas"] for (_, name), body in server.deployments.items()}
+        assert replicas == {gpu_name: 3, cpu_name: 0, "web": 1}
+        # create after a 404 on replace; then replace in place; only headroom Deployments are listed and scaled
+        assert [method for method, _ in server.received] == [
+            "PUT",
+            "POST",
+            "PUT",
+            "POST",
+            "GET",
+            "PUT",
+            "GET",
+            "PATCH",
+        ]
+        assert "labelSelector=app%3Dkumo-headroom" in server.received[4][1]

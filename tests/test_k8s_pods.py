@@ -10,9 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +38,7 @@ from resources.k8s_launcher import (
 )
 from resources.launchers import TRIAL_COMMAND
 from resources.placement import GPU_RESOURCE, Placement
+from tests.fake_k8s_api import forbidding_api_server
 
 K8S_VERSION = "1.33.0"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -288,67 +287,11 @@ def test_rbac_objects_are_valid_and_grant_what_the_pipes_client_needs() -> None:
     assert LAUNCHER.service_account_name in accounts
 
 
-class _ForbiddenApiServer(BaseHTTPRequestHandler):
-    """Answers every request like an API server whose caller lacks RBAC, keeping the pod bodies it was sent."""
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        self.server.received.append({"path": self.path, "body": json.loads(self.rfile.read(length))})
-        self._forbidden()
-
-    def do_GET(self) -> None:
-        self._forbidden()
-
-    def do_DELETE(self) -> None:
-        self._forbidden()
-
-    def _forbidden(self) -> None:
-        status = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "reason": "Forbidden",
-            "code": 403,
-            "message": 'pods is forbidden: User "system:anonymous" cannot create resource "pods"',
-        }
-        payload = json.dumps(status).encode()
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture
 def forbidding_kubeconfig(tmp_path: Path) -> Iterator[tuple[Path, list[dict[str, Any]]]]:
-    """A kubeconfig pointing at a local endpoint that refuses everything; the global client config is restored."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ForbiddenApiServer)
-    server.received = []
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {"name": "local", "cluster": {"server": f"http://127.0.0.1:{server.server_address[1]}"}}
-        ],
-        "users": [{"name": "anonymous", "user": {}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "anonymous"}}],
-        "current-context": "local",
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    saved = kubernetes.client.Configuration.get_default_copy()
-    try:
-        yield path, server.received
-    finally:
-        kubernetes.client.Configuration.set_default(saved)
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    """A kubeconfig pointing at a local endpoint that refuses everything (`tests.fake_k8s_api`)."""
+    with forbidding_api_server(tmp_path / "kubeconfig") as received:
+        yield tmp_path / "kubeconfig", received
 
 
 @pytest.mark.integration
