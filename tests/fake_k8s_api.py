@@ -18,7 +18,20 @@ import kubernetes
 import yaml
 
 
-class _ForbiddenApiServer(BaseHTTPRequestHandler):
+class _JsonHandler(BaseHTTPRequestHandler):
+    def _send(self, code: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _ForbiddenApiServer(_JsonHandler):
     """Answers every request like an API server whose caller lacks RBAC, keeping the pod bodies it was sent."""
 
     def do_POST(self) -> None:
@@ -33,23 +46,8 @@ class _ForbiddenApiServer(BaseHTTPRequestHandler):
         self._forbidden()
 
     def _forbidden(self) -> None:
-        status = {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Failure",
-            "reason": "Forbidden",
-            "code": 403,
-            "message": 'pods is forbidden: User "system:anonymous" cannot create resource "pods"',
-        }
-        payload = json.dumps(status).encode()
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+        message = 'pods is forbidden: User "system:anonymous" cannot create resource "pods"'
+        self._send(403, _status(403, "Forbidden", message))
 
 
 DEPLOYMENT_PATH = re.compile(
@@ -57,7 +55,7 @@ DEPLOYMENT_PATH = re.compile(
 )
 
 
-class _DeploymentsApiServer(BaseHTTPRequestHandler):
+class _DeploymentsApiServer(_JsonHandler):
     """apps/v1 Deployments kept in ``server.deployments`` ((namespace, name) -> object): POST creates (409 if
     present), PUT replaces (404 if absent), GET lists (``labelSelector=key=value``), PATCH .../scale sets
     the replicas. Every request is kept in ``server.received`` as (method, path)."""
@@ -113,17 +111,6 @@ class _DeploymentsApiServer(BaseHTTPRequestHandler):
                          "metadata": {"name": name, "namespace": namespace},
                          "spec": {"replicas": body["spec"]["replicas"]},
                          "status": {"replicas": body["spec"]["replicas"]}})  # fmt: skip
-
-    def _send(self, code: int, payload: dict[str, Any]) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 def _status(code: int, reason: str, message: str) -> dict[str, Any]:
