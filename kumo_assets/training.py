@@ -71,6 +71,9 @@ class ModelRunConfig(Config):
     weight_decay: float = 0.0
     batch_size: int = 512
     fanouts: list[int] = [16, 8]
+    sampling_strategy: str = (
+        "uniform"  # the neighbours each hop keeps: a uniform draw, or "last" (most recent)
+    )
     max_steps_per_epoch: int = 2000
     seed: int = 0
     device: str = "auto"
@@ -187,7 +190,7 @@ def train_query_model(
             TrainerConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                           max_steps_per_epoch=config.max_steps_per_epoch, seed=config.seed, device=config.device,
                           patience=0 if config.refit else TrainerConfig.patience, top_k=query_top_k(meta)),
-            fanouts=tuple(config.fanouts), batch_size=config.batch_size,
+            fanouts=tuple(config.fanouts), strategy=config.sampling_strategy, batch_size=config.batch_size,
         )  # fmt: skip
         result = run_gnn_trial(
             graph, features, splits, task_type, trial, DataPlaneCheckpoints(data_plane, *prefix, "checkpoints"),

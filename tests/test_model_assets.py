@@ -84,3 +84,15 @@ def test_unknown_family_fails_with_the_choices(shop):
         assert run(defs, None, instance, epochs=1, channels=8, fanouts=[2], device="cpu").success
         with pytest.raises(ValueError, match="choose gnn or gbdt"):
             run(defs, [MODEL], instance, family="xgboost")
+        # the sampling strategy reaches the sampler: an unknown one fails there, with the choices
+        with pytest.raises(ValueError, match="strategy must be 'uniform' or 'last', got 'newest'"):
+            run(
+                defs,
+                [MODEL],
+                instance,
+                epochs=1,
+                channels=8,
+                fanouts=[2],
+                device="cpu",
+                sampling_strategy="newest",
+            )

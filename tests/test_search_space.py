@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from kumo_assets.training import ModelRunConfig
 from models.gnn import GNNConfig
 from models.metrics import TASK_TYPES
-from models.search_space import MODES, SAMPLING_PRESETS, sampling_key, search_space
+from models.search_space import MODES, PRESET_STRATEGIES, SAMPLING_PRESETS, sampling_key, search_space
+from resources.sampler import SamplerConfig
 
 TASKS = ["binary_classification", "regression", "multiclass_classification", "multilabel_classification",
          "link_prediction"]  # fmt: skip
@@ -37,6 +38,7 @@ def test_every_draw_is_a_valid_run_config(mode, task_type, seed):
             GNNConfig(conv=config.conv, channels=config.channels, layers=config.layers, aggr=config.aggr)
             assert len(config.fanouts) == config.layers
             assert (config.batch_size, tuple(config.fanouts)) in SAMPLING_PRESETS.values()
+            SamplerConfig(tuple(config.fanouts), config.sampling_strategy)  # a strategy the sampler knows
             assert space.epochs[0] <= config.epochs <= space.epochs[1]
             assert space.lr[0] <= config.lr <= space.lr[1]
             assert config.conv in space.convs and config.channels in space.channels
@@ -57,6 +59,16 @@ def test_link_prediction_also_searches_wide_first_hops_of_history():
     assert len(fanouts) == 2 and fanouts[0] > max(
         f[0] for n, (_, f) in SAMPLING_PRESETS.items() if n != "history2"
     )
+    # the history preset keeps the entity's most recent links; its trials cache their own batches
+    params = draws(search_space("link_prediction", "best", families=("gnn",)), 60, seed=1)
+    history = [p for p in params if tuple(p["fanouts"]) == fanouts]
+    others = [p for p in params if tuple(p["fanouts"]) != fanouts]
+    assert history and others and PRESET_STRATEGIES["history2"] == "last"
+    assert {p["sampling_strategy"] for p in history} == {"last"} and {
+        p["sampling_strategy"] for p in others
+    } == {"uniform"}
+    uniform = {**history[0], "sampling_strategy": "uniform"}
+    assert sampling_key(uniform) != sampling_key(history[0])
 
 
 def test_modes_grow_and_overrides_apply():
