@@ -77,6 +77,9 @@ class ModelRunConfig(Config):
     max_steps_per_epoch: int = 2000
     seed: int = 0
     device: str = "auto"
+    precision: str = (
+        "auto"  # on CUDA: auto/tf32 (TF32 matmuls), bf16 (autocast) or fp32; the CPU is always fp32
+    )
     threads: int | None = (
         None  # CPU threads (sampling + torch); default half the cores: steps run two at a time
     )
@@ -189,6 +192,7 @@ def train_query_model(
                       dropout=config.dropout, absolute_time=config.absolute_time),
             TrainerConfig(epochs=config.epochs, lr=config.lr, weight_decay=config.weight_decay,
                           max_steps_per_epoch=config.max_steps_per_epoch, seed=config.seed, device=config.device,
+                          precision=config.precision,
                           patience=0 if config.refit else TrainerConfig.patience, top_k=query_top_k(meta)),
             fanouts=tuple(config.fanouts), strategy=config.sampling_strategy, batch_size=config.batch_size,
         )  # fmt: skip

@@ -84,7 +84,9 @@ def test_unknown_family_fails_with_the_choices(shop):
         assert run(defs, None, instance, epochs=1, channels=8, fanouts=[2], device="cpu").success
         with pytest.raises(ValueError, match="choose gnn or gbdt"):
             run(defs, [MODEL], instance, family="xgboost")
-        # the sampling strategy reaches the sampler: an unknown one fails there, with the choices
+        # the precision reaches the trainer and the sampling strategy the sampler: unknown ones fail there
+        with pytest.raises(ValueError, match="precision 'fp16': choose one of auto, tf32, bf16, fp32"):
+            run(defs, [MODEL], instance, epochs=1, channels=8, fanouts=[2], device="cpu", precision="fp16")
         with pytest.raises(ValueError, match="strategy must be 'uniform' or 'last', got 'newest'"):
             run(
                 defs,
