@@ -18,6 +18,7 @@ import itertools
 import json
 import os
 import platform
+import resource
 import sys
 import tempfile
 import time
@@ -151,6 +152,9 @@ def measure_shape(stores: tuple, splits: dict, prepared: dict, params: dict, arg
         free, total = torch.cuda.mem_get_info()
         # what the process holds beyond the caching allocator's pool: the CUDA context and libraries
         row["gpu_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
+        # the process's peak so far (shapes run in order): the host memory beside a GPU that the estimate's
+        # BASE_HOST_GPU_GIB assumes (a CUDA build of torch maps its libraries)
+        row["host_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
         row["gpu_end_to_end_step_s"] = time_end_to_end(trainer, stores, splits["train"], params,
                                                        args.gpu_steps, threads=args.sample_threads)  # fmt: skip
         # the estimate's GPU step: the device's work (speed-1 GPU) or the host's dispatch, whichever is longer
