@@ -16,12 +16,12 @@ import polars as pl
 
 from kumo_assets.keys import NODE_ID
 from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.trial import SPLITS, GBDTTrialResult, with_frozen_views
+from kumo_assets.trial import SPLITS, GBDTTrialResult, view_entities, with_frozen_views
 from models.gbdt import GBDTConfig
 from models.gbdt_links import LinkRanker
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
-from models.propositional import ROW_CUTOFF, PropositionalConfig, as_of_times, build_relational_features
+from models.propositional import PropositionalConfig, as_of_times, build_relational_features
 
 __all__ = [
     "TARGET_FEATURES",
@@ -102,9 +102,7 @@ def run_gbdt_link_trial(
     split_of_row = rows.get_column("split")
     if train_negatives is not None:  # before the wide joins: they dominate a link trial's memory
         pairs = subsample_training_negatives(pairs, split_of_row, train_negatives)
-    views = rows.select(
-        NODE_ID, "anchor_time", *([ROW_CUTOFF] if simulate_staleness or freeze_validation else [])
-    )
+    views = view_entities(rows, simulate_staleness or freeze_validation)
     entity_design = build_relational_features(frames, schema, entity_table, views, features or PropositionalConfig(),
                                               observe_until)  # fmt: skip
     pairs = _with_entity_and_target_features(frames, schema, link.target_table, pairs, entity_design, as_of)

@@ -42,6 +42,7 @@ __all__ = [
     "merge_splits",
     "run_gbdt_trial",
     "run_gnn_trial",
+    "view_entities",
     "with_frozen_views",
 ]
 
@@ -265,6 +266,12 @@ def with_frozen_views(
     return rows
 
 
+def view_entities(rows: pl.DataFrame, views: bool) -> pl.DataFrame:
+    """What `build_relational_features` reads of `with_frozen_views` rows: the entity, its anchor and, when
+    some rows see an earlier database (``views``), their cutoff (the features then say how stale each is)."""
+    return rows.select(NODE_ID, "anchor_time", *([ROW_CUTOFF] if views else []))
+
+
 def run_gbdt_trial(
     frames: Mapping[str, pl.DataFrame],
     schema: GraphSchema,
@@ -295,9 +302,7 @@ def run_gbdt_trial(
     key = entity_keys.columns[0]
     rows = table.join(entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left")
     rows = with_frozen_views(rows, observe_until, simulate_staleness, freeze_validation)
-    entities = rows.select(
-        NODE_ID, "anchor_time", *([ROW_CUTOFF] if simulate_staleness or freeze_validation else [])
-    )
+    entities = view_entities(rows, simulate_staleness or freeze_validation)
     splits = rows["split"]
     design = build_relational_features(frames, schema, entity_table, entities,
                                        features or PropositionalConfig(), observe_until)  # fmt: skip
