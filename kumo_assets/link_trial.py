@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
+import polars.selectors as cs
 
 from kumo_assets.keys import NODE_ID
 from kumo_assets.pql.schema import GraphSchema
@@ -22,6 +23,7 @@ from models.gbdt_links import LinkRanker
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
 from models.propositional import PropositionalConfig, as_of_times, build_relational_features
+from models.uncertainty import ScoredRows
 
 __all__ = [
     "TARGET_FEATURES",
@@ -105,29 +107,97 @@ def run_gbdt_link_trial(
     views = view_entities(rows, simulate_staleness or freeze_validation)
     entity_design = build_relational_features(frames, schema, entity_table, views, features or PropositionalConfig(),
                                               observe_until)  # fmt: skip
-    pairs = _with_entity_and_target_features(frames, schema, link.target_table, pairs, entity_design, as_of)
+    widen = PairWidener(frames, schema, link.target_table, pairs, entity_design, as_of)
+    pairs = as_float32(pairs)
     feature_seconds = time.perf_counter() - started
 
-    parts = {split: _split_pairs(pairs, split_of_row, split) for split in (*SPLITS, "val_frozen")}
-    del pairs  # the splits hold their own copies; wide pair frames dominate a link trial's memory
+    # Only the pairs LightGBM needs at once are wide (train, and val for early stopping); evaluation widens
+    # and ranks a bounded number of pairs at a time, so memory does not grow with the rows scored.
+    row_ids = {split: np.flatnonzero((split_of_row == split).to_numpy()) for split in (*SPLITS, "val_frozen")}
     ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective).fit(
-        parts["train"][0], parts["val"][0]
+        widen(pairs, row_ids["train"]), widen(pairs, row_ids["val"])
     )
     ranker.classes_ = _target_keys(frames, schema, link.target_table, log.n_targets)
-    metrics = {}
+    train_pairs = int(pairs.get_column("row").is_in(row_ids["train"]).sum())
+    metrics, scored = {}, {}
     for split in ("val", "test", "val_frozen"):
-        split_pairs, row_ids = parts[split]
-        if not len(row_ids):
+        if not len(row_ids[split]):
             continue
-        fallback = popularity_order(log, int(as_of[row_ids].min()), candidates)
-        ranked = ranker.rank(split_pairs, len(row_ids), fallback)
-        truth = _relevant_lists(relevant, row_ids)
+        fallback = popularity_order(log, int(as_of[row_ids[split]].min()), candidates)
+        ranked, split_pairs = rank_in_chunks(ranker, pairs, row_ids[split], widen, fallback)
+        truth = _relevant_lists(relevant, row_ids[split])
         metrics[split] = compute_metrics("link_prediction", truth, ranked, k=top_k)
         metrics[split]["candidate_recall"] = _candidate_recall(split_pairs, truth)
+        scored[split] = ScoredRows(truth, ranked, rows.get_column(NODE_ID).to_numpy()[row_ids[split]])
     if "val_frozen" in metrics:  # early stopping used the fresh view; selection across families uses this one
         metrics["val_fresh"], metrics["val"] = metrics["val"], metrics.pop("val_frozen")
+        scored["val"] = scored.pop("val_frozen")
     return GBDTTrialResult(ranker, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
-                           len(ranker.feature_names), parts["train"][0].height)  # fmt: skip
+                           len(ranker.feature_names), train_pairs, scored)  # fmt: skip
+
+
+PAIRS_PER_CHUNK = 100_000  # wide pairs ranked at once: ~0.4 GB at 1,000 float32 features
+
+
+def rank_in_chunks(
+    ranker: LinkRanker,
+    pairs: pl.DataFrame,
+    row_ids: np.ndarray,
+    widen: PairWidener,
+    fallback: np.ndarray,
+    pairs_per_chunk: int | None = None,
+) -> tuple[np.ndarray, pl.DataFrame]:
+    """Rankings of the table rows ``row_ids`` (in that order), widening at most ``pairs_per_chunk`` (default
+    `PAIRS_PER_CHUNK`) candidate pairs at a time, or one row's when it has more (a row is never split);
+    also their narrow pairs, rows local."""
+    limit = max(pairs_per_chunk or PAIRS_PER_CHUNK, 1)
+    counts = np.bincount(pairs.get_column("row").to_numpy(), minlength=int(row_ids.max()) + 1)[row_ids]
+    chunk_of_row, filled, chunk = np.empty(len(row_ids), dtype=np.int64), 0, 0
+    for position, count in enumerate(counts.tolist()):
+        if filled and filled + count > limit:
+            chunk, filled = chunk + 1, 0
+        chunk_of_row[position], filled = chunk, filled + count
+    rankings = []
+    for chunk in np.unique(chunk_of_row):
+        chunk_rows = row_ids[chunk_of_row == chunk]
+        rankings.append(ranker.rank(widen(pairs, chunk_rows), len(chunk_rows), fallback))
+    return np.concatenate(rankings), _local_rows(pairs, row_ids)
+
+
+class PairWidener:
+    """Candidate pairs of chosen table rows joined with their entity's features and their target's (as of
+    the row's view), rows renumbered 0..n-1 in the order given. Both feature sets are built once, over
+    every row and every pair, so that all splits share columns and category codes."""
+
+    def __init__(self, frames: Mapping[str, pl.DataFrame], schema: GraphSchema, target_table: str,
+                 pairs: pl.DataFrame, entity_design: pl.DataFrame, as_of: np.ndarray) -> None:  # fmt: skip
+        self.as_of = pl.Series("as_of", as_of.astype(np.int64))
+        self.entity = (
+            as_float32(entity_design).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+        )
+        queries = pl.DataFrame(
+            {NODE_ID: pairs.get_column("target"), "anchor_time": self.as_of[pairs.get_column("row")]}
+        )
+        queries = queries.unique()
+        targets = as_float32(
+            build_relational_features(frames, schema, target_table, queries, TARGET_FEATURES)
+        )
+        targets = targets.rename({name: f"target__{name}" for name in targets.columns})
+        self.targets = queries.rename({NODE_ID: "target", "anchor_time": "as_of"}).hstack(targets)
+
+    def __call__(self, pairs: pl.DataFrame, row_ids: np.ndarray) -> pl.DataFrame:
+        local = _local_rows(pairs, row_ids, keep_row=True)
+        local = local.with_columns(as_of=self.as_of[local.get_column("row")])
+        wide = local.join(self.targets, on=["target", "as_of"], how="left").join(
+            self.entity, on="row", how="left"
+        )
+        return wide.drop("as_of", "row").rename({"_local": "row"}).select("row", pl.exclude("row"))
+
+
+def as_float32(frame: pl.DataFrame) -> pl.DataFrame:
+    """Float64 feature columns as Float32: LightGBM reads float32 anyway (`feature_matrix`), so this halves a
+    wide frame and changes no score."""
+    return frame.with_columns(cs.float().cast(pl.Float32))
 
 
 def subsample_training_negatives(pairs: pl.DataFrame, split_of_row: pl.Series, limit: int) -> pl.DataFrame:
@@ -137,28 +207,6 @@ def subsample_training_negatives(pairs: pl.DataFrame, split_of_row: pl.Series, l
     draw = pl.struct("row", "target").hash(seed=17).rank("ordinal").over("row", pl.col("label"))
     keep = ~pl.col("training") | (pl.col("label") > 0) | (draw <= limit)
     return pairs.with_columns(training=training).filter(keep).drop("training")
-
-
-def _with_entity_and_target_features(
-    frames: Mapping[str, pl.DataFrame],
-    schema: GraphSchema,
-    target_table: str,
-    pairs: pl.DataFrame,
-    entity_design: pl.DataFrame,
-    as_of: np.ndarray,
-) -> pl.DataFrame:
-    """Pair rows joined with their row's entity features and their target's features as of the row."""
-    pairs = pairs.with_columns(as_of=pl.Series(as_of)[pairs.get_column("row")])
-    queries = pairs.select(pl.col("target").alias(NODE_ID), pl.col("as_of").alias("anchor_time")).unique()
-    targets = build_relational_features(frames, schema, target_table, queries, TARGET_FEATURES)
-    targets = targets.rename({name: f"target__{name}" for name in targets.columns})
-    targets = queries.rename({NODE_ID: "target", "anchor_time": "as_of"}).hstack(targets)
-    entity = entity_design.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
-    return (
-        pairs.join(targets, on=["target", "as_of"], how="left")
-        .join(entity, on="row", how="left")
-        .drop("as_of")
-    )
 
 
 def _relevant_targets(
@@ -191,14 +239,14 @@ def _single_key(schema: GraphSchema, table: str) -> str:
     return primary_key[0]
 
 
-def _split_pairs(pairs: pl.DataFrame, split_of_row: pl.Series, split: str) -> tuple[pl.DataFrame, np.ndarray]:
-    """One split's pairs with rows renumbered 0..n-1 in table order, and the table rows they came from."""
-    row_ids = np.flatnonzero((split_of_row == split).to_numpy())
+def _local_rows(pairs: pl.DataFrame, row_ids: np.ndarray, keep_row: bool = False) -> pl.DataFrame:
+    """The pairs of table rows ``row_ids``, sorted by (row, target), with ``_local`` (``keep_row``) or ``row``
+    the row's position in ``row_ids``."""
     renumber = pl.DataFrame(
         {"row": row_ids.astype(np.int64), "_local": np.arange(len(row_ids), dtype=np.int64)}
     )
-    local = pairs.join(renumber, on="row").drop("row").rename({"_local": "row"})
-    return local.select("row", pl.exclude("row")).sort("row", "target"), row_ids
+    local = pairs.join(renumber, on="row").sort("_local", "target")
+    return local if keep_row else local.drop("row").rename({"_local": "row"}).select("row", pl.exclude("row"))
 
 
 def _relevant_lists(relevant: pl.DataFrame, row_ids: np.ndarray) -> list[np.ndarray]:

@@ -11,7 +11,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 from dagster import (
@@ -48,6 +48,7 @@ from models.checkpoints import DataPlaneCheckpoints
 from models.gbdt import GBDTConfig
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
+from models.uncertainty import metric_intervals
 from resources.batch_cache import BatchCache
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
@@ -111,6 +112,7 @@ class TrainedModel:
     resumed_from: int | None
     uri: str
     best_epoch: int | None = None
+    intervals: dict = field(default_factory=dict)  # split -> the tune metric's 95% interval over entities
 
 
 def _epoch_seconds(value: str | None) -> int | None:
@@ -208,11 +210,14 @@ def train_query_model(
         data_plane.put_bytes(gnn_artifacts(result), *prefix, "model.pt")
     else:
         raise ValueError(f"unknown model family {config.family!r}: choose gnn or gbdt")
+    intervals = metric_intervals(task_type, result.scored, k=query_top_k(meta))
     seconds = time.perf_counter() - started
     summary = {"family": config.family, "task_type": task_type, "config": config.model_dump(), "metrics": metrics,
-               "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from, "best_epoch": best_epoch}  # fmt: skip
+               "intervals": intervals, "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from,
+               "best_epoch": best_epoch}  # fmt: skip
     uri = data_plane.put_json(summary, *prefix, "summary.json")
-    return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch)
+    return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch,
+                        intervals)  # fmt: skip
 
 
 def _freezes_validation(config: ModelRunConfig) -> bool:
@@ -275,6 +280,7 @@ def model_metadata(trained: TrainedModel, config: ModelRunConfig) -> dict:
         "family": MetadataValue.text(trained.family),
         "task_type": MetadataValue.text(trained.task_type),
         "metrics": MetadataValue.md(markdown_table(["split", *names], rows)),
+        "uncertainty": MetadataValue.md(interval_table(trained.intervals)),
         "config": MetadataValue.json(config.model_dump()),
         "run_key": MetadataValue.text(trained.run_key),
         "resumed_from_epoch": MetadataValue.text(
@@ -284,3 +290,10 @@ def model_metadata(trained: TrainedModel, config: ModelRunConfig) -> dict:
         "dagster/uri": MetadataValue.path(trained.uri),
         "train_seconds": MetadataValue.float(round(trained.seconds, 2)),
     }
+
+
+def interval_table(intervals: dict[str, dict]) -> str:
+    """Markdown: per split, the tune metric, its 95% interval and how many entities it resampled."""
+    rows = [[split, item["metric"], f"{item['estimate']:.4f}", f"{item['low']:.4f} .. {item['high']:.4f}",
+             str(item["groups"])] for split, item in intervals.items()]  # fmt: skip
+    return markdown_table(["split", "metric", "value", "95% interval (entities resampled)", "entities"], rows)

@@ -27,6 +27,7 @@ from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features, stale_view_rows
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
+from models.uncertainty import ScoredRows
 from resources.batch_cache import BatchCache
 from resources.feature_store import StoredFeatures
 from resources.fetcher import MinibatchFetcher, TrainingSplit
@@ -74,6 +75,7 @@ class GNNTrialResult:
     metrics: dict[str, dict]
     predictions: dict[str, Predictions]
     model: RelationalGNN
+    scored: dict[str, ScoredRows] = field(default_factory=dict)  # val/test as metrics read them, by entity
 
 
 def make_splits(
@@ -196,11 +198,13 @@ def run_gnn_trial(
         return evaluate.epoch(split, epoch_seed=seed, shuffle=False)
 
     fit = trainer.fit(train_epoch, lambda: batches(splits["val"]))
-    metrics, predictions = {}, {}
+    metrics, predictions, scored = {}, {}, {}
     for name in ("val", "test"):
         if name in splits and len(splits[name].seeds):
             metrics[name], predictions[name] = trainer.evaluate(batches(splits[name]))
-    return GNNTrialResult(config, spec, fit, metrics, predictions, model)
+            entities = splits[name].seeds[predictions[name].input_id]
+            scored[name] = ScoredRows(*trainer.metric_inputs(predictions[name]), entities)
+    return GNNTrialResult(config, spec, fit, metrics, predictions, model, scored)
 
 
 def merge_splits(first: TrainingSplit, second: TrainingSplit) -> TrainingSplit:
@@ -233,6 +237,7 @@ class GBDTTrialResult:
     fit_seconds: float
     features: int
     train_rows: int  # design rows LightGBM trained on (stale copies included)
+    scored: dict[str, ScoredRows] = field(default_factory=dict)  # val/test as metrics read them, by entity
 
     @property
     def model_bytes(self) -> bytes:
@@ -317,11 +322,12 @@ def run_gbdt_trial(
             raise ValueError("forecasting labels must list the same number of horizons in every row")
         labels = np.asarray(labels, dtype=np.float64)
     labels = np.asarray(labels)
-    parts = {}
+    parts, entities = {}, {}
     for split in (*SPLITS, "val_frozen"):
         mask = (splits == split).to_numpy()
         if mask.any():
             parts[split] = (design.filter(pl.Series(mask)), labels[mask])
+            entities[split] = rows[NODE_ID].to_numpy()[mask]
     model, metrics = fit_gbdt_for_task(task_type, parts["train"], parts["val"], parts.get("test"), config)
     if vocabulary is not None:
         model.classes_ = np.asarray(vocabulary.values)  # what each output column means, saved with the model
@@ -329,5 +335,8 @@ def run_gbdt_trial(
         features_frozen, labels_frozen = parts["val_frozen"]
         metrics["val_fresh"] = metrics["val"]
         metrics["val"] = model.evaluate(features_frozen, labels_frozen)  # ranking: @top_k, as in fit
+    scored = {name: ScoredRows(*model.metric_inputs(*parts[split]), entities[split])
+              for name, split in (("val", "val_frozen" if "val_frozen" in parts else "val"), ("test", "test"))
+              if split in parts}  # fmt: skip
     return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
-                           design.width, len(parts["train"][1]))  # fmt: skip
+                           design.width, len(parts["train"][1]), scored)  # fmt: skip

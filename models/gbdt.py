@@ -288,10 +288,14 @@ class GBDTModel:
     def evaluate(self, x: pl.DataFrame, y: np.ndarray) -> dict[str, float]:
         """The task's metrics (models/metrics.py) on ``x`` against labels ``y``, ranking ones @top_k. With
         fewer categories than top_k, the ranked lists are padded with misses (-1) to top_k."""
+        return compute_metrics(self.task_type, *self.metric_inputs(x, y), k=self.config.top_k)
+
+    def metric_inputs(self, x: pl.DataFrame, y: np.ndarray) -> tuple[np.ndarray | list, np.ndarray]:
+        """Labels and predictions of ``x`` as `compute_metrics` reads them (ranking: padded to top_k)."""
         predicted, k = self.predict(x), self.config.top_k
         if self.task_type == "ranking" and predicted.shape[1] < k:
             predicted = np.pad(predicted, ((0, 0), (0, k - predicted.shape[1])), constant_values=-1)
-        return compute_metrics(self.task_type, self.encode_labels(y), predicted, k=k)
+        return self.encode_labels(y), predicted
 
     def _encode_labels(self, y: np.ndarray, fit: bool) -> np.ndarray:
         if self.task_type == "binary_classification":

@@ -216,6 +216,11 @@ class Trainer:
     def evaluate(self, batches: Iterable[HeteroData]) -> tuple[dict, Predictions]:
         """Metrics of the task type on labelled batches, with the predictions they came from."""
         predictions = self.predict(batches)
+        truth, output = self.metric_inputs(predictions)
+        return compute_metrics(self.task_type, truth, output, k=self.config.top_k), predictions
+
+    def metric_inputs(self, predictions: Predictions) -> tuple[np.ndarray | list, np.ndarray]:
+        """Labels and outputs as `compute_metrics` reads them (ranking: target ids, misses padded to K)."""
         if predictions.label is None:
             raise ValueError("evaluate needs labelled batches (y on the seed node type)")
         truth, output, k = predictions.label, predictions.output, self.config.top_k
@@ -223,8 +228,7 @@ class Trainer:
             truth = [np.flatnonzero(row) for row in truth]
             if output.shape[1] < k:  # fewer targets than K: the missing places are misses
                 output = np.pad(output, ((0, 0), (0, k - output.shape[1])), constant_values=-1)
-        metrics = compute_metrics(self.task_type, truth, output, k=k)
-        return metrics, predictions
+        return truth, output
 
     # -- fitting ----------------------------------------------------------------------------------
     def fit(

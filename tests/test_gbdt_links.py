@@ -12,6 +12,7 @@ from dagster import AssetKey, instance_for_test, materialize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kumo_assets import link_trial
 from kumo_assets.keys import NODE_ID
 from kumo_assets.link_trial import link_query, run_gbdt_link_trial, subsample_training_negatives
 from kumo_assets.pql.anchors import AnchorPlan
@@ -127,6 +128,30 @@ def test_the_gbdt_ranks_repeat_purchases_far_above_popularity(baskets, tmp_path)
             pairs = pairs.with_columns(pl.lit(None, pl.Float32).alias(name))
     fallback = np.arange(loaded.n_targets)
     assert np.array_equal(result.model.rank(pairs, 2, fallback), loaded.rank(pairs, 2, fallback))
+
+
+def test_rankings_do_not_depend_on_how_many_pairs_are_widened_at_once(baskets, monkeypatch):
+    """Evaluation widens a bounded number of candidate pairs at a time; one row per chunk must rank and
+    score exactly as the whole split at once, and no widened chunk may exceed the limit (one row's pairs)."""
+    built = baskets[2]
+    whole = _link_trial(baskets, built.table)
+    widened = []
+    real_call = link_trial.PairWidener.__call__
+
+    def counting(self, pairs, row_ids):
+        wide = real_call(self, pairs, row_ids)
+        widened.append((len(row_ids), wide.height))
+        return wide
+
+    monkeypatch.setattr(link_trial.PairWidener, "__call__", counting)
+    monkeypatch.setattr(link_trial, "PAIRS_PER_CHUNK", 1)
+    chunked = _link_trial(baskets, built.table)
+    assert chunked.metrics == whole.metrics
+    for split in ("val", "test"):
+        assert np.array_equal(chunked.scored[split].outputs, whole.scored[split].outputs)
+    evaluation = widened[2:]  # after the training and validation pairs LightGBM fits on
+    assert len(evaluation) == sum(len(rows.groups) for rows in whole.scored.values())
+    assert all(rows == 1 for rows, _ in evaluation)
 
 
 def _link_trial(baskets, table: pl.DataFrame, **views):

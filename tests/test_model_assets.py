@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 
+import polars as pl
 import pytest
 import torch
 from dagster import AssetKey, instance_for_test, materialize
@@ -61,6 +63,14 @@ def test_gnn_model_trains_reports_metrics_and_resumes_instead_of_retraining(shop
     folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / first["run_key"].value
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["task_type"] == "binary_classification" and set(summary["metrics"]) == {"val", "test"}
+    # each split's tune metric with its interval over resampled entities (users), not rows
+    table = pl.read_parquet(tmp_path / "plane" / "shop" / "training_tables" / "big_spender.parquet")
+    for split in ("val", "test"):
+        interval = summary["intervals"][split]
+        assert interval["estimate"] == pytest.approx(summary["metrics"][split]["auroc"])
+        assert interval["groups"] == table.filter(pl.col("split") == split)["entity"].n_unique()
+        assert interval["low"] <= interval["high"] or math.isnan(interval["low"])
+    assert "95% interval" in first["uncertainty"].value and "auroc" in first["uncertainty"].value
     saved = torch.load(folder / "model.pt", weights_only=False)
     assert saved["spec"]["task_type"] == "binary_classification" and saved["state_dict"]
 
@@ -74,6 +84,7 @@ def test_gbdt_model_trains_from_the_same_asset(shop):
         assert run(defs, [MODEL], instance, family="gbdt", gbdt_trees=30).success
         metadata = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
     assert metadata["family"].value == "gbdt" and "auroc" in metadata["metrics"].value
+    assert "auroc" in metadata["uncertainty"].value
     folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / metadata["run_key"].value
     assert (folder / "model.lgb").stat().st_size > 0
 
