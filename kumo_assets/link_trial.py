@@ -19,7 +19,7 @@ from kumo_assets.keys import NODE_ID
 from kumo_assets.pql.schema import GraphSchema
 from kumo_assets.trial import SPLITS, GBDTTrialResult, view_entities, with_frozen_views
 from models.gbdt import GBDTConfig
-from models.gbdt_links import LinkRanker
+from models.gbdt_links import PAIR_KEYS, LinkRanker, PairMatrix
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
 from models.propositional import PropositionalConfig, as_of_times, build_relational_features
@@ -114,11 +114,12 @@ def run_gbdt_link_trial(
     # Only the pairs LightGBM needs at once are wide (train, and val for early stopping); evaluation widens
     # and ranks a bounded number of pairs at a time, so memory does not grow with the rows scored.
     row_ids = {split: np.flatnonzero((split_of_row == split).to_numpy()) for split in (*SPLITS, "val_frozen")}
-    ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective).fit(
-        widen(pairs, row_ids["train"]), widen(pairs, row_ids["val"])
-    )
+    train = pair_matrix(widen, pairs, row_ids["train"])
+    ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective)
+    ranker.fit(train, pair_matrix(widen, pairs, row_ids["val"], train.names))
+    train_pairs = len(train.labels)
+    del train  # LightGBM holds its binned copy
     ranker.classes_ = _target_keys(frames, schema, link.target_table, log.n_targets)
-    train_pairs = int(pairs.get_column("row").is_in(row_ids["train"]).sum())
     metrics, scored = {}, {}
     for split in ("val", "test", "val_frozen"):
         if not len(row_ids[split]):
@@ -148,20 +149,58 @@ def rank_in_chunks(
     pairs_per_chunk: int | None = None,
 ) -> tuple[np.ndarray, pl.DataFrame]:
     """Rankings of the table rows ``row_ids`` (in that order), widening at most ``pairs_per_chunk`` (default
-    `PAIRS_PER_CHUNK`) candidate pairs at a time, or one row's when it has more (a row is never split);
-    also their narrow pairs, rows local."""
+    `PAIRS_PER_CHUNK`) candidate pairs at a time; also their narrow pairs, rows local."""
+    rankings = [ranker.rank(wide, len(chunk_rows), fallback)
+                for _, chunk_rows, wide in _wide_chunks(widen, pairs, row_ids, pairs_per_chunk)]  # fmt: skip
+    return np.concatenate(rankings), _local_rows(pairs, row_ids)
+
+
+def pair_matrix(
+    widen: PairWidener,
+    pairs: pl.DataFrame,
+    row_ids: np.ndarray,
+    names: list[str] | None = None,
+    pairs_per_chunk: int | None = None,
+) -> PairMatrix:
+    """The candidate pairs of table rows ``row_ids`` as one float32 matrix, filled a bounded chunk at a time
+    so that no wide frame of the whole split exists; rows local (0..n-1 in ``row_ids`` order)."""
+    matrix = labels = local_rows = None
+    filled = 0
+    for offset, _, wide in _wide_chunks(widen, pairs, row_ids, pairs_per_chunk):
+        if matrix is None:
+            total = int(pairs.get_column("row").is_in(row_ids).sum())
+            names = names or [name for name in wide.columns if name not in PAIR_KEYS]
+            matrix = np.empty((total, len(names)), dtype=np.float32)
+            labels, local_rows = np.empty(total, dtype=np.float64), np.empty(total, dtype=np.int64)
+        part = PairMatrix.from_frame(wide, names)
+        end = filled + len(part.labels)
+        matrix[filled:end], labels[filled:end], local_rows[filled:end] = (
+            part.features,
+            part.labels,
+            part.rows + offset,
+        )
+        filled = end
+    if matrix is None:
+        return PairMatrix(
+            names or [], np.empty((0, len(names or [])), np.float32), np.empty(0), np.empty(0, np.int64)
+        )
+    return PairMatrix(names, matrix, labels, local_rows)
+
+
+def _wide_chunks(widen: PairWidener, pairs: pl.DataFrame, row_ids: np.ndarray, pairs_per_chunk: int | None):
+    """(first row's position, the chunk's table rows, their wide pairs) over ``row_ids`` in order, each chunk
+    at most ``pairs_per_chunk`` pairs (default `PAIRS_PER_CHUNK`) or one row's when it has more."""
+    if not len(row_ids):
+        return
     limit = max(pairs_per_chunk or PAIRS_PER_CHUNK, 1)
     counts = np.bincount(pairs.get_column("row").to_numpy(), minlength=int(row_ids.max()) + 1)[row_ids]
-    chunk_of_row, filled, chunk = np.empty(len(row_ids), dtype=np.int64), 0, 0
+    start, filled = 0, 0
     for position, count in enumerate(counts.tolist()):
         if filled and filled + count > limit:
-            chunk, filled = chunk + 1, 0
-        chunk_of_row[position], filled = chunk, filled + count
-    rankings = []
-    for chunk in np.unique(chunk_of_row):
-        chunk_rows = row_ids[chunk_of_row == chunk]
-        rankings.append(ranker.rank(widen(pairs, chunk_rows), len(chunk_rows), fallback))
-    return np.concatenate(rankings), _local_rows(pairs, row_ids)
+            yield start, row_ids[start:position], widen(pairs, row_ids[start:position])
+            start, filled = position, 0
+        filled += count
+    yield start, row_ids[start:], widen(pairs, row_ids[start:])
 
 
 class PairWidener:
