@@ -247,6 +247,7 @@ def _record(study: optuna.Study, trial, result: dict[str, Any], placement: Place
         "cache",
         "epoch",
         "best_epoch",
+        "val_interval",
         "forked_from",
     ):
         if result.get(name) is not None:

@@ -21,7 +21,7 @@ from kumo_assets.study_setup import StudyContext
 from resources.data_plane import DataPlane
 from resources.studies import dashboard_hint
 
-__all__ = ["plots", "read_study_summary", "study_metadata", "write_study_summary"]
+__all__ = ["plots", "read_study_summary", "study_metadata", "trials_within_noise", "write_study_summary"]
 
 
 def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: list[dict]) -> dict[str, Any]:
@@ -46,6 +46,7 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
             "value": best.value,
             "params": best.user_attrs.get("params", {}),
             "best_epoch": best.user_attrs.get("best_epoch"),
+            "val_interval": best.user_attrs.get("val_interval"),
         },
         "this_run": {
             "slots": len(outcomes),
@@ -55,6 +56,7 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
         },
         "leaderboard": leaderboard(study),
     }
+    summary["within_noise"] = trials_within_noise(summary)
     data_plane.put_json(summary, context.spec.graph_name, "hpo", context.query.name, "summary.json")
     return summary
 
@@ -83,9 +85,28 @@ def study_metadata(context: StudyContext, summary: dict[str, Any]) -> dict[str, 
     if summary["best"] is not None:
         metadata["best_value"] = MetadataValue.float(float(summary["best"]["value"]))
         metadata["best_params"] = MetadataValue.json(summary["best"]["params"])
+    if summary.get("within_noise"):
+        noise = summary["within_noise"]
+        metadata["validation_noise"] = MetadataValue.text(
+            f"{noise['trials']} of {noise['complete']} complete trials score inside the best trial's 95% interval "
+            f"({noise['low']:.4f} .. {noise['high']:.4f}, {noise['entities']} validation entities resampled): "
+            "the validation rows cannot rank those"
+        )
     for name, image in plots(context.study).items():
         metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{image})")
     return metadata
+
+
+def trials_within_noise(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """How many complete trials score inside the best trial's validation interval (entities resampled):
+    those the validation set cannot tell from the winner. None when the best trial has no interval."""
+    interval = (summary.get("best") or {}).get("val_interval")
+    if not interval or interval.get("low") is None or math.isnan(interval["low"]):
+        return None
+    values = [row["value"] for row in summary["leaderboard"] if row["state"] == "complete"]
+    inside = sum(interval["low"] <= value <= interval["high"] for value in values)
+    return {"trials": inside, "complete": len(values), "low": interval["low"], "high": interval["high"],
+            "entities": interval["groups"]}  # fmt: skip
 
 
 def _fmt(value, digits: int = 4) -> str:

@@ -140,6 +140,7 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
         "run_key": trained.run_key,
         "resumed_from": trained.resumed_from,
         "best_epoch": trained.best_epoch,
+        "val_interval": trained.intervals.get("val"),
         "uri": trained.uri,
         "seconds": time.perf_counter() - started,
         "pid": os.getpid(),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 from dagster import materialize
 from optuna.trial import TrialState
 
+from kumo_assets.hpo_report import trials_within_noise
 from tests.hpo_helpers import BEST, STUDY, load_study, run_study, shop_fixture, start_cli_run, study_config  # noqa: F401 (the shop fixture)
 
 
@@ -28,6 +30,12 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     )
     for trial in study.get_trials():
         assert trial.user_attrs["placement"]["instance_type"] == "local" and trial.user_attrs["seconds"] > 0
+        interval = trial.user_attrs["val_interval"]  # the trial's validation value, resampled by entity
+        assert interval["estimate"] == trial.value and interval["groups"] > 1
+    best_interval = study.best_trial.user_attrs["val_interval"]
+    if not math.isnan(best_interval["low"]):
+        inside = sum(best_interval["low"] <= t.value <= best_interval["high"] for t in study.get_trials())
+        assert metadata["validation_noise"].value.startswith(f"{inside} of 4 complete trials")
     servers = {t.user_attrs.get("forked_from") for t in study.get_trials()}
     assert len(servers) == 1 and None not in servers  # every trial forked from the run's one warm server
     # Two slots ran at once: some trial started before another one finished.
@@ -44,3 +52,20 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     best = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
     assert best["winning_trial"].value == study.best_trial.number
     assert "test" in best["metrics"].value
+
+
+def test_trials_within_noise_counts_complete_trials_inside_the_winners_interval():
+    board = [{"state": "complete", "value": value} for value in (0.80, 0.78, 0.74, 0.70)]
+    board.append({"state": "pruned", "value": 0.79})
+    interval = {"low": 0.75, "high": 0.84, "groups": 42, "estimate": 0.80}
+    summary = {"best": {"val_interval": interval}, "leaderboard": board}
+    assert trials_within_noise(summary) == {
+        "trials": 2,
+        "complete": 4,
+        "low": 0.75,
+        "high": 0.84,
+        "entities": 42,
+    }
+    undefined = {"best": {"val_interval": {**interval, "low": float("nan")}}, "leaderboard": board}
+    assert trials_within_noise(undefined) is None
+    assert trials_within_noise({"best": None, "leaderboard": []}) is None
