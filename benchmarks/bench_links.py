@@ -41,6 +41,7 @@ from models.gnn import GNNConfig  # noqa: E402
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log  # noqa: E402
 from models.metrics import compute_metrics  # noqa: E402
 from models.trainer import TrainerConfig  # noqa: E402
+from models.uncertainty import ScoredRows, grouped_bootstrap, paired_win_share  # noqa: E402
 from resources.feature_store import build_feature_store, open_feature_store  # noqa: E402
 from resources.graph_store import open_graph_store  # noqa: E402
 
@@ -193,7 +194,7 @@ def main() -> None:
               "pairs_trained": result.train_rows, "features": result.features}  # fmt: skip
     for split in ("val", "test"):
         rows = table.filter(pl.col("split") == split).join(
-            keys.rename({"household_id": "entity"}), on="entity"
+            keys.rename({"household_id": "entity"}), on="entity", maintain_order="left"
         )
         truth = [np.array([product_node[p] for p in listed if p in product_node], dtype=np.int64)
                  for listed in rows["label"].to_list()]  # fmt: skip
@@ -201,6 +202,14 @@ def main() -> None:
             log, rows, rows[NODE_ID].to_numpy(), rows["anchor_time"].to_numpy()
         ).items():
             report.setdefault(name, {})[split] = compute_metrics("link_prediction", truth, ranked, k=K)
+            if name == "own history" and split == "test":  # the same rows, resampled by household
+                gbdt = result.scored["test"]
+                own = ScoredRows(truth, ranked, rows[NODE_ID].to_numpy())
+                interval = grouped_bootstrap("link_prediction", f"map@{K}", gbdt, k=K)
+                report["gbdt_test_interval"] = [interval.low, interval.high, interval.groups]
+                report["gbdt_beats_own_history"] = paired_win_share(
+                    "link_prediction", f"map@{K}", gbdt, own, k=K
+                )
     models = ["popularity", "own history", "gbdt"]
     if args.gnn_epochs:
         metas = {name: value.meta for name, value in built.items()}
@@ -220,6 +229,9 @@ def main() -> None:
           f"{result.metrics['test']['candidate_recall']:.3f}; gbdt features {result.feature_seconds:.0f} s, "
           f"fit {result.fit_seconds:.0f} s; {result.train_rows:,} training pairs x {result.features} features; "
           f"wall {time.perf_counter() - started:.0f} s")  # fmt: skip
+    low, high, households = report["gbdt_test_interval"]
+    print(f"gbdt test MAP@{K} 95% interval [{low:.4f}, {high:.4f}] over {households} households resampled; "
+          f"it beats own history on {report['gbdt_beats_own_history']:.1%} of those resamples")  # fmt: skip
     if "gnn" in report:
         print(f"gnn: {args.gnn_epochs} epochs in {report['gnn']['seconds']:.0f} s")
     if args.json:

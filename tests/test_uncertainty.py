@@ -110,4 +110,5 @@ def test_bad_inputs_say_what_is_wrong() -> None:
 
 
 def test_large_splits_get_fewer_resamples_but_never_under_200() -> None:
-    assert [summary_resamples(rows) for rows in (0, 700, 20_000, 50_000, 10**7)] == [1000, 1000, 1000, 400, 200]
+    resamples = [summary_resamples(rows) for rows in (0, 700, 20_000, 50_000, 10**7)]
+    assert resamples == [1000, 1000, 1000, 400, 200]
