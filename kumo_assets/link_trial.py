@@ -19,7 +19,7 @@ from kumo_assets.keys import NODE_ID
 from kumo_assets.pql.schema import GraphSchema
 from kumo_assets.trial import SPLITS, GBDTTrialResult, view_entities, with_frozen_views
 from models.gbdt import GBDTConfig
-from models.gbdt_links import PAIR_KEYS, LinkRanker, PairMatrix
+from models.gbdt_links import LinkRanker, PairMatrix
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
 from models.propositional import PropositionalConfig, as_of_times, build_relational_features
@@ -111,8 +111,8 @@ def run_gbdt_link_trial(
     pairs = as_float32(pairs)
     feature_seconds = time.perf_counter() - started
 
-    # Only the pairs LightGBM needs at once are wide (train, and val for early stopping); evaluation widens
-    # and ranks a bounded number of pairs at a time, so memory does not grow with the rows scored.
+    # Pairs stay narrow; a bounded chunk at a time is joined with its features, straight into the matrices
+    # LightGBM reads (train, and val for early stopping) or into the ranker, so no split is ever wide at once.
     row_ids = {split: np.flatnonzero((split_of_row == split).to_numpy()) for split in (*SPLITS, "val_frozen")}
     train = pair_matrix(widen, pairs, row_ids["train"])
     ranker = LinkRanker(config, candidates, top_k, log.n_targets, objective)
@@ -137,7 +137,7 @@ def run_gbdt_link_trial(
                            len(ranker.feature_names), train_pairs, scored)  # fmt: skip
 
 
-PAIRS_PER_CHUNK = 100_000  # wide pairs ranked at once: ~0.4 GB at 1,000 float32 features
+PAIRS_PER_CHUNK = 100_000  # pairs widened at once: ~0.4 GB at 1,000 float32 features
 
 
 def rank_in_chunks(
@@ -164,27 +164,22 @@ def pair_matrix(
 ) -> PairMatrix:
     """The candidate pairs of table rows ``row_ids`` as one float32 matrix, filled a bounded chunk at a time
     so that no wide frame of the whole split exists; rows local (0..n-1 in ``row_ids`` order)."""
-    matrix = labels = local_rows = None
-    filled = 0
+    total = int(pairs.get_column("row").is_in(row_ids).sum())
+    matrix, labels, rows, filled = None, np.empty(total), np.empty(total, dtype=np.int64), 0
     for offset, _, wide in _wide_chunks(widen, pairs, row_ids, pairs_per_chunk):
-        if matrix is None:
-            total = int(pairs.get_column("row").is_in(row_ids).sum())
-            names = names or [name for name in wide.columns if name not in PAIR_KEYS]
-            matrix = np.empty((total, len(names)), dtype=np.float32)
-            labels, local_rows = np.empty(total, dtype=np.float64), np.empty(total, dtype=np.int64)
         part = PairMatrix.from_frame(wide, names)
+        if matrix is None:  # the first chunk names the columns (unless the caller did)
+            names, matrix = part.names, np.empty((total, len(part.names)), dtype=np.float32)
         end = filled + len(part.labels)
-        matrix[filled:end], labels[filled:end], local_rows[filled:end] = (
+        matrix[filled:end], labels[filled:end], rows[filled:end] = (
             part.features,
             part.labels,
             part.rows + offset,
         )
         filled = end
-    if matrix is None:
-        return PairMatrix(
-            names or [], np.empty((0, len(names or [])), np.float32), np.empty(0), np.empty(0, np.int64)
-        )
-    return PairMatrix(names, matrix, labels, local_rows)
+    if matrix is None:  # no rows
+        matrix = np.empty((0, len(names or [])), dtype=np.float32)
+    return PairMatrix(names or [], matrix, labels, rows)
 
 
 def _wide_chunks(widen: PairWidener, pairs: pl.DataFrame, row_ids: np.ndarray, pairs_per_chunk: int | None):
