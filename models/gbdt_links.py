@@ -72,12 +72,10 @@ class LinkRanker:
     def feature_names(self) -> list[str]:
         return self.scorer.feature_names
 
-    def fit(self, train: PairMatrix | pl.DataFrame, val: PairMatrix | pl.DataFrame) -> LinkRanker:
+    def fit(self, train: PairMatrix, val: PairMatrix) -> LinkRanker:
         """Fit on train pairs (``label`` 1 = the row's entity links to the target in the label window),
         keeping the round with the best MAP@K of val's candidates. ``objective`` "lambdarank" optimises
         each row's ranking directly (rows with no positive candidate teach nothing); "binary" scores pairs."""
-        train = train if isinstance(train, PairMatrix) else PairMatrix.from_frame(train)
-        val = val if isinstance(val, PairMatrix) else PairMatrix.from_frame(val, train.names)
         for name, pairs in (("train", train), ("val", val)):
             if not len(pairs.labels) or len(np.unique(pairs.labels)) < 2:
                 raise ValueError(f"link prediction: the {name} candidates hold no positive or no negative pair; "

@@ -18,7 +18,7 @@ from kumo_assets.link_trial import link_query, run_gbdt_link_trial, subsample_tr
 from kumo_assets.pql.anchors import AnchorPlan
 from kumo_assets.pql.training_table import build_training_table
 from models.gbdt import GBDTConfig
-from models.gbdt_links import LinkRanker, _candidate_map
+from models.gbdt_links import LinkRanker, PairMatrix, _candidate_map
 from models.link_candidates import CandidateConfig, LinkLog, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
 from tests.fake_db import data_assets
@@ -156,6 +156,19 @@ def test_rankings_do_not_depend_on_how_many_pairs_are_widened_at_once(baskets, m
     )  # val: fit + rank
     assert len(widened) > scored_rows / 2  # the training matrix too is filled a chunk at a time
     assert all(rows == 1 or pairs <= 1 for rows, pairs in widened)
+
+
+def test_the_ranker_refuses_pairs_it_cannot_learn_from():
+    def pairs(labels, names=("a",)):
+        return PairMatrix(list(names), np.ones((len(labels), len(names)), np.float32), np.asarray(labels, float),
+                          np.arange(len(labels)) // 2)  # fmt: skip
+
+    with pytest.raises(ValueError, match="the train candidates hold no positive or no negative pair"):
+        LinkRanker().fit(pairs([0, 0, 0, 0]), pairs([0, 1]))
+    with pytest.raises(ValueError, match="the val candidates hold no positive"):
+        LinkRanker().fit(pairs([0, 1, 0, 1]), pairs([]))
+    with pytest.raises(ValueError, match="feature columns differ"):
+        LinkRanker().fit(pairs([0, 1, 0, 1]), pairs([0, 1], ("b",)))
 
 
 def _link_trial(baskets, table: pl.DataFrame, **views):
