@@ -22,9 +22,10 @@ from kumo_assets.keys import NODE_ID
 from kumo_assets.list_labels import label_vocabulary
 from kumo_assets.pql.schema import GraphSchema
 from models.checkpoints import CheckpointStore, to_bytes
-from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
+from models.gbdt import GBDTConfig, GBDTModel
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
+from models.metrics import compute_metrics
 from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features, stale_view_rows
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from models.uncertainty import ScoredRows
@@ -328,15 +329,19 @@ def run_gbdt_trial(
         if mask.any():
             parts[split] = (design.filter(pl.Series(mask)), labels[mask])
             entities[split] = rows[NODE_ID].to_numpy()[mask]
-    model, metrics = fit_gbdt_for_task(task_type, parts["train"], parts["val"], parts.get("test"), config)
+    model = GBDTModel(config).fit(*parts["train"], *parts["val"], task_type)
     if vocabulary is not None:
         model.classes_ = np.asarray(vocabulary.values)  # what each output column means, saved with the model
-    if "val_frozen" in parts:  # early stopping used the fresh view; selection across families uses this one
-        features_frozen, labels_frozen = parts["val_frozen"]
-        metrics["val_fresh"] = metrics["val"]
-        metrics["val"] = model.evaluate(features_frozen, labels_frozen)  # ranking: @top_k, as in fit
-    scored = {name: ScoredRows(*model.metric_inputs(*parts[split]), entities[split])
-              for name, split in (("val", "val_frozen" if "val_frozen" in parts else "val"), ("test", "test"))
-              if split in parts}  # fmt: skip
+    # each evaluated split is predicted once: its metrics and its scored rows come from the same outputs
+    inputs = {
+        split: model.metric_inputs(*parts[split]) for split in ("val", "test", "val_frozen") if split in parts
+    }
+    metrics = {split: compute_metrics(task_type, *pair, k=config.top_k) for split, pair in inputs.items()}
+    if "val_frozen" in inputs:  # early stopping used the fresh view; selection across families uses this one
+        metrics["val_fresh"], metrics["val"] = metrics["val"], metrics.pop("val_frozen")
+        inputs["val"], entities["val"] = inputs.pop("val_frozen"), entities["val_frozen"]
+    scored = {
+        split: ScoredRows(*inputs[split], entities[split]) for split in ("val", "test") if split in inputs
+    }
     return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
                            design.width, len(parts["train"][1]), scored)  # fmt: skip
