@@ -24,6 +24,7 @@ from models.encoders import (
     TypeModules,
 )
 from models.heads import RANKING_TYPES, TaskHead, TaskSpec
+from models.stacked_sage import STACKED_AGGREGATIONS, StackedSAGEConv
 
 __all__ = ["CONV_KINDS", "GNNConfig", "RelationalGNN"]
 
@@ -67,25 +68,32 @@ class GNNConfig:
         return asdict(self)
 
 
-def _aggregation(config: GNNConfig) -> str | list[str]:
-    names = [name.strip() for name in config.aggr.split(",") if name.strip()]
+def _aggregation(config: GNNConfig) -> list[str]:
+    return [name.strip() for name in config.aggr.split(",") if name.strip()]
+
+
+def _pyg_aggregation(config: GNNConfig) -> str | list[str]:
+    names = _aggregation(config)
     return names[0] if len(names) == 1 else names
 
 
 def _conv(config: GNNConfig, node_types: Sequence[str], edge_types: Sequence[EdgeType]) -> nn.Module:
     """One message-passing layer over every edge type."""
     channels = config.channels
+    stackable = set(_aggregation(config)) <= set(STACKED_AGGREGATIONS) and config.hetero_aggr == "sum"
+    if config.conv == "sage" and stackable:
+        return StackedSAGEConv(node_types, edge_types, channels, _aggregation(config))
     if config.conv == "hgt":
         return HGTConv(channels, channels, (list(node_types), list(edge_types)), heads=config.attention_heads)
 
     def relation() -> nn.Module:
         if config.conv == "sage":
-            return SAGEConv((channels, channels), channels, aggr=_aggregation(config))
+            return SAGEConv((channels, channels), channels, aggr=_pyg_aggregation(config))
         if config.conv == "gatv2":
             return GATv2Conv((channels, channels), channels // config.attention_heads,
                              heads=config.attention_heads, add_self_loops=False)  # fmt: skip
         return GINConv(MLP([channels, channels, channels], norm=None), train_eps=True,
-                       aggr=_aggregation(config))  # fmt: skip
+                       aggr=_pyg_aggregation(config))  # fmt: skip
 
     return HeteroConv({edge_type: relation() for edge_type in edge_types}, aggr=config.hetero_aggr)
 

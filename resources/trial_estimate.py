@@ -48,6 +48,10 @@ ALLOCATOR_SLACK = 1.25  # CUDA caching allocator: reserved / allocated (measured
 # neither a faster GPU nor more vCPUs shorten. F1 steps took >= 24 ms however small the batch (~600 launches).
 GPU_DISPATCH_SECONDS = 3.6e-4
 CONV_DISPATCH = {"sage": 1.0, "gin": 1.3, "gatv2": 2.1, "hgt": 5.1}  # more kernels per module (measured)
+# On CUDA a SAGE layer runs every relation at once (models/stacked_sage.py). Counted for F1's 2-layer forward:
+# 76 aten ops vs 280 with one module per relation (5.4 ops each); beyond ~4 per destination type (the node
+# term) about 14 per layer remain, i.e. ~3 relation modules however many relations. Not yet timed on a GPU.
+STACKED_SAGE_CALLS = 3.0
 # -- assumptions about hardware not present here (documented in docs/provisioner.md) -----------------------
 BASE_HOST_GPU_GIB = 3.0  # a CUDA build of torch maps its kernels and libraries into the process
 GPU_DENSE_SPEEDUP = 200.0  # a speed-1 GPU (A10G) vs one reference core on the dense products
@@ -67,7 +71,7 @@ CONV_TENSORS = {
 ENCODER_TENSORS = 3.0  # per node: the block maps' sum, layer norm input, relative-time encoding
 # Weight matrices (channels x channels) applied per relation (to destination rows) and per node type.
 CONV_MATRICES = {
-    "sage": {"relation": 2.0, "node": 0.0},
+    "sage": {"relation": 1.0, "node": 1.0},  # stacked SAGE: one root matmul per node type, not per relation
     "gin": {"relation": 2.0, "node": 0.0},
     "gatv2": {"relation": 2.0, "node": 0.0},
     "hgt": {"relation": 0.5, "node": 4.0},
@@ -152,7 +156,7 @@ def estimate_trial(params: Mapping[str, Any], stats: DataStats) -> TrialEstimate
     dense, sparse = terms["flop"] / CPU_FLOPS, terms["edge_work"] * EDGE_SECONDS
     cpu_seconds = host_seconds + dense + sparse
     gpu_seconds = dense / GPU_DENSE_SPEEDUP + sparse / GPU_EDGE_SPEEDUP
-    dispatch = GPU_DISPATCH_SECONDS * CONV_DISPATCH[shape["conv"]] * terms["modules"]
+    dispatch = GPU_DISPATCH_SECONDS * CONV_DISPATCH[shape["conv"]] * terms["gpu_modules"]
     return TrialEstimate(
         "gnn",
         host_memory_gib=host_cpu / GIB,
@@ -181,7 +185,7 @@ def training_step_seconds(params: Mapping[str, Any], stats: DataStats) -> dict[s
         SAMPLE_SECONDS_PER_ELEMENT * train["elements"] + MODULE_SECONDS * 2 * train["modules"] + STEP_SECONDS
     )
     gpu = dense / GPU_DENSE_SPEEDUP + sparse / GPU_EDGE_SPEEDUP
-    dispatch = GPU_DISPATCH_SECONDS * CONV_DISPATCH[shape["conv"]] * 2 * train["modules"]
+    dispatch = GPU_DISPATCH_SECONDS * CONV_DISPATCH[shape["conv"]] * 2 * train["gpu_modules"]
     return {"cpu": host + dense + sparse, "host": host, "gpu": gpu, "dispatch": dispatch}
 
 
@@ -196,6 +200,7 @@ def work_terms(params: Mapping[str, Any], stats: DataStats) -> dict[str, float]:
         "flop": steps * train["flop"] * TRAIN_FLOP_FACTOR + scored * evaluate["flop"],
         "edge_work": steps * train["edge_work"] * TRAIN_FLOP_FACTOR + scored * evaluate["edge_work"],
         "modules": steps * train["modules"] * 2 + scored * evaluate["modules"],
+        "gpu_modules": steps * train["gpu_modules"] * 2 + scored * evaluate["gpu_modules"],
         "steps": float(steps + scored),
     }
 
@@ -251,7 +256,7 @@ def _batch_cost(
     flop = 2.0 * nodes * channels * (channels + 33)  # encoders' output maps and the time encoder
     edge_work = 0.0  # edge x channel element operations (memory-bound gathers and scatters)
     transient = 0.0  # the largest layer's live tensors beyond the saved ones (forward or backward)
-    modules = float(len(stats.node_counts))
+    modules = gpu_modules = float(len(stats.node_counts))
     for layer in range(layers):
         kept = hops - min(layer, hops)  # trim_to_layer drops the outermost hop after each layer
         layer_nodes: dict[str, float] = defaultdict(float)
@@ -275,6 +280,7 @@ def _batch_cost(
                                              + matrices["node"] * total_nodes)  # fmt: skip
         edge_work += channels * layer_edges * max(tensors["transient"], 1.0)  # gathers, scatters, attention
         modules += len(relation_edges) + len(layer_nodes)
+        gpu_modules += (STACKED_SAGE_CALLS if conv == "sage" else len(relation_edges)) + len(layer_nodes)
     return {
         "nodes": nodes,
         "edges": edges,
@@ -285,6 +291,7 @@ def _batch_cost(
         "flop": flop * CONV_TIME[conv],
         "edge_work": edge_work * CONV_TIME[conv],
         "modules": modules,
+        "gpu_modules": gpu_modules,
     }
 
 
