@@ -98,6 +98,11 @@ class ModelRunConfig(Config):
     gbdt_leaves: int = 31
 
 
+# Part of every run key: bump it when a family's stored parameters change (2: stacked SAGE layers), so a new
+# version never tries to resume an older version's checkpoint under the same key.
+MODEL_CODE = 2
+
+
 def model_key(spec: GraphSpec, name: str) -> AssetKey:
     return AssetKey([spec.graph_name, "model", name])
 
@@ -154,7 +159,7 @@ def train_query_model(
     graph = graph_store.open(spec.graph_name, graph_version)
     features = feature_store.open(spec.graph_name, feature_version)
     inputs = f"{meta['content_hash']}|{graph.version}|{features.version}"
-    run_key = hashlib.sha256(f"{config.model_dump_json()}|{inputs}".encode()).hexdigest()[:16]
+    run_key = hashlib.sha256(f"{config.model_dump_json()}|{inputs}|{MODEL_CODE}".encode()).hexdigest()[:16]
     prefix = (spec.graph_name, "models", query.name, run_key)
     if config.family == "gbdt":
         frames, metas = read_published_tables(spec, data_plane)

@@ -42,6 +42,9 @@ class DirectoryCheckpoints:
         path = self.directory / name
         return path.read_bytes() if path.exists() else None
 
+    def __str__(self) -> str:
+        return str(self.directory)
+
 
 class DataPlaneCheckpoints:
     """Checkpoints under ``prefix`` of a data plane (anything with ``put_bytes``/``get_bytes``)."""
@@ -57,6 +60,10 @@ class DataPlaneCheckpoints:
             return self.plane.get_bytes(*self.prefix, name)
         except FileNotFoundError:
             return None
+
+    def __str__(self) -> str:
+        uri = getattr(self.plane, "uri", None)
+        return uri(*self.prefix) if callable(uri) else "/".join(self.prefix)
 
 
 def to_bytes(state: dict) -> bytes:

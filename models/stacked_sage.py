@@ -167,6 +167,9 @@ class StackedSAGEConv(nn.Module):
             return empty.scatter_reduce(0, expanded, messages, reduce="amax", include_self=False)
         total = messages.new_zeros((rows, messages.shape[1])).index_add_(0, index, messages)
         if name == "mean":
-            counts = torch.bincount(index, minlength=rows).clamp_(min=1).to(messages.dtype)
-            total = total / counts.unsqueeze(-1)
+            # not bincount: on CUDA it reads the largest index back to the host, a sync per layer; float32 so
+            # that counts above 256 stay exact when messages are bf16
+            ones = torch.ones(index.shape[0], device=index.device)
+            counts = torch.zeros(rows, device=index.device).index_add_(0, index, ones).clamp_(min=1)
+            total = (total / counts.unsqueeze(-1)).to(messages.dtype)
         return total

@@ -306,9 +306,25 @@ class Trainer:
         if data is None:
             return self._fresh_state()
         payload = from_bytes(data)
+        _check_same_parameters(self.model.state_dict(), payload["model"], self.checkpoints)
         self.model.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler is not None and payload["scheduler"] is not None:
             self.scheduler.load_state_dict(payload["scheduler"])
         _set_rng_state(payload["rng"])
         return payload["trainer"]
+
+
+def _check_same_parameters(expected: dict, saved: dict, where: object) -> None:
+    """A checkpoint resumes only the model that wrote it: refuse one whose parameters differ, naming them."""
+    missing = sorted(set(expected) - set(saved))
+    unexpected = sorted(set(saved) - set(expected))
+    reshaped = sorted(
+        name for name in set(expected) & set(saved) if expected[name].shape != saved[name].shape
+    )
+    if missing or unexpected or reshaped:
+        raise ValueError(
+            f"the checkpoint in {where} was written by a different model (missing {missing[:3]}, unexpected "
+            f"{unexpected[:3]}, other shapes {reshaped[:3]}), e.g. by an older version of the model code: delete "
+            "it to train from scratch, or train under another run key"
+        )

@@ -63,6 +63,25 @@ def test_resumed_training_reaches_the_same_result_as_an_uninterrupted_run(signal
                 assert resumed.metrics[split][name] == pytest.approx(value, abs=0.02), (split, name)
 
 
+def test_a_checkpoint_of_another_model_is_refused_with_the_fix(signal, tmp_path):
+    """A run key's checkpoint left by other model code (e.g. before SAGE layers were stacked) must not be
+    half-loaded or silently dropped."""
+    graph, features, splits = signal
+    store = DirectoryCheckpoints(tmp_path / "run")
+
+    def stop(epoch, metrics):
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_gnn_trial(graph, features, splits, "binary_classification", config(), store, stop, threads=1)
+    other = GNNTrialConfig(
+        GNNConfig(conv="gin", channels=16), config().trainer, fanouts=(6, 3), batch_size=16
+    )
+    with pytest.raises(ValueError, match=r"written by a different model .* delete it") as error:
+        run_gnn_trial(graph, features, splits, "binary_classification", other, store, threads=1)
+    assert str(tmp_path / "run") in str(error.value)
+
+
 def test_a_different_seed_gives_a_different_run(signal):
     """Guards the equality test above: it would pass vacuously if seeds did not matter."""
     graph, features, splits = signal
