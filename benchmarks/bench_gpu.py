@@ -68,7 +68,7 @@ def make_trainer(stores: tuple, split, task_type: str, params: dict, device: str
         list(graph.node_counts), graph.edge_types, features.schema["node_types"], SEED_TYPE,
         TaskSpec.from_labels(task_type, split.labels),
         GNNConfig(conv=params["conv"], channels=params["channels"], layers=params["layers"],
-                  aggr=params.get("aggr", "sum"), dropout=0.0),
+                  aggr=params.get("aggr", "sum"), dropout=0.0, stacked=params.get("stacked", True)),
         graph.node_counts,
     )  # fmt: skip
     settings = TrainerConfig(device=device, precision=precision, patience=0, max_steps_per_epoch=10**9)
@@ -159,11 +159,38 @@ def measure_shape(stores: tuple, splits: dict, prepared: dict, params: dict, arg
                                                        args.gpu_steps, threads=args.sample_threads)  # fmt: skip
         # the estimate's GPU step: the device's work (speed-1 GPU) or the host's dispatch, whichever is longer
         row["estimated_gpu_step_s"] = max(row["estimate"]["gpu"], row["estimate"]["dispatch"])
+        if params["conv"] == "sage":
+            row.update(sage_schedules(trainer, stores, splits, prepared, params, batches, args))
         del trainer
     if "cpu_core_step_s" in row and "gpu_step_s" in row:
         row["gpu_over_cpu_core"] = row["cpu_core_step_s"] / row["gpu_step_s"]
         row["end_to_end_gpu_over_cpu_core"] = row["cpu_core_end_to_end_step_s"] / row["gpu_end_to_end_step_s"]
     return row
+
+
+def sage_schedules(trainer, stores, splits, prepared, params, batches, args) -> dict:
+    """The same SAGE step with stacked SAGE's per-relation schedule and with PyG's HeteroConv of SAGEConv, on
+    ``trainer``'s device (on CUDA it runs the stacked schedule): what stacking the relations saves there."""
+    from models.stacked_sage import StackedSAGEConv
+
+    layers = [module for module in trainer.model.modules() if isinstance(module, StackedSAGEConv)]
+    for layer in layers:
+        layer.schedule = "relation"
+    by_relation = time_steps(trainer, batches, args.gpu_steps, warmup=3)
+    for layer in layers:
+        layer.schedule = "auto"
+    reference = make_trainer(stores, splits["train"], prepared["task_type"], {**params, "stacked": False},
+                             str(trainer.device), args.precision)  # fmt: skip
+    return {"gpu_step_by_relation_s": by_relation,
+            "gpu_step_heteroconv_s": time_steps(reference, batches, args.gpu_steps, warmup=3)}  # fmt: skip
+
+
+def schedules_line(row: dict) -> str | None:
+    if "gpu_step_heteroconv_s" not in row:
+        return None
+    return (f"  GPU ms/step of this SAGE shape: stacked {row['gpu_step_s'] * 1e3:.2f}, by relation "
+            f"{row['gpu_step_by_relation_s'] * 1e3:.2f}, PyG HeteroConv {row['gpu_step_heteroconv_s'] * 1e3:.2f} "
+            f"({row['gpu_step_heteroconv_s'] / row['gpu_step_s']:.2f}x)")  # fmt: skip
 
 
 def _cell(row: dict, key: str, scale: float = 1.0, digits: int = 1) -> str:
@@ -238,6 +265,8 @@ def main() -> int:
             print(f"shape {index} {params} failed:\n{traceback.format_exc()}", flush=True)
             continue
         print(markdown_row(row), flush=True)
+        if schedules_line(row):
+            print(schedules_line(row), flush=True)
         if args.json:
             with open(args.json, "a") as out:
                 out.write(json.dumps({"machine": describe_machine(), **row}) + "\n")

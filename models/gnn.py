@@ -54,6 +54,9 @@ class GNNConfig:
     )
     shallow: tuple[str, ...] = ()
     revisits: bool = True  # link prediction: also score targets found in the seed's own subgraph
+    stacked: bool = (
+        True  # SAGE layers as StackedSAGEConv; False: PyG's HeteroConv of SAGEConv (the reference)
+    )
 
     def __post_init__(self) -> None:
         if self.conv not in CONV_KINDS:
@@ -81,7 +84,7 @@ def _conv(config: GNNConfig, node_types: Sequence[str], edge_types: Sequence[Edg
     """One message-passing layer over every edge type."""
     channels = config.channels
     stackable = set(_aggregation(config)) <= set(STACKED_AGGREGATIONS) and config.hetero_aggr == "sum"
-    if config.conv == "sage" and stackable:
+    if config.conv == "sage" and config.stacked and stackable:
         return StackedSAGEConv(node_types, edge_types, channels, _aggregation(config))
     if config.conv == "hgt":
         return HGTConv(channels, channels, (list(node_types), list(edge_types)), heads=config.attention_heads)

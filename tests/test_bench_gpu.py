@@ -12,12 +12,17 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_one_shape_row_has_the_cpu_core_and_estimate_figures(tmp_path: Path):
+def _bench_gpu():
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import bench_gpu
     finally:
         sys.path.remove(str(REPO / "benchmarks"))
+    return bench_gpu
+
+
+def test_one_shape_row_has_the_cpu_core_and_estimate_figures(tmp_path: Path):
+    bench_gpu = _bench_gpu()
     from resources.feature_store import open_feature_store
     from resources.graph_store import open_graph_store
 
@@ -36,3 +41,23 @@ def test_one_shape_row_has_the_cpu_core_and_estimate_figures(tmp_path: Path):
     assert {"cpu", "host", "gpu", "dispatch", "gpu_memory_gib"} <= set(row["estimate"])
     assert ("gpu_over_cpu_core" in row) == torch.cuda.is_available()
     assert bench_gpu.markdown_row(row).count("|") == bench_gpu.HEADER.splitlines()[0].count("|")
+    assert ("gpu_step_heteroconv_s" in row) == torch.cuda.is_available()
+
+
+def test_the_sage_schedules_a_b_restores_the_model_it_times(tmp_path: Path):
+    bench_gpu = _bench_gpu()
+    from models.stacked_sage import StackedSAGEConv
+    from resources.feature_store import open_feature_store
+    from resources.graph_store import open_graph_store
+
+    prepared = bench_gpu.prepare(tmp_path)
+    stores = (open_graph_store(prepared["graph"]), open_feature_store(prepared["features"]))
+    splits = bench_gpu.load_splits(prepared)
+    params = {"family": "gnn", "aggr": "sum", "epochs": 1, **bench_gpu.SHAPES[0]}
+    batches = bench_gpu.sample_batches(stores, splits["train"], params, 2, 1)
+    trainer = bench_gpu.make_trainer(stores, splits["train"], prepared["task_type"], params, "cpu")
+    args = Namespace(gpu_steps=1, precision="auto")
+    row = bench_gpu.sage_schedules(trainer, stores, splits, prepared, params, batches, args)
+    assert row["gpu_step_by_relation_s"] > 0 and row["gpu_step_heteroconv_s"] > 0
+    layers = [module for module in trainer.model.modules() if isinstance(module, StackedSAGEConv)]
+    assert layers and all(layer.schedule == "auto" for layer in layers)

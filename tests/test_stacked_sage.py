@@ -115,6 +115,7 @@ def test_the_sage_model_uses_stacked_layers_unless_it_needs_pyg():
 
     assert isinstance(first_layer(aggr="sum,max"), StackedSAGEConv)
     assert isinstance(first_layer(aggr="std"), HeteroConv)
+    assert isinstance(first_layer(stacked=False), HeteroConv)
     assert isinstance(first_layer(hetero_aggr="mean"), HeteroConv)
 
 
