@@ -64,11 +64,22 @@ def test_link_prediction_also_searches_wide_first_hops_of_history():
     history = [p for p in params if tuple(p["fanouts"]) == fanouts]
     others = [p for p in params if tuple(p["fanouts"]) != fanouts]
     assert history and others and PRESET_STRATEGIES["history2"] == "last"
-    assert {p["sampling_strategy"] for p in history} == {"last"} and {
-        p["sampling_strategy"] for p in others
-    } == {"uniform"}
+    assert {p["sampling_strategy"] for p in history} == {"last"}
     uniform = {**history[0], "sampling_strategy": "uniform"}
     assert sampling_key(uniform) != sampling_key(history[0])
+
+
+def test_every_task_also_searches_most_recent_neighbours():
+    """The recent presets repeat uniform presets' shapes with the most recent neighbours: a draw's strategy is
+    its preset's, and the two streams of one shape never share cached batches."""
+    for mode in MODES:
+        assert "recent2" in search_space("binary_classification", mode).sampling
+    params = draws(search_space("regression", "normal", families=("gnn",)), 80, seed=2)
+    shapes = {(p["batch_size"], tuple(p["fanouts"])) for p in params if p["sampling_strategy"] == "last"}
+    assert SAMPLING_PRESETS["recent2"] in shapes
+    same_shape = [p for p in params if (p["batch_size"], tuple(p["fanouts"])) == SAMPLING_PRESETS["recent2"]]
+    assert {p["sampling_strategy"] for p in same_shape} == {"uniform", "last"}
+    assert len({sampling_key(p) for p in same_shape}) == 2
 
 
 def test_modes_grow_and_overrides_apply():
