@@ -18,10 +18,20 @@ from optuna.trial import TrialState
 from kumo_assets.hpo import leaderboard
 from kumo_assets.ingest import markdown_table
 from kumo_assets.study_setup import StudyContext
+from kumo_assets.training import SCORED_ROWS
+from models.blending import BLENDABLE, blend_report, scored_rows_from_bytes
+from models.metrics import is_better
 from resources.data_plane import DataPlane
 from resources.studies import dashboard_hint
 
-__all__ = ["plots", "read_study_summary", "study_metadata", "trials_within_noise", "write_study_summary"]
+__all__ = [
+    "family_blend",
+    "plots",
+    "read_study_summary",
+    "study_metadata",
+    "trials_within_noise",
+    "write_study_summary",
+]
 
 
 def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: list[dict]) -> dict[str, Any]:
@@ -57,6 +67,7 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
         "leaderboard": leaderboard(study),
     }
     summary["within_noise"] = trials_within_noise(summary)
+    summary["family_blend"] = family_blend(context, data_plane, complete)
     data_plane.put_json(summary, context.spec.graph_name, "hpo", context.query.name, "summary.json")
     return summary
 
@@ -92,6 +103,13 @@ def study_metadata(context: StudyContext, summary: dict[str, Any]) -> dict[str, 
             f"({noise['low']:.4f} .. {noise['high']:.4f}, {noise['entities']} validation entities resampled): "
             "the validation rows cannot rank those"
         )
+    blend = summary.get("family_blend")
+    if blend:
+        members = ", ".join(f"{name} {value:.4f}" for name, value in blend["members"].items())
+        verdict = "beats" if blend["blend_is_better"] else "does not beat"
+        metadata["family_blend"] = MetadataValue.text(
+            f"validation {blend['metric']}: {members}; their blend {blend['blend']:.4f} {verdict} the better one"
+        )
     for name, image in plots(context.study).items():
         metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{image})")
     return metadata
@@ -107,6 +125,45 @@ def trials_within_noise(summary: dict[str, Any]) -> dict[str, Any] | None:
     inside = sum(interval["low"] <= value <= interval["high"] for value in values)
     return {"trials": inside, "complete": len(values), "low": interval["low"], "high": interval["high"],
             "entities": interval["groups"]}  # fmt: skip
+
+
+def family_blend(context: StudyContext, data_plane: DataPlane, complete: list) -> dict[str, Any] | None:
+    """The best complete trial of each family, blended on validation (models/blending.py): whether the blend
+    beats the winner alone. None with fewer than two families or for ranked outputs."""
+    if context.task_type not in BLENDABLE:
+        return None
+    best: dict[str, Any] = {}
+    for trial in complete:
+        family = trial.user_attrs.get("params", {}).get("family")
+        if not family or "run_key" not in trial.user_attrs:
+            continue
+        if family not in best or is_better(context.space.metric, trial.value, best[family].value):
+            best[family] = trial
+    if len(best) < 2:
+        return None
+    members = {}
+    for family, trial in sorted(best.items()):
+        parts = (
+            context.spec.graph_name,
+            "models",
+            context.query.name,
+            trial.user_attrs["run_key"],
+            SCORED_ROWS,
+        )
+        try:
+            members[f"{family} (trial {trial.number})"] = scored_rows_from_bytes(
+                data_plane.get_bytes(*parts)
+            )["val"]
+        except FileNotFoundError:
+            return None  # trained before runs kept their scored rows
+    try:
+        report = blend_report(context.task_type, members)
+    except ValueError:  # the families scored different rows (say, one dropped entities): nothing to blend
+        return None
+    return {
+        **report,
+        "trials": {f: t.number for f, t in sorted(best.items())},
+    }
 
 
 def _fmt(value, digits: int = 4) -> str:

@@ -44,6 +44,7 @@ from kumo_assets.trial import (
     run_gbdt_trial,
     run_gnn_trial,
 )
+from models.blending import scored_rows_bytes
 from models.checkpoints import DataPlaneCheckpoints
 from models.gbdt import GBDTConfig
 from models.gnn import GNNConfig
@@ -54,7 +55,7 @@ from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
 
-__all__ = ["ModelRunConfig", "build_model_assets", "model_key", "train_query_model"]
+__all__ = ["SCORED_ROWS", "ModelRunConfig", "build_model_assets", "model_key", "train_query_model"]
 
 
 class ModelRunConfig(Config):
@@ -101,6 +102,7 @@ class ModelRunConfig(Config):
 # Part of every run key: bump it when a family's stored parameters change (2: stacked SAGE layers), so a new
 # version never tries to resume an older version's checkpoint under the same key.
 MODEL_CODE = 2
+SCORED_ROWS = "scored.npz"  # per run: validation and test labels, outputs and entities
 
 
 def model_key(spec: GraphSpec, name: str) -> AssetKey:
@@ -216,6 +218,9 @@ def train_query_model(
     else:
         raise ValueError(f"unknown model family {config.family!r}: choose gnn or gbdt")
     intervals = metric_intervals(task_type, result.scored, k=query_top_k(meta))
+    scored = scored_rows_bytes(result.scored)
+    if scored is not None:  # what a study blends the best models of each family from (models/blending.py)
+        data_plane.put_bytes(scored, *prefix, SCORED_ROWS)
     seconds = time.perf_counter() - started
     summary = {"family": config.family, "task_type": task_type, "config": config.model_dump(), "metrics": metrics,
                "intervals": intervals, "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 from dagster import materialize
@@ -36,6 +37,17 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     if not math.isnan(best_interval["low"]):
         inside = sum(best_interval["low"] <= t.value <= best_interval["high"] for t in study.get_trials())
         assert metadata["validation_noise"].value.startswith(f"{inside} of 4 complete trials")
+    # every run keeps its scored rows; with both families complete the study reports their blend
+    summary = json.loads(next((tmp_path / "plane").glob("shop/hpo/*/summary.json")).read_text())
+    for trial in study.get_trials():
+        assert next((tmp_path / "plane").glob(f"shop/models/*/{trial.user_attrs['run_key']}/scored.npz"))
+    if families == {"gnn", "gbdt"}:
+        blend = summary["family_blend"]
+        assert set(blend["trials"]) == families and len(blend["members"]) == 2
+        assert blend["metric"] == summary["metric"] and 0.0 <= blend["blend"] <= 1.0
+        assert metadata["family_blend"].value.startswith(f"validation {summary['metric']}:")
+    else:
+        assert summary["family_blend"] is None
     servers = {t.user_attrs.get("forked_from") for t in study.get_trials()}
     assert len(servers) == 1 and None not in servers  # every trial forked from the run's one warm server
     # Two slots ran at once: some trial started before another one finished.
@@ -69,3 +81,41 @@ def test_trials_within_noise_counts_complete_trials_inside_the_winners_interval(
     undefined = {"best": {"val_interval": {**interval, "low": float("nan")}}, "leaderboard": board}
     assert trials_within_noise(undefined) is None
     assert trials_within_noise({"best": None, "leaderboard": []}) is None
+
+
+def test_a_study_with_both_families_reports_the_blend_of_their_best_trials(tmp_path):
+    """family_blend on a real Optuna study and data plane: the best trial of each family (not the first), their
+    validation rows read back from the runs' scored.npz, and the blend's verdict."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import optuna
+
+    from kumo_assets.hpo_report import family_blend
+    from models.blending import scored_rows_bytes
+    from models.uncertainty import ScoredRows
+    from resources.data_plane import DataPlane
+
+    plane = DataPlane(root=str(tmp_path / "plane"))
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=600), rng.normal(size=600)
+    labels, groups = (u + v > 0).astype(np.float64), np.arange(600) // 3
+    outputs = {"weak-gnn": rng.random(600), "gnn": 1 / (1 + np.exp(-u)), "gbdt": 1 / (1 + np.exp(-v))}
+    study = optuna.create_study(direction="maximize")
+    for run_key, family, value in (("weak-gnn", "gnn", 0.55), ("gnn", "gnn", 0.75), ("gbdt", "gbdt", 0.74)):
+        rows = ScoredRows(labels, outputs[run_key], groups)
+        plane.put_bytes(
+            scored_rows_bytes({"val": rows, "test": rows}), "shop", "models", "q", run_key, "scored.npz"
+        )
+        trial = study.ask()
+        trial.set_user_attr("params", {"family": family})
+        trial.set_user_attr("run_key", run_key)
+        study.tell(trial, value)
+    context = SimpleNamespace(task_type="binary_classification", space=SimpleNamespace(metric="auroc"),
+                              spec=SimpleNamespace(graph_name="shop"), query=SimpleNamespace(name="q"))  # fmt: skip
+    blend = family_blend(context, plane, study.get_trials())
+    assert blend["trials"] == {"gbdt": 2, "gnn": 1}
+    assert blend["blend_is_better"] and blend["blend"] > max(blend["members"].values())
+    ranked = SimpleNamespace(**{**vars(context), "task_type": "link_prediction"})
+    assert family_blend(ranked, plane, study.get_trials()) is None
+    assert family_blend(context, plane, study.get_trials()[:2]) is None  # one family only

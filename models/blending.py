@@ -1,0 +1,85 @@
+"""Blending two models' outputs on the same rows, and whether validation prefers the blend to either alone.
+
+A GNN and a GBDT err on different rows; on rel-f1 driver-dnf the rank average of the two scored higher on
+validation than either for every seed tried (docs/benchmarks.md). Binary scores are averaged as ranks (the two
+families' probabilities are calibrated differently and AUROC reads only the order); regression values and
+class probabilities are averaged as they are. Ranked lists (ranking, link prediction) are not blended.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import rankdata
+
+from models.metrics import compute_metrics, is_better, tune_metric
+from models.uncertainty import ScoredRows
+
+__all__ = ["BLENDABLE", "blend_outputs", "blend_report", "scored_rows_bytes", "scored_rows_from_bytes"]
+
+BLENDABLE = (
+    "binary_classification",
+    "regression",
+    "forecasting",
+    "multiclass_classification",
+    "multilabel_classification",
+)
+
+
+def blend_outputs(task_type: str, outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """The equal-weight blend of several models' outputs for the same rows."""
+    if task_type not in BLENDABLE:
+        raise ValueError(f"{task_type} outputs are ranked lists: blend one of {BLENDABLE}")
+    arrays = [np.asarray(output, dtype=np.float64) for output in outputs]
+    if task_type == "binary_classification":
+        arrays = [rankdata(array, axis=0) / len(array) for array in arrays]
+    return np.mean(arrays, axis=0)
+
+
+def blend_report(task_type: str, members: Mapping[str, ScoredRows], *, k: int = 10) -> dict:
+    """The tune metric of each member and of their blend on the same scored rows (a validation split), and
+    whether the blend beats the best member."""
+    rows = list(members.values())
+    first = rows[0]
+    for name, other in members.items():
+        if len(other.groups) != len(first.groups) or not np.array_equal(other.groups, first.groups):
+            raise ValueError(
+                f"{name} scored other rows than {next(iter(members))}: blend only the same split"
+            )
+    metric = tune_metric(task_type, k)
+    values = {name: float(compute_metrics(task_type, scored.labels, scored.outputs, k=k)[metric])
+              for name, scored in members.items()}  # fmt: skip
+    blended = blend_outputs(task_type, [scored.outputs for scored in rows])
+    blend = float(compute_metrics(task_type, first.labels, blended, k=k)[metric])
+    best, best_name = None, None
+    for name, value in values.items():
+        if is_better(metric, value, best):
+            best, best_name = value, name
+    return {"metric": metric, "members": values, "blend": blend, "best_member": best_name,
+            "blend_is_better": is_better(metric, blend, best)}  # fmt: skip
+
+
+def scored_rows_bytes(scored: Mapping[str, ScoredRows]) -> bytes | None:
+    """Splits' labels, outputs and entities as one .npz (None when labels are ragged lists, as ranked ones)."""
+    arrays = {}
+    for split, rows in scored.items():
+        if isinstance(rows.labels, list):  # ranked labels: the relevant ids of each row
+            return None
+        labels = np.asarray(rows.labels)
+        if labels.dtype == object:
+            return None
+        groups = rows.groups if rows.groups.dtype != object else rows.groups.astype(str)
+        arrays.update({f"{split}.labels": labels, f"{split}.outputs": np.asarray(rows.outputs),
+                       f"{split}.groups": groups})  # fmt: skip
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def scored_rows_from_bytes(data: bytes) -> dict[str, ScoredRows]:
+    with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+        splits = sorted({name.split(".")[0] for name in arrays.files})
+        return {split: ScoredRows(arrays[f"{split}.labels"], arrays[f"{split}.outputs"], arrays[f"{split}.groups"])
+                for split in splits}  # fmt: skip
