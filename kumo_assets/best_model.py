@@ -2,23 +2,56 @@
 
 The GNN refit trains for as many epochs as the winning trial's best epoch (+1) without early stopping, so
 no epoch count is chosen on data it trains on; the GBDT refit keeps the validation rows for early stopping.
+When the study found on validation that blending the best trial of each family beats the winner alone
+(``family_blend``), the other family's best trial is refit too and the test is scored on the blend.
 """
 
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.hpo_assets import hpo_study_key
 from kumo_assets.hpo_report import read_study_summary
+from kumo_assets.ingest import markdown_table
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
-from kumo_assets.training import ModelRunConfig, TrainedModel, model_metadata, train_query_model
+from kumo_assets.training import (
+    SCORED_ROWS,
+    ModelRunConfig,
+    TrainedModel,
+    interval_table,
+    model_metadata,
+    query_top_k,
+    train_query_model,
+)
+from models.blending import blend_outputs, check_same_rows, scored_rows_from_bytes
+from models.metrics import compute_metrics
+from models.uncertainty import ScoredRows, metric_intervals
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
 
-__all__ = ["best_model_key", "build_best_model_assets", "refit_config", "refit_winner"]
+__all__ = [
+    "BestModelConfig",
+    "best_model_key",
+    "build_best_model_assets",
+    "refit_blend",
+    "refit_config",
+    "refit_winner",
+]
+
+
+class BestModelConfig(Config):
+    blend: bool = True  # blend the best model of each family when the study's validation preferred the blend
 
 
 def best_model_key(spec: GraphSpec, name: str) -> AssetKey:
@@ -57,6 +90,56 @@ def refit_winner(
     return trained, config, summary
 
 
+def refit_blend(
+    spec: GraphSpec,
+    query: NamedQuery,
+    summary: dict[str, Any],
+    winner: TrainedModel,
+    data_plane: DataPlane,
+    graph_store: GraphStoreResource,
+    feature_store: FeatureStoreResource,
+    log=print,
+) -> dict[str, Any] | None:
+    """Refit the other family's best trial and score the blend of both refits on test; None when the study's
+    validation did not prefer the blend (the asset records it under ``blend`` in the pointer)."""
+    blend = summary.get("family_blend")
+    if not blend or not blend.get("blend_is_better") or "refits" not in blend:
+        return None
+    members = {winner.family: winner}
+    for family, refit in blend["refits"].items():
+        if family not in members:
+            log(f"blending: refitting the best {family} trial {refit['number']} ({refit['value']:.4f})")
+            members[family] = train_query_model(spec, query, refit_config(refit), data_plane, graph_store,
+                                                feature_store, log)  # fmt: skip
+    parts = (spec.graph_name, "models", query.name)
+    scored = [scored_rows_from_bytes(data_plane.get_bytes(*parts, member.run_key, SCORED_ROWS))["test"]
+              for member in members.values()]  # fmt: skip
+    check_same_rows(dict(zip(members, scored, strict=True)))
+    blended = blend_outputs(winner.task_type, [rows.outputs for rows in scored])
+    rows = ScoredRows(scored[0].labels, blended, scored[0].groups)
+    k = query_top_k(data_plane.get_json(spec.graph_name, "training_tables", f"{query.name}.json"))
+    metrics = compute_metrics(winner.task_type, rows.labels, rows.outputs, k=k)
+    if winner.task_type == "binary_classification":  # blended ranks: order metrics only, no probabilities
+        metrics = {name: metrics[name] for name in ("auroc", "auprc")}
+    return {"metric": blend["metric"],
+            "members": {family: {"run_key": member.run_key, "test": member.metrics["test"]}
+                        for family, member in members.items()},
+            "test": {name: float(value) for name, value in metrics.items()},
+            "intervals": metric_intervals(winner.task_type, {"test": rows}, k=k),
+            "validation": {"blend": blend["blend"], "members": blend["members"]}}  # fmt: skip
+
+
+def blend_metadata(blend: dict[str, Any]) -> dict[str, MetadataValue]:
+    """The members' and the blend's test value of the tune metric, and the blend's interval."""
+    metric = blend["metric"]
+    rows = [[family, f"{member['test'][metric]:.4f}"] for family, member in blend["members"].items()]
+    rows.append(["blend", f"{blend['test'][metric]:.4f}"])
+    return {
+        "blend": MetadataValue.md(markdown_table(["model", f"test {metric}"], rows)),
+        "blend_uncertainty": MetadataValue.md(interval_table(blend["intervals"])),
+    }
+
+
 def build_best_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
     return [_best_model_asset(spec, query) for query in queries.values()]
 
@@ -72,13 +155,22 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     )
     def _best_model(
         context: AssetExecutionContext,
+        config: BestModelConfig,
         data_plane: DataPlane,
         graph_store: GraphStoreResource,
         feature_store: FeatureStoreResource,
     ) -> MaterializeResult:
-        trained, config, summary = refit_winner(spec, query, data_plane, graph_store, feature_store,
-                                                context.log.info)  # fmt: skip
-        metadata = model_metadata(trained, config)
+        trained, run_config, summary = refit_winner(spec, query, data_plane, graph_store, feature_store,
+                                                    context.log.info)  # fmt: skip
+        metadata = model_metadata(trained, run_config)
+        blend = (refit_blend(spec, query, summary, trained, data_plane, graph_store, feature_store, context.log.info)
+                 if config.blend else None)  # fmt: skip
+        pointer = data_plane.get_json(spec.graph_name, "best_model", query.name, "pointer.json")
+        data_plane.put_json(
+            {**pointer, "blend": blend}, spec.graph_name, "best_model", query.name, "pointer.json"
+        )
+        if blend is not None:
+            metadata.update(blend_metadata(blend))
         metadata["study"] = MetadataValue.text(summary["study_name"])
         metadata["winning_trial"] = MetadataValue.int(int(summary["best"]["number"]))
         metadata["study_val_" + summary["metric"]] = MetadataValue.float(float(summary["best"]["value"]))

@@ -160,8 +160,11 @@ def family_blend(context: StudyContext, data_plane: DataPlane, complete: list) -
         report = blend_report(context.task_type, members)
     except ValueError:  # the families scored different rows (say, one dropped entities): nothing to blend
         return None
+    refits = {family: {"number": trial.number, "value": trial.value, "params": trial.user_attrs["params"],
+                       "best_epoch": trial.user_attrs.get("best_epoch")} for family, trial in sorted(best.items())}  # fmt: skip
     return {
         **report,
+        "refits": refits,
         "trials": {f: t.number for f, t in sorted(best.items())},
     }
 

@@ -17,7 +17,14 @@ from scipy.stats import rankdata
 from models.metrics import compute_metrics, is_better, tune_metric
 from models.uncertainty import ScoredRows
 
-__all__ = ["BLENDABLE", "blend_outputs", "blend_report", "scored_rows_bytes", "scored_rows_from_bytes"]
+__all__ = [
+    "BLENDABLE",
+    "blend_outputs",
+    "blend_report",
+    "check_same_rows",
+    "scored_rows_bytes",
+    "scored_rows_from_bytes",
+]
 
 BLENDABLE = (
     "binary_classification",
@@ -41,13 +48,9 @@ def blend_outputs(task_type: str, outputs: Sequence[np.ndarray]) -> np.ndarray:
 def blend_report(task_type: str, members: Mapping[str, ScoredRows], *, k: int = 10) -> dict:
     """The tune metric of each member and of their blend on the same scored rows (a validation split), and
     whether the blend beats the best member."""
+    check_same_rows(members)
     rows = list(members.values())
     first = rows[0]
-    for name, other in members.items():
-        if len(other.groups) != len(first.groups) or not np.array_equal(other.groups, first.groups):
-            raise ValueError(
-                f"{name} scored other rows than {next(iter(members))}: blend only the same split"
-            )
     metric = tune_metric(task_type, k)
     values = {name: float(compute_metrics(task_type, scored.labels, scored.outputs, k=k)[metric])
               for name, scored in members.items()}  # fmt: skip
@@ -59,6 +62,15 @@ def blend_report(task_type: str, members: Mapping[str, ScoredRows], *, k: int = 
             best, best_name = value, name
     return {"metric": metric, "members": values, "blend": blend, "best_member": best_name,
             "blend_is_better": is_better(metric, blend, best)}  # fmt: skip
+
+
+def check_same_rows(members: Mapping[str, ScoredRows]) -> None:
+    """Blending is row by row: every member must have scored the same rows of the same entities in order."""
+    first_name, first = next(iter(members.items()))
+    for name, other in members.items():
+        same = len(other.groups) == len(first.groups) and np.array_equal(other.groups, first.groups)
+        if not same or not np.array_equal(np.asarray(other.labels), np.asarray(first.labels)):
+            raise ValueError(f"{name} scored other rows than {first_name}: blend only the same split")
 
 
 def scored_rows_bytes(scored: Mapping[str, ScoredRows]) -> bytes | None:

@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 
+import pytest
 from dagster import materialize
 from optuna.trial import TrialState
 
@@ -64,6 +65,46 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     best = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
     assert best["winning_trial"].value == study.best_trial.number
     assert "test" in best["metrics"].value
+    check_the_blend_refit(defs, instance, tmp_path, assets)
+
+
+def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
+    """When the study's validation preferred blending its families' best trials, best_model refits both and
+    scores the rank-averaged blend on test (checked here against the members' stored test outputs)."""
+    import numpy as np
+    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
+
+    from models.blending import scored_rows_from_bytes
+
+    plane = tmp_path / "plane"
+    summary_path = next(plane.glob("shop/hpo/*/summary.json"))
+    summary = json.loads(summary_path.read_text())
+    winner = summary["best"]["params"]["family"]
+    other = {"gnn": {"family": "gbdt", "gbdt_trees": 30, "gbdt_leaves": 7},
+             "gbdt": {"family": "gnn", "channels": 8, "epochs": 1, "max_steps_per_epoch": 4}}[winner]  # fmt: skip
+    summary["family_blend"] = {
+        "metric": summary["metric"], "blend": 0.9, "members": {}, "blend_is_better": True,
+        "refits": {winner: {"number": summary["best"]["number"], "value": summary["best"]["value"],
+                            "params": summary["best"]["params"], "best_epoch": summary["best"]["best_epoch"]},
+                   other["family"]: {"number": 99, "value": 0.5, "params": {**other, "device": "cpu"},
+                                     "best_epoch": 0}},
+    }  # fmt: skip
+    summary_path.write_text(json.dumps(summary))
+    assert materialize(assets, resources=defs.resources, instance=instance).success
+    metadata = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
+    pointer = json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())
+    blend = pointer["blend"]
+    assert set(blend["members"]) == {"gnn", "gbdt"} and "| blend |" in metadata["blend"].value
+    tests = [scored_rows_from_bytes(next(plane.glob(f"shop/models/*/{member['run_key']}/scored.npz")).read_bytes())["test"]
+             for member in blend["members"].values()]  # fmt: skip
+    ranks = np.mean([rankdata(rows.outputs) / len(rows.outputs) for rows in tests], axis=0)
+    assert blend["test"]["auroc"] == pytest.approx(roc_auc_score(tests[0].labels, ranks))
+    assert set(blend["test"]) == {"auroc", "auprc"} and blend["intervals"]["test"]["metric"] == "auroc"
+
+    unblended = {"ops": {"shop__best_model__big_spender": {"config": {"blend": False}}}}
+    assert materialize(assets, resources=defs.resources, instance=instance, run_config=unblended).success
+    assert json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())["blend"] is None
 
 
 def test_trials_within_noise_counts_complete_trials_inside_the_winners_interval():
