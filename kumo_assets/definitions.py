@@ -137,13 +137,13 @@ def capacity_backend_from_environment() -> CapacityBackend:
     raise ValueError(f"KUMO_CAPACITY_BACKEND={kind!r}: choose dry-run or kubernetes")
 
 
-def _spec_paths_from_environment() -> list[str | Path]:
+def spec_paths_from_environment() -> list[str | Path]:
     configured = os.environ.get("KUMO_GRAPH_SPEC", "")
     return [path for path in configured.split(os.pathsep) if path] or [DEFAULT_SPEC]
 
 
 defs = build_definitions(
-    _spec_paths_from_environment(),
+    spec_paths_from_environment(),
     os.environ.get("KUMO_DATA_PLANE") or str(PROJECT_ROOT / ".kumo" / "data"),
     os.environ.get("KUMO_GRAPH_STORE") or None,
 )
