@@ -47,6 +47,7 @@ __all__ = [
     "refit_blend",
     "refit_config",
     "refit_winner",
+    "write_pointer",
 ]
 
 
@@ -83,11 +84,16 @@ def refit_winner(
     config = refit_config(summary["best"])
     log(f"refitting trial {summary['best']['number']} ({summary['metric']}={summary['best']['value']:.4f})")
     trained = train_query_model(spec, query, config, data_plane, graph_store, feature_store, log)
+    return trained, config, summary
+
+
+def write_pointer(spec: GraphSpec, query: NamedQuery, data_plane: DataPlane, summary: dict[str, Any],
+                  trained: TrainedModel, config: ModelRunConfig, blend: dict[str, Any] | None) -> None:  # fmt: skip
+    """``<graph>/best_model/<query>/pointer.json``: the study, the refit winner's run, and the blend (or None)."""
     data_plane.put_json({"study": summary["study_name"], "trial": summary["best"]["number"],
                          "study_value": summary["best"]["value"], "run_key": trained.run_key,
-                         "metrics": trained.metrics, "config": config.model_dump()},
+                         "metrics": trained.metrics, "config": config.model_dump(), "blend": blend},
                         spec.graph_name, "best_model", query.name, "pointer.json")  # fmt: skip
-    return trained, config, summary
 
 
 def refit_blend(
@@ -101,7 +107,7 @@ def refit_blend(
     log=print,
 ) -> dict[str, Any] | None:
     """Refit the other family's best trial and score the blend of both refits on test; None when the study's
-    validation did not prefer the blend (the asset records it under ``blend`` in the pointer)."""
+    validation did not prefer the blend (``write_pointer`` records it under ``blend``)."""
     blend = summary.get("family_blend")
     if not blend or not blend.get("blend_is_better") or "refits" not in blend:
         return None
@@ -165,10 +171,7 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         metadata = model_metadata(trained, run_config)
         blend = (refit_blend(spec, query, summary, trained, data_plane, graph_store, feature_store, context.log.info)
                  if config.blend else None)  # fmt: skip
-        pointer = data_plane.get_json(spec.graph_name, "best_model", query.name, "pointer.json")
-        data_plane.put_json(
-            {**pointer, "blend": blend}, spec.graph_name, "best_model", query.name, "pointer.json"
-        )
+        write_pointer(spec, query, data_plane, summary, trained, run_config, blend)
         if blend is not None:
             metadata.update(blend_metadata(blend))
         metadata["study"] = MetadataValue.text(summary["study_name"])
