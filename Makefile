@@ -23,9 +23,16 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 install: $(BIN)/.installed
 
+# The day the demo predicts for: the eve of the 2025 season (each prediction sees only rows up to it).
+DEMO_DAY ?= 2025-03-01
+SERVING := key:"*/predictions/*" or key:"*/embeddings/*"
+
 demo: install
 	@mkdir -p "$(DAGSTER_HOME)" "$(KUMO_DATA_PLANE)"
-	$(BIN)/dagster asset materialize --select '*' -m kumo_assets.definitions -c kumo_assets/examples/f1/demo_run.yaml
+	$(BIN)/dagster asset materialize --select 'not ($(SERVING))' -m kumo_assets.definitions -c kumo_assets/examples/f1/demo_run.yaml
+	$(BIN)/dagster asset materialize --select '$(SERVING)' --partition $(DEMO_DAY) -m kumo_assets.definitions
+	@echo "Predictions: $(KUMO_DATA_PLANE)/f1/predictions/<query>/$(DEMO_DAY).parquet"
+	@echo "Embeddings:  $(KUMO_DATA_PLANE)/f1/embeddings/<query>/$(DEMO_DAY).parquet"
 	@echo "Artifacts: $(KUMO_DATA_PLANE)   Dagster instance: $(DAGSTER_HOME)   UI: make dev"
 
 test: install

@@ -6,6 +6,7 @@ When the study found on validation that blending the best trial of each family b
 (``family_blend``), the other family's best trial is refit too and the test is scored on the blend.
 """
 
+import time
 from typing import Any
 
 from dagster import (
@@ -39,6 +40,7 @@ from models.uncertainty import ScoredRows, metric_intervals
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
+from serving.plan import served_plan
 
 __all__ = [
     "BestModelConfig",
@@ -47,6 +49,7 @@ __all__ = [
     "refit_blend",
     "refit_config",
     "refit_winner",
+    "serve_what_was_chosen",
     "write_pointer",
 ]
 
@@ -88,12 +91,35 @@ def refit_winner(
 
 
 def write_pointer(spec: GraphSpec, query: NamedQuery, data_plane: DataPlane, summary: dict[str, Any],
-                  trained: TrainedModel, config: ModelRunConfig, blend: dict[str, Any] | None) -> None:  # fmt: skip
-    """``<graph>/best_model/<query>/pointer.json``: the study, the refit winner's run, and the blend (or None)."""
+                  trained: TrainedModel, config: ModelRunConfig, blend: dict[str, Any] | None,
+                  served: dict[str, Any] | None = None) -> None:  # fmt: skip
+    """``<graph>/best_model/<query>/pointer.json``: the study, the refit winner's run, the blend (or None), what
+    predictions serve (`serving.plan.served_plan`) and when it was refit."""
     data_plane.put_json({"study": summary["study_name"], "trial": summary["best"]["number"],
                          "study_value": summary["best"]["value"], "run_key": trained.run_key,
-                         "metrics": trained.metrics, "config": config.model_dump(), "blend": blend},
+                         "metrics": trained.metrics, "config": config.model_dump(), "blend": blend,
+                         "served": served, "refit_at": time.time()},
                         spec.graph_name, "best_model", query.name, "pointer.json")  # fmt: skip
+
+
+def serve_what_was_chosen(spec: GraphSpec, query: NamedQuery, data_plane: DataPlane, summary: dict[str, Any],
+                          winner: TrainedModel, blend: dict[str, Any] | None, graph_store: GraphStoreResource,
+                          feature_store: FeatureStoreResource, log=print) -> dict[str, Any]:  # fmt: skip
+    """The ``served`` entry: the winner (or the blend validation preferred), its threshold, and the GNN whose
+    embeddings are written (the best GNN trial refit here when the winner is not a GNN)."""
+    members = {family: member["run_key"] for family, member in blend["members"].items()} if blend else {}
+    members = {winner.family: winner.run_key, **members}
+    by_family = summary.get("best_by_family") or {}
+    trial_run_keys = {family: (by_family.get(family) or {}).get("run_key") for family in members}
+    trial_run_keys[winner.family] = summary["best"].get("run_key")
+    embedding = members.get("gnn")
+    if embedding is None and "gnn" in by_family:
+        log(f"embeddings: refitting the best gnn trial {by_family['gnn']['number']}")
+        embedding = train_query_model(spec, query, refit_config(by_family["gnn"]), data_plane, graph_store,
+                                      feature_store, log).run_key  # fmt: skip
+    return served_plan(
+        data_plane, spec.graph_name, query.name, winner.task_type, members, trial_run_keys, embedding
+    )
 
 
 def refit_blend(
@@ -118,10 +144,13 @@ def refit_blend(
             members[family] = train_query_model(spec, query, refit_config(refit), data_plane, graph_store,
                                                 feature_store, log)  # fmt: skip
     parts = (spec.graph_name, "models", query.name)
-    scored = [scored_rows_from_bytes(data_plane.get_bytes(*parts, member.run_key, SCORED_ROWS))["test"]
+    splits = [scored_rows_from_bytes(data_plane.get_bytes(*parts, member.run_key, SCORED_ROWS))
               for member in members.values()]  # fmt: skip
+    scored = [split["test"] for split in splits]
     check_same_rows(dict(zip(members, scored, strict=True)))
-    blended = blend_outputs(winner.task_type, [rows.outputs for rows in scored])
+    # binary scores blend as quantiles among each member's validation scores, exactly as predictions serve them
+    references = [split["val"].outputs for split in splits]
+    blended = blend_outputs(winner.task_type, [rows.outputs for rows in scored], references)
     rows = ScoredRows(scored[0].labels, blended, scored[0].groups)
     k = query_top_k(data_plane.get_json(spec.graph_name, "training_tables", f"{query.name}.json"))
     metrics = compute_metrics(winner.task_type, rows.labels, rows.outputs, k=k)
@@ -171,7 +200,13 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         metadata = model_metadata(trained, run_config)
         blend = (refit_blend(spec, query, summary, trained, data_plane, graph_store, feature_store, context.log.info)
                  if config.blend else None)  # fmt: skip
-        write_pointer(spec, query, data_plane, summary, trained, run_config, blend)
+        served = serve_what_was_chosen(spec, query, data_plane, summary, trained, blend, graph_store, feature_store,
+                                       context.log.info)  # fmt: skip
+        write_pointer(spec, query, data_plane, summary, trained, run_config, blend, served)
+        metadata["served"] = MetadataValue.text(
+            " + ".join(f"{m['family']} {m['run_key']}" for m in served["members"])
+            + (f" (threshold {served['threshold']['value']:.4f}, {served['threshold']['rule']})" if served["threshold"] else "")
+        )  # fmt: skip
         if blend is not None:
             metadata.update(blend_metadata(blend))
         metadata["study"] = MetadataValue.text(summary["study_name"])

@@ -2,6 +2,7 @@
 
 kumo query explain "PREDICT ..." --spec graph.yaml
 kumo query table "PREDICT ..." --spec graph.yaml --val 2005-01-01 --test 2010-01-01 --out table.parquet
+kumo predict --query driver_dnf --spec graph.yaml --entities rows.parquet --out predictions.parquet
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from kumo_assets.cli_predict import add_predict_command, run_predict
 from kumo_assets.errors import KumoError
 from kumo_assets.graph_tables import ingest_in_memory, read_published_tables
 from kumo_assets.pql.anchors import AnchorPlan
@@ -24,6 +26,7 @@ from kumo_assets.pql.schema import GraphSchema
 from kumo_assets.pql.training_table import build_training_table
 from kumo_assets.spec_loader import load_spec
 from resources.data_plane import DataPlane, atomic_path
+from serving.served_model import ServingError
 
 __all__ = ["main"]
 
@@ -58,12 +61,15 @@ def main(argv: list[str] | None = None) -> int:
         metavar="SPLIT=T1,T2",
         help="explicit anchors for a split",
     )
+    add_predict_command(commands)
     args = parser.parse_args(argv)
     try:
+        if args.group == "predict":
+            return run_predict(args)
         if args.command == "explain":
             return _explain(args)
         return _table(args)
-    except KumoError as exc:
+    except (KumoError, ServingError) as exc:
         print(f"kumo: {exc}", file=sys.stderr)
         return 2
 

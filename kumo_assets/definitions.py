@@ -29,29 +29,33 @@ from pathlib import Path
 from dagster import Definitions
 
 from kumo_assets.best_model import build_best_model_assets
+from kumo_assets.environment import data_plane_root, object_store_from_environment
+from kumo_assets.environment import graph_store_root as local_store_root
 from kumo_assets.execution import run_executor
 from kumo_assets.features import build_feature_store_asset
 from kumo_assets.graph import build_graph_store_asset
 from kumo_assets.hpo_assets import build_hpo_assets
 from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.pql.queries import load_queries, queries_beside
+from kumo_assets.predictions import build_prediction_assets
 from kumo_assets.spec_loader import load_spec
 from kumo_assets.tasks import build_training_table_assets
 from kumo_assets.training import build_model_assets
 from resources.capacity_backends import CapacityBackend, DryRunCapacity, KubernetesHeadroom
-from resources.connectors import ObjectStoreConnector
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
 from resources.k8s_launcher import KubernetesTrialLauncher
 from resources.launchers import LocalTrialLauncher, TrialLauncher
 from resources.provisioner import NodeProvisioner
+from resources.s3 import s3_resource_from_environment
 from resources.studies import StudyStorage
 from sensors.capacity import capacity_sensor
+from sensors.new_data import build_new_data_sensor
+from sensors.refresh import build_refresh_schedules
 
 __all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SPEC = Path(__file__).resolve().parent / "examples" / "f1" / "graph.yaml"
 
 
@@ -64,16 +68,14 @@ def build_definitions(
         graph_store_root: local folder for graph stores (memory-mapped); default: the data plane when it
             is local, else ``.kumo/graph_store`` in the project.
     """
-    if graph_store_root is None:
-        remote = "://" in data_plane_root
-        graph_store_root = str(PROJECT_ROOT / ".kumo" / "graph_store") if remote else data_plane_root
+    graph_store_root = local_store_root(data_plane_root, graph_store_root)
     specs = [load_spec(path) for path in spec_paths]
     names = [spec.graph_name for spec in specs]
     if len(set(names)) != len(names):
         raise ValueError(
             f"graph names must be unique across specs, got {names}: set `name:` in each graph.yaml"
         )
-    assets = []
+    assets, schedules, queries_by_graph = [], [], {}
     for spec in specs:
         assets += build_ingest_assets(spec)
         assets.append(build_graph_store_asset(spec))
@@ -81,14 +83,14 @@ def build_definitions(
         queries_file = queries_beside(spec.path)
         if queries_file is not None:
             queries = load_queries(queries_file)
+            queries_by_graph[spec.graph_name] = queries
+            schedules += build_refresh_schedules(spec, queries)
             assets += build_training_table_assets(spec, queries)
             assets += build_model_assets(spec, queries)
             assets += build_hpo_assets(spec, queries)
             assets += build_best_model_assets(spec, queries)
-    object_store = ObjectStoreConnector(
-        endpoint_url=os.environ.get("AWS_ENDPOINT_URL"),
-        region=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"),
-    )
+            assets += build_prediction_assets(spec, queries)
+    object_store = object_store_from_environment()
     return Definitions(
         assets=assets,
         executor=run_executor(),
@@ -100,8 +102,10 @@ def build_definitions(
             "trial_launcher": trial_launcher_from_environment(),
             "provisioner": NodeProvisioner(catalogue=os.environ.get("KUMO_INSTANCE_CATALOGUE", "")),
             "capacity_backend": capacity_backend_from_environment(),
+            "s3": s3_resource_from_environment(),
         },
-        sensors=[capacity_sensor],
+        sensors=[capacity_sensor, build_new_data_sensor(specs, queries_by_graph)],
+        schedules=schedules,
     )
 
 
@@ -142,8 +146,4 @@ def spec_paths_from_environment() -> list[str | Path]:
     return [path for path in configured.split(os.pathsep) if path] or [DEFAULT_SPEC]
 
 
-defs = build_definitions(
-    spec_paths_from_environment(),
-    os.environ.get("KUMO_DATA_PLANE") or str(PROJECT_ROOT / ".kumo" / "data"),
-    os.environ.get("KUMO_GRAPH_STORE") or None,
-)
+defs = build_definitions(spec_paths_from_environment(), data_plane_root())

@@ -51,13 +51,8 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
         "states": {name: count for name, count in states.items() if count},
         "best": None
         if best is None
-        else {
-            "number": best.number,
-            "value": best.value,
-            "params": best.user_attrs.get("params", {}),
-            "best_epoch": best.user_attrs.get("best_epoch"),
-            "val_interval": best.user_attrs.get("val_interval"),
-        },
+        else {**trial_record(best), "val_interval": best.user_attrs.get("val_interval")},
+        "best_by_family": best_by_family(complete, context.space.metric),
         "this_run": {
             "slots": len(outcomes),
             "finished": sorted(n for outcome in outcomes for n in outcome.get("finished", [])),
@@ -127,18 +122,34 @@ def trials_within_noise(summary: dict[str, Any]) -> dict[str, Any] | None:
             "entities": interval["groups"]}  # fmt: skip
 
 
-def family_blend(context: StudyContext, data_plane: DataPlane, complete: list) -> dict[str, Any] | None:
-    """The best complete trial of each family, blended on validation (models/blending.py): whether the blend
-    beats the winner alone. None with fewer than two families or for ranked outputs."""
-    if context.task_type not in BLENDABLE:
-        return None
+def trial_record(trial) -> dict[str, Any]:
+    """What a refit needs of a complete trial: its number, value, parameters, best epoch and run key."""
+    return {"number": trial.number, "value": trial.value, "params": trial.user_attrs.get("params", {}),
+            "best_epoch": trial.user_attrs.get("best_epoch"), "run_key": trial.user_attrs.get("run_key")}  # fmt: skip
+
+
+def best_by_family(complete: list, metric: str) -> dict[str, dict[str, Any]]:
+    """The best complete trial of each model family (the embeddings come from the best GNN's refit)."""
+    return {family: trial_record(trial) for family, trial in sorted(_best_trials(complete, metric).items())}
+
+
+def _best_trials(complete: list, metric: str) -> dict[str, Any]:
     best: dict[str, Any] = {}
     for trial in complete:
         family = trial.user_attrs.get("params", {}).get("family")
         if not family or "run_key" not in trial.user_attrs:
             continue
-        if family not in best or is_better(context.space.metric, trial.value, best[family].value):
+        if family not in best or is_better(metric, trial.value, best[family].value):
             best[family] = trial
+    return best
+
+
+def family_blend(context: StudyContext, data_plane: DataPlane, complete: list) -> dict[str, Any] | None:
+    """The best complete trial of each family, blended on validation (models/blending.py): whether the blend
+    beats the winner alone. None with fewer than two families or for ranked outputs."""
+    if context.task_type not in BLENDABLE:
+        return None
+    best = _best_trials(complete, context.space.metric)
     if len(best) < 2:
         return None
     members = {}
@@ -160,8 +171,7 @@ def family_blend(context: StudyContext, data_plane: DataPlane, complete: list) -
         report = blend_report(context.task_type, members)
     except ValueError:  # the families scored different rows (say, one dropped entities): nothing to blend
         return None
-    refits = {family: {"number": trial.number, "value": trial.value, "params": trial.user_attrs["params"],
-                       "best_epoch": trial.user_attrs.get("best_epoch")} for family, trial in sorted(best.items())}  # fmt: skip
+    refits = {family: trial_record(trial) for family, trial in sorted(best.items())}
     return {
         **report,
         "refits": refits,

@@ -163,6 +163,7 @@ def train_query_model(
     inputs = f"{meta['content_hash']}|{graph.version}|{features.version}"
     run_key = hashlib.sha256(f"{config.model_dump_json()}|{inputs}|{MODEL_CODE}".encode()).hexdigest()[:16]
     prefix = (spec.graph_name, "models", query.name, run_key)
+    extra: dict = {}  # family-specific facts scoring needs later (summary.json)
     if config.family == "gbdt":
         frames, metas = read_published_tables(spec, data_plane)
         schema = GraphSchema.from_table_metadata(spec, metas)
@@ -183,6 +184,7 @@ def train_query_model(
                                     freeze_validation=_freezes_validation(config),
                                     simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta))  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, None, None
+        extra["vocabulary_limit"] = getattr(result, "vocabulary_limit", None)
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":
         splits = make_splits(table, graph_store.node_keys(graph, entity_table), entity_table,
@@ -224,7 +226,8 @@ def train_query_model(
     seconds = time.perf_counter() - started
     summary = {"family": config.family, "task_type": task_type, "config": config.model_dump(), "metrics": metrics,
                "intervals": intervals, "seconds": seconds, "inputs": inputs, "resumed_from": resumed_from,
-               "best_epoch": best_epoch}  # fmt: skip
+               "best_epoch": best_epoch, "versions": {"table": meta["content_hash"], "graph": graph.version,
+               "features": features.version}, **extra}  # fmt: skip
     uri = data_plane.put_json(summary, *prefix, "summary.json")
     return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch,
                         intervals)  # fmt: skip

@@ -26,7 +26,13 @@ from models.gbdt import GBDTConfig, GBDTModel
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.metrics import compute_metrics
-from models.propositional import ROW_CUTOFF, PropositionalConfig, build_relational_features, stale_view_rows
+from models.propositional import (
+    ROW_CUTOFF,
+    PropositionalConfig,
+    build_relational_features,
+    stale_view_rows,
+    vocabulary_limit,
+)
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from models.uncertainty import ScoredRows
 from resources.batch_cache import BatchCache
@@ -239,6 +245,7 @@ class GBDTTrialResult:
     features: int
     train_rows: int  # design rows LightGBM trained on (stale copies included)
     scored: dict[str, ScoredRows] = field(default_factory=dict)  # val/test as metrics read them, by entity
+    vocabulary_limit: int | None = None  # the cut its category columns were chosen at (scoring reuses it)
 
     @property
     def model_bytes(self) -> bytes:
@@ -309,6 +316,7 @@ def run_gbdt_trial(
     rows = table.join(entity_keys.rename({key: "entity"}), on="entity", how="left", maintain_order="left")
     rows = with_frozen_views(rows, observe_until, simulate_staleness, freeze_validation)
     entities = view_entities(rows, simulate_staleness or freeze_validation)
+    limit = vocabulary_limit(entities, observe_until)
     splits = rows["split"]
     design = build_relational_features(frames, schema, entity_table, entities,
                                        features or PropositionalConfig(), observe_until)  # fmt: skip
@@ -344,4 +352,4 @@ def run_gbdt_trial(
         split: ScoredRows(*inputs[split], entities[split]) for split in ("val", "test") if split in inputs
     }
     return GBDTTrialResult(model, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
-                           design.width, len(parts["train"][1]), scored)  # fmt: skip
+                           design.width, len(parts["train"][1]), scored, limit)  # fmt: skip

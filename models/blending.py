@@ -12,7 +12,6 @@ import io
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 from models.metrics import compute_metrics, is_better, tune_metric
 from models.uncertainty import ScoredRows
@@ -22,6 +21,7 @@ __all__ = [
     "blend_outputs",
     "blend_report",
     "check_same_rows",
+    "mid_rank_quantile",
     "scored_rows_bytes",
     "scored_rows_from_bytes",
 ]
@@ -35,14 +35,34 @@ BLENDABLE = (
 )
 
 
-def blend_outputs(task_type: str, outputs: Sequence[np.ndarray]) -> np.ndarray:
-    """The equal-weight blend of several models' outputs for the same rows."""
+def blend_outputs(
+    task_type: str, outputs: Sequence[np.ndarray], references: Sequence[np.ndarray] | None = None
+) -> np.ndarray:
+    """The equal-weight blend of several models' outputs for the same rows.
+
+    Binary scores are blended as quantiles: each member's score becomes its mid-rank among that member's
+    ``references`` (default: the rows themselves, i.e. the rank average). With fixed references (the members'
+    validation scores) a row's blend no longer depends on which other rows are scored with it, so served
+    predictions equal the scores a validation run recorded for the same rows.
+    """
     if task_type not in BLENDABLE:
         raise ValueError(f"{task_type} outputs are ranked lists: blend one of {BLENDABLE}")
     arrays = [np.asarray(output, dtype=np.float64) for output in outputs]
     if task_type == "binary_classification":
-        arrays = [rankdata(array, axis=0) / len(array) for array in arrays]
+        references = arrays if references is None else [np.asarray(r, dtype=np.float64) for r in references]
+        arrays = [
+            mid_rank_quantile(array, reference) for array, reference in zip(arrays, references, strict=True)
+        ]
     return np.mean(arrays, axis=0)
+
+
+def mid_rank_quantile(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """(references below + (references equal + 1) / 2) / len(reference): ``rankdata(values) / n`` when the
+    reference is ``values`` itself, and a fixed monotone map of any other score."""
+    ordered = np.sort(np.asarray(reference, dtype=np.float64))
+    below = np.searchsorted(ordered, values, side="left")
+    equal = np.searchsorted(ordered, values, side="right") - below
+    return (below + (equal + 1) / 2) / max(len(ordered), 1)
 
 
 def blend_report(task_type: str, members: Mapping[str, ScoredRows], *, k: int = 10) -> dict:

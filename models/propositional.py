@@ -27,6 +27,7 @@ __all__ = [
     "audit_feature_leakage",
     "build_relational_features",
     "stale_view_rows",
+    "vocabulary_limit",
 ]
 
 ROW_CUTOFF = "data_cutoff"  # optional column of ``entities``: a per-row end of the database (seconds)
@@ -86,6 +87,7 @@ def build_relational_features(
     entities: pl.DataFrame,
     config: PropositionalConfig = PropositionalConfig(),
     data_cutoff: int | None = None,
+    vocabulary_limit: int | None = None,
 ) -> pl.DataFrame:
     """Numeric features for each row of ``entities`` (columns ``_kumo_id``, ``anchor_time``), same order.
 
@@ -94,7 +96,8 @@ def build_relational_features(
     ``anchor_gap_days`` says how stale the view is); an optional ``data_cutoff`` column caps it per row
     (see `stale_view_rows`). Windows are measured back from as_of. Data-derived
     choices (rated categories, category codes) read only rows visible to the latest as_of in ``entities``:
-    build every split in one call so that they share columns.
+    build every split in one call so that they share columns, or pass the ``vocabulary_limit`` (`vocabulary_limit`
+    of the training rows) to score other rows with the columns a model was trained on.
     """
     missing = {NODE_ID, "anchor_time"} - set(entities.columns)
     if missing:
@@ -112,7 +115,7 @@ def build_relational_features(
     q_entity = queries.get_column("_entity").to_numpy()
     q_as_of = queries.get_column("_as_of").to_numpy()
     limit = int(as_of.max()) if len(as_of) else 0
-    graph = FeatureGraph(tables, schema, config, limit)
+    graph = FeatureGraph(tables, schema, config, limit, vocabulary_limit)
 
     features: dict[str, np.ndarray] = {}
     positions = graph.positions(entity_table, q_entity)
@@ -129,6 +132,12 @@ def build_relational_features(
         columns["anchor_gap_days"] = ((anchor - as_of) / DAY).astype(np.float32)
     columns.update({name: values[index].astype(np.float32) for name, values in features.items()})
     return pl.DataFrame({name: pl.Series(name, values, dtype=pl.Float32) for name, values in columns.items()})
+
+
+def vocabulary_limit(entities: pl.DataFrame, data_cutoff: int | None = None) -> int:
+    """The cut data-derived feature choices read when ``entities`` are built in one call: the latest as-of."""
+    as_of = as_of_times(entities, data_cutoff)
+    return int(as_of.max()) if as_of.len() else 0
 
 
 def as_of_times(entities: pl.DataFrame, data_cutoff: int | None = None) -> pl.Series:

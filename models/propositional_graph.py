@@ -30,11 +30,20 @@ class FeatureGraph:
     """The tables cut at the latest as-of time, with lookups by node id and the feature builders."""
 
     def __init__(
-        self, tables: Mapping[str, pl.DataFrame], schema: GraphSchema, config: PropositionalConfig, limit: int
+        self,
+        tables: Mapping[str, pl.DataFrame],
+        schema: GraphSchema,
+        config: PropositionalConfig,
+        limit: int,
+        vocabulary_limit: int | None = None,
     ) -> None:
         self.schema, self.config, self.spec = schema, config, config.window_spec()
+        # Category codes, frequencies and the top categories read rows up to vocabulary_limit (default: limit),
+        # so a model trained on one cut scores rows at any other anchor with the columns it learned.
+        self.vocabulary_limit = limit if vocabulary_limit is None else vocabulary_limit
+        cut = max(limit, self.vocabulary_limit)
         self.frames = {
-            name: frame.filter(pl.col(EVENT_TIME) <= limit) if EVENT_TIME in frame.columns else frame
+            name: frame.filter(pl.col(EVENT_TIME) <= cut) if EVENT_TIME in frame.columns else frame
             for name, frame in ((name, tables[name]) for name in schema.tables)
         }
         self._lookups: dict[str, np.ndarray] = {}
@@ -79,6 +88,10 @@ class FeatureGraph:
             found += [(child, fk, child if len(keys) == 1 else f"{child}.by_{fk.name}") for fk in keys]
         return found
 
+    def _in_vocabulary(self, times: np.ndarray | None, rows: int) -> pl.Series:
+        """Which rows data-derived choices read: those with time <= vocabulary_limit (all rows when static)."""
+        return pl.Series(np.ones(rows, dtype=bool) if times is None else times <= self.vocabulary_limit)
+
     # ---- static columns (own and parents) -------------------------------------------------------
     def static_features(
         self, table: str, positions: np.ndarray, as_of: np.ndarray, hops: int, prefix: str
@@ -118,18 +131,13 @@ class FeatureGraph:
     def _encoding(self, table: str, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Per row: the value's rank among the sorted distinct values, and its share of the rows."""
         if (table, column) not in self._encodings:
-            series = self.frames[table].get_column(column).cast(pl.String)
-            frame = pl.DataFrame({"value": series})
-            encoded = frame.with_columns(
-                pl.col("value").rank("dense").cast(pl.Float64).alias("code"),
-                (pl.len().over("value") / pl.len()).cast(pl.Float64).alias("freq"),
-            )
-            encoded = encoded.with_columns(
-                pl.when(pl.col("value").is_null()).then(None).otherwise(pl.col(c)).alias(c)
-                for c in ("code", "freq")
-            )
+            frame = pl.DataFrame({"value": self.frames[table].get_column(column).cast(pl.String)})
+            vocabulary = frame.filter(self._in_vocabulary(self.times(table), frame.height))
+            encoded = vocabulary.group_by("value").agg((pl.len() / vocabulary.height).alias("freq"))
+            encoded = encoded.drop_nulls("value").with_columns(pl.col("value").rank("dense").alias("code"))
+            encoded = frame.join(encoded, on="value", how="left", maintain_order="left")
             self._encodings[(table, column)] = tuple(
-                encoded.get_column(c).fill_null(np.nan).to_numpy() for c in ("code", "freq")
+                encoded.get_column(c).cast(pl.Float64).fill_null(np.nan).to_numpy() for c in ("code", "freq")
             )
         return self._encodings[(table, column)]
 
@@ -197,9 +205,10 @@ class FeatureGraph:
         rows = frame_rows[keep]
         numeric = {c: self.numeric(columns_of, c)[rows] for c in self.columns(columns_of, "numerical")}
         categories: dict[str, np.ndarray] = {}
+        vocabulary = self._in_vocabulary(None if times is None else times[keep], len(rows))
         for column in self.columns(columns_of, "categorical"):
             values = self.frames[columns_of].get_column(column).gather(rows)
-            for value in _top_values(values, self.config.top_categories):
+            for value in _top_values(values.filter(vocabulary), self.config.top_categories):
                 categories[f"{column}={value}"] = (values == value).fill_null(False).to_numpy()
         return RowSource(
             name,

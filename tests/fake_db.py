@@ -111,5 +111,7 @@ def data_assets(defs) -> list:
     return [
         a
         for a in defs.assets
-        if not any(key.path[1] in {"model", "hpo_study", "best_model"} for key in a.keys)
+        if not any(
+            key.path[1] in {"model", "hpo_study", "best_model", "predictions", "embeddings"} for key in a.keys
+        )
     ]

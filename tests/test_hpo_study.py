@@ -72,7 +72,6 @@ def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
     """When the study's validation preferred blending its families' best trials, best_model refits both and
     scores the rank-averaged blend on test (checked here against the members' stored test outputs)."""
     import numpy as np
-    from scipy.stats import rankdata
     from sklearn.metrics import roc_auc_score
 
     from models.blending import scored_rows_from_bytes
@@ -96,9 +95,12 @@ def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
     pointer = json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())
     blend = pointer["blend"]
     assert set(blend["members"]) == {"gnn", "gbdt"} and "| blend |" in metadata["blend"].value
-    tests = [scored_rows_from_bytes(next(plane.glob(f"shop/models/*/{member['run_key']}/scored.npz")).read_bytes())["test"]
-             for member in blend["members"].values()]  # fmt: skip
-    ranks = np.mean([rankdata(rows.outputs) / len(rows.outputs) for rows in tests], axis=0)
+    stored = [scored_rows_from_bytes(next(plane.glob(f"shop/models/*/{member['run_key']}/scored.npz")).read_bytes())
+              for member in blend["members"].values()]  # fmt: skip
+    tests = [split["test"] for split in stored]
+    # each member's test score as its mid-rank among its own validation scores (what predictions serve)
+    ranks = np.mean([[(np.sum(split["val"].outputs < value) + (np.sum(split["val"].outputs == value) + 1) / 2)
+                      / len(split["val"].outputs) for value in split["test"].outputs] for split in stored], axis=0)  # fmt: skip
     assert blend["test"]["auroc"] == pytest.approx(roc_auc_score(tests[0].labels, ranks))
     assert set(blend["test"]) == {"auroc", "auprc"} and blend["intervals"]["test"]["metric"] == "auroc"
 

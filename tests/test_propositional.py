@@ -24,6 +24,7 @@ from models.propositional import (
     audit_feature_leakage,
     build_relational_features,
     stale_view_rows,
+    vocabulary_limit,
 )
 
 DAY = 86_400
@@ -357,3 +358,19 @@ def test_invalid_configs_are_rejected(settings_: dict) -> None:
 def test_audit_rejects_unknown_entity_table() -> None:
     with pytest.raises(ValueError, match="unknown entity table"):
         build_relational_features(shop_tables(ORDERS, RETURNS), shop_schema(), "nope", entities([0], [1]))
+
+
+def test_rows_built_apart_with_the_training_vocabulary_limit_equal_rows_built_together() -> None:
+    """Category columns depend on the latest as-of of a call; scoring passes the training call's limit
+    (`vocabulary_limit`) so that any subset of rows, built alone, gets exactly the columns and values the
+    model was trained on (without it, the early rows alone would choose other top categories)."""
+    tables = shop_tables([*ORDERS, (1, 0, 50, 5.0, "late"), (2, 0, 55, 5.0, "late"), (1, 1, 58, 5.0, "late")],
+                         RETURNS)  # fmt: skip
+    together = entities([0, 1, 2, 0, 1], [21, 21, 21, 61, 61])
+    limit = vocabulary_limit(together)
+    reference = build_relational_features(tables, shop_schema(), "users", together, SMALL)
+    early = together.head(3)
+    apart = build_relational_features(tables, shop_schema(), "users", early, SMALL, vocabulary_limit=limit)
+    assert apart.equals(reference.head(3))
+    unaligned = build_relational_features(tables, shop_schema(), "users", early, SMALL)
+    assert unaligned.columns != reference.columns

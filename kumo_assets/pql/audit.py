@@ -16,7 +16,7 @@ import polars as pl
 from kumo_assets.pql.bound import BoundQuery
 from kumo_assets.pql.errors import LeakageError
 
-__all__ = ["audit_training_table"]
+__all__ = ["audit_entity_selection", "audit_training_table"]
 
 _ORDER = ("train", "val", "test")
 
@@ -26,26 +26,46 @@ def audit_training_table(bound: BoundQuery, provenance: pl.DataFrame, anchors: d
     problems: list[str] = []
     checked = {"rows": provenance.height}
     if bound.is_temporal:
-        anchor_times = sorted(set(provenance.get_column("anchor_time").to_list()))
-        bounds = {anchor: {} for anchor in anchor_times}
-        for key, aggregation in bound.aggregations.items():
-            for anchor in anchor_times:
-                bounds[anchor][key] = _declared_bounds(aggregation.window, anchor)
-            problems += _window_violations(key, provenance, bounds)
-            if key.startswith("where"):
-                late = provenance.filter(pl.col(f"{key}__max_time") > pl.col("anchor_time"))
-                if late.height:
-                    problems.append(f"{late.height} row(s): filter {key} read rows after the anchor")
-        early = provenance.filter(pl.col("_entity_time") > pl.col("anchor_time"))
-        if early.height:
-            problems.append(f"{early.height} row(s): the entity did not exist yet at its anchor")
+        problems += _read_before_anchor(bound.aggregations, provenance)
         problems += _split_order(bound, anchors)
-        checked["anchors_with_rows"] = len(anchor_times)
+        checked["anchors_with_rows"] = provenance.get_column("anchor_time").n_unique()
+    _raise_if(bound, problems)
+    return {"passed": True, **checked}
+
+
+def audit_entity_selection(bound: BoundQuery, provenance: pl.DataFrame) -> dict:
+    """Rule (2) for the rows a prediction scores (`select_entities`): every WHERE row and every entity is at or
+    before its anchor, and each filter read only its window. Raises `LeakageError`; returns counts."""
+    where = {key: value for key, value in bound.aggregations.items() if key.startswith("where")}
+    _raise_if(bound, _read_before_anchor(where, provenance))
+    return {"passed": True, "rows": provenance.height,
+            "anchors_with_rows": provenance.get_column("anchor_time").n_unique()}  # fmt: skip
+
+
+def _read_before_anchor(aggregations: dict, provenance: pl.DataFrame) -> list[str]:
+    """Rules (1) and (2): each aggregation inside its window, filters and entities at or before the anchor."""
+    problems = []
+    anchor_times = sorted(set(provenance.get_column("anchor_time").to_list()))
+    bounds = {anchor: {} for anchor in anchor_times}
+    for key, aggregation in aggregations.items():
+        for anchor in anchor_times:
+            bounds[anchor][key] = _declared_bounds(aggregation.window, anchor)
+        problems += _window_violations(key, provenance, bounds)
+        if key.startswith("where"):
+            late = provenance.filter(pl.col(f"{key}__max_time") > pl.col("anchor_time"))
+            if late.height:
+                problems.append(f"{late.height} row(s): filter {key} read rows after the anchor")
+    early = provenance.filter(pl.col("_entity_time") > pl.col("anchor_time"))
+    if early.height:
+        problems.append(f"{early.height} row(s): the entity did not exist yet at its anchor")
+    return problems
+
+
+def _raise_if(bound: BoundQuery, problems: list[str]) -> None:
     if problems:
         raise LeakageError(
             "leakage audit failed for query " + repr(bound.text) + ":\n  " + "\n  ".join(problems)
         )
-    return {"passed": True, **checked}
 
 
 _SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}

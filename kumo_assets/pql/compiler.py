@@ -19,7 +19,7 @@ from kumo_assets.pql.expressions import ENTITY_PREFIX, condition_expression
 from kumo_assets.pql.windows import aggregate_windows
 from kumo_assets.table_build import END_TIME, EVENT_TIME
 
-__all__ = ["SPLITS", "CompiledTable", "compile_training_table"]
+__all__ = ["SPLITS", "CompiledTable", "compile_training_table", "select_entities"]
 
 SPLITS = ("train", "val", "test")
 
@@ -49,17 +49,7 @@ def compile_training_table(
     anchor_frame = _anchor_frame(anchors)
     if not bound.is_temporal:
         return _static_table(bound, tables, anchor_frame)
-    candidates = _entity_candidates(bound, tables[bound.entity_table], anchor_frame)
-    anchor_times = anchor_frame["anchor_time"].to_numpy()
-    for aggregation in bound.aggregations.values():
-        report(f"aggregating {aggregation.function}({aggregation.table}) over {len(anchor_times)} anchors")
-        values = aggregate_windows(aggregation, tables, anchor_times)
-        candidates = candidates.join(values, on=["_anchor", NODE_ID], how="left")
-        fill = 0 if not aggregation.drops_empty else None
-        if fill is not None:
-            candidates = candidates.with_columns(pl.col(aggregation.key).fill_null(fill))
-    if bound.where is not None:
-        candidates = candidates.filter(condition_expression(bound.where).fill_null(False))
+    candidates = _selected_candidates(bound, tables, anchor_frame, bound.aggregations, report)
     if bound.assuming is not None:
         candidates = candidates.filter(condition_expression(bound.assuming).fill_null(False))
     for key, aggregation in bound.aggregations.items():
@@ -73,6 +63,43 @@ def compile_training_table(
     report("collecting")
     frame = candidates.collect()
     return _finish(bound, frame, anchors)
+
+
+def select_entities(
+    bound: BoundQuery, tables: Mapping[str, pl.DataFrame], anchor_times: list[int]
+) -> CompiledTable:
+    """The (entity, anchor_time) rows the query's FOR EACH and WHERE select at each anchor: what predictions
+    score. The same candidates and filters as `compile_training_table`, without the target or ASSUMING (both
+    read the future, which a prediction does not know yet). The table has no label; split is ``predict``."""
+    anchor_frame = _anchor_frame({"test": anchor_times}).with_columns(split=pl.lit("predict"))
+    where_only = {key: value for key, value in bound.aggregations.items() if key.startswith("where")}
+    frame = _selected_candidates(bound, tables, anchor_frame, where_only, lambda _: None).collect()
+    frame = frame.sort("anchor_time", ENTITY_PREFIX + bound.entity_column)
+    table = frame.select(pl.col(ENTITY_PREFIX + bound.entity_column).alias("entity"), "anchor_time")
+    provenance = frame.select(["anchor_time", "split", "_entity_time"] + [
+        f"{key}__{part}" for key in where_only for part in ("rows", "min_time", "max_time")])  # fmt: skip
+    return CompiledTable(table, provenance, {"predict": sorted(anchor_times)})
+
+
+def _selected_candidates(
+    bound: BoundQuery,
+    tables: Mapping[str, pl.DataFrame],
+    anchor_frame: pl.DataFrame,
+    aggregations: Mapping,
+    report: Callable[[str], None],
+) -> pl.LazyFrame:
+    """Entities existing at each anchor, with ``aggregations`` joined and the entity-level WHERE applied."""
+    candidates = _entity_candidates(bound, tables[bound.entity_table], anchor_frame)
+    anchor_times = anchor_frame["anchor_time"].to_numpy()
+    for aggregation in aggregations.values():
+        report(f"aggregating {aggregation.function}({aggregation.table}) over {len(anchor_times)} anchors")
+        values = aggregate_windows(aggregation, tables, anchor_times)
+        candidates = candidates.join(values, on=["_anchor", NODE_ID], how="left")
+        if not aggregation.drops_empty:
+            candidates = candidates.with_columns(pl.col(aggregation.key).fill_null(0))
+    if bound.where is not None:
+        candidates = candidates.filter(condition_expression(bound.where).fill_null(False))
+    return candidates
 
 
 def _anchor_frame(anchors: Mapping[str, list[int]]) -> pl.DataFrame:

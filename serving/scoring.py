@@ -1,0 +1,203 @@
+"""Scoring rows with stored models, streamed in bounded chunks, exactly as the training path evaluates them.
+
+A GNN scores through the same fetcher, sampler seed and batch order as `run_gnn_trial`'s evaluation (batch
+index b of the whole row list draws the same neighbours whichever chunk it falls in), and every sampled
+neighbour is checked to be no later than its seed's anchor. A GBDT builds the same propositional features
+with the category columns it was trained on (`vocabulary_limit`). Memory stays bounded: rows move through in
+chunks of ``chunk_rows`` and only one chunk's outputs are held at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import torch
+
+from kumo_assets.keys import NODE_ID
+from kumo_assets.pql.errors import LeakageError
+from models.blending import blend_outputs
+from models.heads import RANKING_TYPES
+from models.propositional import PropositionalConfig, build_relational_features
+from models.trainer import resolve_device
+from resources.feature_store import StoredFeatures
+from resources.fetcher import MinibatchFetcher, TrainingSplit
+from resources.graph_store import StoredGraph
+from resources.sampler import SamplerConfig
+from serving.served_model import GBDTMember, GNNMember, ServedModel, ServingError
+
+__all__ = ["CHUNK_ROWS", "ScoredChunk", "ScoringInputs", "embedding_chunks", "score_chunks"]
+
+CHUNK_ROWS = 65_536
+
+
+@dataclass
+class ScoringInputs:
+    """What scoring reads: the stores for GNNs, the published tables and schema for GBDTs, and the rows."""
+
+    graph: StoredGraph
+    features: StoredFeatures
+    frames: Mapping[str, pl.DataFrame] | None  # published tables (GBDT members only)
+    schema: object | None  # GraphSchema of those tables
+    entity_table: str
+    nodes: np.ndarray  # entity node ids, one per row
+    anchors: np.ndarray  # anchor times (UTC seconds), one per row
+    threads: int | None = None
+    table_nodes: np.ndarray | None = None  # the same entities' ids in the published tables (GBDT features)
+
+
+@dataclass
+class ScoredChunk:
+    """Rows ``start:stop`` of the input and their served outputs (ranked tasks: target indices and scores)."""
+
+    start: int
+    stop: int
+    outputs: np.ndarray
+    scores: np.ndarray | None = None  # ranked tasks: the score of each of the top-K indices in ``outputs``
+    sampled_nodes_checked: int = 0
+    probabilities: np.ndarray | None = None  # a binary blend: the mean of its members' probabilities
+
+
+def score_chunks(
+    served: ServedModel, inputs: ScoringInputs, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[ScoredChunk]:
+    """The served model's outputs for every row, chunk by chunk (a blend blends each chunk's members)."""
+    streams = [_member_stream(member, served.task_type, inputs, chunk_rows) for member in served.members]
+    for parts in zip(*streams, strict=True):
+        start, stop = parts[0].start, parts[0].stop
+        checked = sum(part.sampled_nodes_checked for part in parts)
+        if len(parts) == 1:
+            yield ScoredChunk(start, stop, parts[0].outputs, parts[0].scores, checked)
+            continue
+        references = [member.reference for member in served.members]
+        if served.task_type == "binary_classification" and any(ref is None for ref in references):
+            raise ServingError(
+                "a blend member has no validation scores to blend against: re-materialise best_model"
+            )
+        outputs = blend_outputs(served.task_type, [part.outputs for part in parts], references)
+        mean = (
+            np.mean([part.outputs for part in parts], axis=0)
+            if served.task_type == "binary_classification"
+            else None
+        )
+        yield ScoredChunk(start, stop, outputs, None, checked, mean)
+
+
+def embedding_chunks(
+    member: GNNMember, inputs: ScoringInputs, chunk_rows: int = CHUNK_ROWS
+) -> Iterator[ScoredChunk]:
+    """The GNN's entity embeddings (float32, one fixed-size vector per row), chunk by chunk."""
+    yield from _rechunk(_gnn_batches(member, None, inputs, want_embeddings=True), chunk_rows)
+
+
+def _member_stream(member, task_type: str, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
+    if isinstance(member, GNNMember):
+        return _rechunk(_gnn_batches(member, task_type, inputs), chunk_rows)
+    if isinstance(member, GBDTMember):
+        return _gbdt_chunks(member, task_type, inputs, chunk_rows)
+    raise ServingError(f"cannot score a {type(member).__name__}")
+
+
+def _gnn_batches(
+    member: GNNMember, task_type: str | None, inputs: ScoringInputs, want_embeddings: bool = False
+) -> Iterator[ScoredChunk]:
+    """Batch by batch, as `run_gnn_trial` evaluates: the same batch size, sampler seed and row order."""
+    if inputs.threads is not None:
+        torch.set_num_threads(inputs.threads)
+    graph, features = inputs.graph, inputs.features
+    model = member.build(dict(graph.node_counts), graph.edge_types, features.schema["node_types"])
+    device = resolve_device(
+        "auto"
+    )  # the GPU when there is one: scoring needs no gradients, any device serves
+    model = model.to(device)
+    config = member.state["config"]
+    sampling = SamplerConfig(tuple(config["fanouts"]), config["strategy"])
+    fetcher = MinibatchFetcher(
+        graph, features, sampling, int(config["eval_batch_size"]), threads=inputs.threads
+    )
+    rows = len(inputs.nodes)
+    split = TrainingSplit("serving", model.seed_type, inputs.nodes.astype(np.int64), inputs.anchors.astype(np.int64),
+                          np.zeros(rows, dtype=np.float32))  # fmt: skip
+    ranked = task_type in RANKING_TYPES
+    top_k = member.spec.top_k
+    with torch.no_grad():
+        for batch in fetcher.epoch(split, epoch_seed=member.trainer_config.seed, shuffle=False):
+            checked = _check_no_future(batch, model.seed_type)
+            batch = batch.to(device)
+            output, embedding = model(batch)
+            ids = batch[model.seed_type].input_id.cpu().numpy()
+            start, stop = int(ids[0]), int(ids[-1]) + 1
+            if want_embeddings:
+                yield ScoredChunk(start, stop, embedding.float().cpu().numpy(), None, checked)
+            elif ranked:
+                values, indices = output.float().topk(min(top_k, output.shape[-1]), dim=-1)
+                yield ScoredChunk(start, stop, indices.cpu().numpy(), values.cpu().numpy(), checked)
+            else:
+                yield ScoredChunk(start, stop, model.head.predict(output).cpu().numpy(), None, checked)
+
+
+def _check_no_future(batch, seed_type: str) -> int:
+    """The leakage audit of a scored batch: every sampled node's time <= the anchor of the seed it serves."""
+    seed_times = batch[seed_type].seed_time
+    checked = 0
+    for node_type in batch.node_types:
+        store = batch[node_type]
+        if "time" not in store:
+            continue
+        late = store.time > seed_times[store.batch]
+        checked += int(store.time.numel())
+        if bool(late.any()):
+            raise LeakageError(f"{int(late.sum())} sampled {node_type} node(s) are later than their seed's anchor: "
+                               "the graph store's times or the sampler are wrong; rebuild the graph store")  # fmt: skip
+    return checked
+
+
+def _gbdt_chunks(
+    member: GBDTMember, task_type: str, inputs: ScoringInputs, chunk_rows: int
+) -> Iterator[ScoredChunk]:
+    if task_type == "link_prediction":
+        raise ServingError("serving a GBDT link ranker is not supported yet: restrict the study to the GNN family "
+                           "(`families: [gnn]`) for link prediction queries")  # fmt: skip
+    if inputs.frames is None or inputs.schema is None:
+        raise ServingError("GBDT scoring needs the published tables")
+    for start in range(0, len(inputs.nodes), chunk_rows):
+        stop = min(start + chunk_rows, len(inputs.nodes))
+        nodes = inputs.nodes if inputs.table_nodes is None else inputs.table_nodes
+        entities = pl.DataFrame({NODE_ID: nodes[start:stop].astype(np.int64),
+                                 "anchor_time": inputs.anchors[start:stop].astype(np.int64)})  # fmt: skip
+        design = build_relational_features(inputs.frames, inputs.schema, inputs.entity_table, entities,
+                                           PropositionalConfig(), None, member.vocabulary_limit)  # fmt: skip
+        yield ScoredChunk(start, stop, member.model.predict(design))
+
+
+def _rechunk(batches: Iterator[ScoredChunk], size: int) -> Iterator[ScoredChunk]:
+    """Consecutive batches regrouped into chunks of exactly ``size`` rows (the last one shorter)."""
+    pending: list[ScoredChunk] = []
+    held = 0
+    for batch in batches:
+        pending.append(batch)
+        held += batch.stop - batch.start
+        while held >= size:
+            chunk, pending, held = _take(pending, size)
+            yield chunk
+    if held:
+        yield _take(pending, held)[0]
+
+
+def _take(pending: list[ScoredChunk], size: int) -> tuple[ScoredChunk, list[ScoredChunk], int]:
+    outputs = np.concatenate([part.outputs for part in pending])
+    scores = None if pending[0].scores is None else np.concatenate([part.scores for part in pending])
+    start = pending[0].start
+    checked = sum(part.sampled_nodes_checked for part in pending)
+    chunk = ScoredChunk(
+        start, start + size, outputs[:size], None if scores is None else scores[:size], checked
+    )
+    rest_rows = len(outputs) - size
+    if rest_rows == 0:
+        return chunk, [], 0
+    rest = ScoredChunk(
+        start + size, start + len(outputs), outputs[size:], None if scores is None else scores[size:]
+    )
+    return chunk, [rest], rest_rows
