@@ -7,6 +7,8 @@ Predictions carry non-blocking checks: score drift against validation (PSI), the
 entities that could not be scored, and the model's age.
 """
 
+from collections.abc import Callable
+
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -83,57 +85,44 @@ def _predictions_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         AssetCheckSpec("model_age", asset=key, description="Days since best_model was refit (warns above "
                        "KUMO_RETRAIN_MAX_MODEL_AGE_DAYS, default 30)"),
     ]  # fmt: skip
+    return _daily_asset(spec, query, key, predict_day, "predictions", checks,
+                        f"Daily predictions of the stored best model for `{query.text}`", {"parquet"})  # fmt: skip
+
+
+def _embeddings_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
+    description = f"Daily GNN entity embeddings (float32 vectors) for the entities of `{query.text}`"
+    return _daily_asset(spec, query, embeddings_key(spec, query.name), embed_day, "embeddings", [], description,
+                        {"pytorch", "parquet"})  # fmt: skip
+
+
+def _daily_asset(spec: GraphSpec, query: NamedQuery, key: AssetKey, score_day: Callable[..., DayResult], noun: str,
+                 checks: list[AssetCheckSpec], description: str, kinds: set[str]) -> AssetsDefinition:  # fmt: skip
+    """A daily-partitioned serving asset: one call of ``score_day`` per partition, its checks when it has some."""
 
     @asset(
         key=key,
         op_tags=CPU_BOUND,
         deps=_upstream(spec, query),
         partitions_def=query_partitions(query),
-        check_specs=checks,
+        check_specs=checks or None,
         group_name=f"{spec.graph_name}_serving",
-        description=f"Daily predictions of the stored best model for `{query.text}`",
-        kinds={"parquet"},
+        description=description,
+        kinds=kinds,
     )
-    def _predictions(
+    def _serving(
         context: AssetExecutionContext,
         config: ScoringConfig,
         data_plane: DataPlane,
         graph_store: GraphStoreResource,
         feature_store: FeatureStoreResource,
     ) -> MaterializeResult:
-        result = predict_day(spec, query, context.partition_key, data_plane, graph_store, feature_store,
-                             config.threads)  # fmt: skip
-        context.log.info(f"{result.run.rows} predictions at {context.partition_key} -> {result.run.uri}")
-        return MaterializeResult(
-            metadata=_day_metadata(result), check_results=prediction_checks(result.health)
-        )
+        day = context.partition_key
+        result = score_day(spec, query, day, data_plane, graph_store, feature_store, config.threads)
+        context.log.info(f"{result.run.rows} {noun} at {day} -> {result.run.uri}")
+        return MaterializeResult(metadata=_day_metadata(result),
+                                 check_results=prediction_checks(result.health) if checks else None)  # fmt: skip
 
-    return _predictions
-
-
-def _embeddings_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
-    @asset(
-        key=embeddings_key(spec, query.name),
-        op_tags=CPU_BOUND,
-        deps=_upstream(spec, query),
-        partitions_def=query_partitions(query),
-        group_name=f"{spec.graph_name}_serving",
-        description=f"Daily GNN entity embeddings (float32 vectors) for the entities of `{query.text}`",
-        kinds={"pytorch", "parquet"},
-    )
-    def _embeddings(
-        context: AssetExecutionContext,
-        config: ScoringConfig,
-        data_plane: DataPlane,
-        graph_store: GraphStoreResource,
-        feature_store: FeatureStoreResource,
-    ) -> MaterializeResult:
-        result = embed_day(spec, query, context.partition_key, data_plane, graph_store, feature_store,
-                           config.threads)  # fmt: skip
-        context.log.info(f"{result.run.rows} embeddings at {context.partition_key} -> {result.run.uri}")
-        return MaterializeResult(metadata=_day_metadata(result))
-
-    return _embeddings
+    return _serving
 
 
 def _day_metadata(result: DayResult) -> dict[str, MetadataValue]:

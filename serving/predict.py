@@ -297,8 +297,11 @@ def _classes(member: Any) -> list | None:
 def _target_keys(served: ServedModel, data: ScoringData) -> pl.Series | None:
     if served.task_type != "link_prediction":
         return None
-    target = next(m.spec.target_type for m in served.members if isinstance(m, GNNMember))
-    return data.node_keys(target).to_series(0)
+    gnn = next((member for member in served.members if isinstance(member, GNNMember)), None)
+    if gnn is None:
+        raise ServingError("serving a GBDT link ranker is not supported yet: restrict the study to the GNN family "
+                           "(`families: [gnn]`) for link prediction queries")  # fmt: skip
+    return data.node_keys(gnn.spec.target_type).to_series(0)
 
 
 def _threshold(served: ServedModel) -> float | None:

@@ -96,7 +96,7 @@ def _member_stream(member, task_type: str, inputs: ScoringInputs, chunk_rows: in
     if isinstance(member, GNNMember):
         return _rechunk(_gnn_batches(member, task_type, inputs), chunk_rows)
     if isinstance(member, GBDTMember):
-        return _gbdt_chunks(member, task_type, inputs, chunk_rows)
+        return _gbdt_chunks(member, inputs, chunk_rows)
     raise ServingError(f"cannot score a {type(member).__name__}")
 
 
@@ -154,12 +154,7 @@ def _check_no_future(batch, seed_type: str) -> int:
     return checked
 
 
-def _gbdt_chunks(
-    member: GBDTMember, task_type: str, inputs: ScoringInputs, chunk_rows: int
-) -> Iterator[ScoredChunk]:
-    if task_type == "link_prediction":
-        raise ServingError("serving a GBDT link ranker is not supported yet: restrict the study to the GNN family "
-                           "(`families: [gnn]`) for link prediction queries")  # fmt: skip
+def _gbdt_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
     if inputs.frames is None or inputs.schema is None:
         raise ServingError("GBDT scoring needs the published tables")
     for start in range(0, len(inputs.nodes), chunk_rows):
