@@ -22,13 +22,14 @@ from models.gbdt import GBDTConfig
 from models.gbdt_links import LinkRanker, PairMatrix
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
-from models.propositional import PropositionalConfig, as_of_times, build_relational_features
+from models.propositional import PropositionalConfig, as_of_times, build_relational_features, vocabulary_limit
 from models.uncertainty import ScoredRows
 
 __all__ = [
     "TARGET_FEATURES",
     "LinkQuery",
     "link_query",
+    "rank_link_rows",
     "run_gbdt_link_trial",
     "subsample_training_negatives",
 ]
@@ -105,9 +106,10 @@ def run_gbdt_link_trial(
     if train_negatives is not None:  # before the wide joins: they dominate a link trial's memory
         pairs = subsample_training_negatives(pairs, split_of_row, train_negatives)
     views = view_entities(rows, simulate_staleness or freeze_validation)
+    limit = vocabulary_limit(views, observe_until)  # what scoring other rows later pins category columns to
     entity_design = build_relational_features(frames, schema, entity_table, views, features or PropositionalConfig(),
-                                              observe_until)  # fmt: skip
-    widen = PairWidener(frames, schema, link.target_table, pairs, entity_design, as_of)
+                                              observe_until, limit)  # fmt: skip
+    widen = PairWidener(frames, schema, link.target_table, pairs, entity_design, as_of, limit)
     pairs = as_float32(pairs)
     feature_seconds = time.perf_counter() - started
 
@@ -134,7 +136,38 @@ def run_gbdt_link_trial(
         metrics["val_fresh"], metrics["val"] = metrics["val"], metrics.pop("val_frozen")
         scored["val"] = scored.pop("val_frozen")
     return GBDTTrialResult(ranker, metrics, feature_seconds, time.perf_counter() - started - feature_seconds,
-                           len(ranker.feature_names), train_pairs, scored)  # fmt: skip
+                           len(ranker.feature_names), train_pairs, scored, limit)  # fmt: skip
+
+
+def rank_link_rows(
+    ranker: LinkRanker,
+    frames: Mapping[str, pl.DataFrame],
+    schema: GraphSchema,
+    entity_table: str,
+    link: LinkQuery,
+    nodes: np.ndarray,
+    as_of: np.ndarray,
+    limit: int | None,
+    fallback_at: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-K target node ids and their scores for rows (entity node ids, as-of times) with a fitted ranker:
+    the candidates, features (category columns pinned at ``limit``, the trial's `vocabulary_limit`) and
+    popularity fallback (as of ``fallback_at``, default the earliest row) that a trial's evaluation gives the
+    same rows."""
+    log = link_log(frames, schema, link.event_table, link.target_column, link.via)
+    pairs = candidate_pairs(log, nodes, as_of, ranker.candidates)
+    views = pl.DataFrame({NODE_ID: nodes.astype(np.int64), "anchor_time": as_of.astype(np.int64)})
+    design = build_relational_features(
+        frames, schema, entity_table, views, PropositionalConfig(), None, limit
+    )
+    widen = PairWidener(frames, schema, link.target_table, pairs, design, as_of, limit)
+    moment = fallback_at if fallback_at is not None else (int(as_of.min()) if len(as_of) else 0)
+    fallback = popularity_order(log, int(moment), ranker.candidates)
+    parts = [ranker.rank_with_scores(wide, len(rows), fallback)
+             for _, rows, wide in _wide_chunks(widen, as_float32(pairs), np.arange(len(nodes)), None)]  # fmt: skip
+    if not parts:
+        return np.zeros((0, ranker.width), np.int64), np.zeros((0, ranker.width))
+    return np.concatenate([ranked for ranked, _ in parts]), np.concatenate([scores for _, scores in parts])
 
 
 PAIRS_PER_CHUNK = 100_000  # pairs widened at once: ~0.4 GB at 1,000 float32 features
@@ -204,7 +237,8 @@ class PairWidener:
     every row and every pair, so that all splits share columns and category codes."""
 
     def __init__(self, frames: Mapping[str, pl.DataFrame], schema: GraphSchema, target_table: str,
-                 pairs: pl.DataFrame, entity_design: pl.DataFrame, as_of: np.ndarray) -> None:  # fmt: skip
+                 pairs: pl.DataFrame, entity_design: pl.DataFrame, as_of: np.ndarray,
+                 limit: int | None = None) -> None:  # fmt: skip
         self.as_of = pl.Series("as_of", as_of.astype(np.int64))
         self.entity = (
             as_float32(entity_design).with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
@@ -214,7 +248,7 @@ class PairWidener:
         )
         queries = queries.unique()
         targets = as_float32(
-            build_relational_features(frames, schema, target_table, queries, TARGET_FEATURES)
+            build_relational_features(frames, schema, target_table, queries, TARGET_FEATURES, None, limit)
         )
         targets = targets.rename({name: f"target__{name}" for name in targets.columns})
         self.targets = queries.rename({NODE_ID: "target", "anchor_time": "as_of"}).hstack(targets)

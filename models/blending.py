@@ -9,6 +9,7 @@ class probabilities are averaged as they are. Ranked lists (ranking, link predic
 from __future__ import annotations
 
 import io
+import itertools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -94,17 +95,22 @@ def check_same_rows(members: Mapping[str, ScoredRows]) -> None:
 
 
 def scored_rows_bytes(scored: Mapping[str, ScoredRows]) -> bytes | None:
-    """Splits' labels, outputs and entities as one .npz (None when labels are ragged lists, as ranked ones)."""
+    """Splits' labels, outputs and entities as one .npz; ranked labels (each row's relevant ids) are stored
+    as their values and row offsets. None when labels are other objects."""
     arrays = {}
     for split, rows in scored.items():
+        groups = rows.groups if rows.groups.dtype != object else rows.groups.astype(str)
+        arrays.update({f"{split}.outputs": np.asarray(rows.outputs), f"{split}.groups": groups})
         if isinstance(rows.labels, list):  # ranked labels: the relevant ids of each row
-            return None
+            lengths = [len(ids) for ids in rows.labels]
+            arrays[f"{split}.label_values"] = np.concatenate([np.asarray(ids, np.int64) for ids in rows.labels]
+                                                             or [np.zeros(0, np.int64)])  # fmt: skip
+            arrays[f"{split}.label_offsets"] = np.r_[0, np.cumsum(lengths)].astype(np.int64)
+            continue
         labels = np.asarray(rows.labels)
         if labels.dtype == object:
             return None
-        groups = rows.groups if rows.groups.dtype != object else rows.groups.astype(str)
-        arrays.update({f"{split}.labels": labels, f"{split}.outputs": np.asarray(rows.outputs),
-                       f"{split}.groups": groups})  # fmt: skip
+        arrays[f"{split}.labels"] = labels
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -113,5 +119,12 @@ def scored_rows_bytes(scored: Mapping[str, ScoredRows]) -> bytes | None:
 def scored_rows_from_bytes(data: bytes) -> dict[str, ScoredRows]:
     with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
         splits = sorted({name.split(".")[0] for name in arrays.files})
-        return {split: ScoredRows(arrays[f"{split}.labels"], arrays[f"{split}.outputs"], arrays[f"{split}.groups"])
+        return {split: ScoredRows(_labels(arrays, split), arrays[f"{split}.outputs"], arrays[f"{split}.groups"])
                 for split in splits}  # fmt: skip
+
+
+def _labels(arrays, split: str) -> np.ndarray | list[np.ndarray]:
+    if f"{split}.labels" in arrays.files:
+        return arrays[f"{split}.labels"]
+    values, offsets = arrays[f"{split}.label_values"], arrays[f"{split}.label_offsets"]
+    return [values[start:stop] for start, stop in itertools.pairwise(offsets)]

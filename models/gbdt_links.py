@@ -103,6 +103,12 @@ class LinkRanker:
     def rank(self, pairs: pl.DataFrame, n_rows: int, fallback: np.ndarray) -> np.ndarray:
         """(n_rows, width) target node ids, best first; a row with too few candidates is completed from
         ``fallback`` (targets in order of preference, e.g. by popularity)."""
+        return self.rank_with_scores(pairs, n_rows, fallback)[0]
+
+    def rank_with_scores(
+        self, pairs: pl.DataFrame, n_rows: int, fallback: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """`rank` and the pair score of each ranked target (NaN where the fallback filled a place)."""
         scored = pairs.select("row", "target").with_columns(
             score=pl.Series(self.scorer.predict(_features(pairs)))
         )
@@ -111,14 +117,15 @@ class LinkRanker:
             pl.col("place") < self.width
         )
         ranked = np.full((n_rows, self.width), -1, dtype=np.int64)
-        ranked[best.get_column("row").to_numpy(), best.get_column("place").to_numpy()] = best.get_column(
-            "target"
-        ).to_numpy()
+        scores = np.full((n_rows, self.width), np.nan)
+        places = best.get_column("row").to_numpy(), best.get_column("place").to_numpy()
+        ranked[places] = best.get_column("target").to_numpy()
+        scores[places] = best.get_column("score").to_numpy()
         for row in np.flatnonzero((ranked < 0).any(axis=1)):
             have = ranked[row][ranked[row] >= 0]
             extra = [target for target in fallback if target not in set(have.tolist())]
             ranked[row] = np.r_[have, extra[: self.width - len(have)]]
-        return ranked
+        return ranked, scores
 
     def save(self, path: str | Path) -> None:
         """One JSON file (the scorer's boosters and the ranking settings), written to a temp file, renamed."""

@@ -24,7 +24,8 @@ def input_columns(served: ServedModel, data: ScoringData, rows: pl.DataFrame, en
         rows = rows.sample(SAMPLE_ROWS, seed=seed)
     gbdt = next((member for member in served.members if isinstance(member, GBDTMember)), None)
     if gbdt is not None:
-        names = list(gbdt.model.feature_importance())[:TOP_INPUTS]
+        model = getattr(gbdt.model, "scorer", gbdt.model)  # a link ranker's pair scorer
+        names = list(model.feature_importance())[:TOP_INPUTS]
         entities = pl.DataFrame(
             {NODE_ID: rows["_table_node"].cast(pl.Int64), "anchor_time": rows["anchor_time"]}
         )

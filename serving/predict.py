@@ -170,6 +170,7 @@ def write_predictions(
     inputs = _inputs(
         data, rows, entity_table, threads, any(isinstance(m, GBDTMember) for m in served.members)
     )
+    inputs.link = served.link
     context = OutputContext(served.task_type, rows.schema["entity"], _classes(served.members[0]),
                             _target_keys(served, data), _threshold(served), served.version, data.version)  # fmt: skip
     scores: list[np.ndarray] = []
@@ -291,17 +292,18 @@ def _classes(member: Any) -> list | None:
     if isinstance(member, GNNMember):
         return list(member.spec.classes) or None
     classes = member.model.classes_
-    return None if classes is None else classes.tolist()
+    return None if classes is None else list(classes)
 
 
 def _target_keys(served: ServedModel, data: ScoringData) -> pl.Series | None:
     if served.task_type != "link_prediction":
         return None
-    gnn = next((member for member in served.members if isinstance(member, GNNMember)), None)
-    if gnn is None:
-        raise ServingError("serving a GBDT link ranker is not supported yet: restrict the study to the GNN family "
-                           "(`families: [gnn]`) for link prediction queries")  # fmt: skip
-    return data.node_keys(gnn.spec.target_type).to_series(0)
+    member = served.members[0]  # ranked outputs are never blended
+    if isinstance(member, GNNMember):  # graph-store node ids of the target type
+        return data.node_keys(member.spec.target_type).to_series(0)
+    return pl.Series(
+        member.model.classes_
+    )  # a GBDT ranker's ids: the target table's rows, keys saved with it
 
 
 def _threshold(served: ServedModel) -> float | None:

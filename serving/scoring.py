@@ -17,6 +17,7 @@ import polars as pl
 import torch
 
 from kumo_assets.keys import NODE_ID
+from kumo_assets.link_trial import LinkQuery, rank_link_rows
 from kumo_assets.pql.errors import LeakageError
 from models.blending import blend_outputs
 from models.heads import RANKING_TYPES
@@ -46,6 +47,7 @@ class ScoringInputs:
     anchors: np.ndarray  # anchor times (UTC seconds), one per row
     threads: int | None = None
     table_nodes: np.ndarray | None = None  # the same entities' ids in the published tables (GBDT features)
+    link: LinkQuery | None = None  # link prediction: what a GBDT ranker builds candidates from
 
 
 @dataclass
@@ -95,6 +97,8 @@ def embedding_chunks(
 def _member_stream(member, task_type: str, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
     if isinstance(member, GNNMember):
         return _rechunk(_gnn_batches(member, task_type, inputs), chunk_rows)
+    if isinstance(member, GBDTMember) and task_type == "link_prediction":
+        return _link_chunks(member, inputs, chunk_rows)
     if isinstance(member, GBDTMember):
         return _gbdt_chunks(member, inputs, chunk_rows)
     raise ServingError(f"cannot score a {type(member).__name__}")
@@ -165,6 +169,22 @@ def _gbdt_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> 
         design = build_relational_features(inputs.frames, inputs.schema, inputs.entity_table, entities,
                                            PropositionalConfig(), None, member.vocabulary_limit)  # fmt: skip
         yield ScoredChunk(start, stop, member.model.predict(design))
+
+
+def _link_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
+    """A GBDT pair ranker's top-K targets per row: candidates and features as its trial built them."""
+    if inputs.link is None or inputs.frames is None:
+        raise ServingError("ranking links with a GBDT needs the published tables and the query's link")
+    nodes = inputs.nodes if inputs.table_nodes is None else inputs.table_nodes
+    first = (
+        int(inputs.anchors.min()) if len(inputs.anchors) else None
+    )  # one popularity fallback for every chunk
+    for start in range(0, len(nodes), chunk_rows):
+        stop = min(start + chunk_rows, len(nodes))
+        ranked, scores = rank_link_rows(member.model, inputs.frames, inputs.schema, inputs.entity_table, inputs.link,
+                                        nodes[start:stop], inputs.anchors[start:stop], member.vocabulary_limit,
+                                        first)  # fmt: skip
+        yield ScoredChunk(start, stop, ranked, scores)
 
 
 def _rechunk(batches: Iterator[ScoredChunk], size: int) -> Iterator[ScoredChunk]:

@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from kumo_assets.link_trial import LinkQuery, link_query
 from models.blending import scored_rows_from_bytes
 from models.checkpoints import from_bytes
 from models.gbdt import GBDTModel
+from models.gbdt_links import LinkRanker
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.trainer import TrainerConfig
@@ -77,7 +79,7 @@ class GBDTMember:
 
     run_key: str
     summary: dict
-    model: GBDTModel
+    model: GBDTModel | LinkRanker  # a pair ranker for link prediction
     reference: np.ndarray | None = None
     family: str = "gbdt"
 
@@ -101,6 +103,7 @@ class ServedModel:
     threshold: dict | None  # binary: {"value", "rule", ...}, chosen on validation
     embedding_member: GNNMember | None
     pointer: dict = field(default_factory=dict)
+    link: LinkQuery | None = None  # link prediction: what the query ranks (a GBDT ranker builds candidates)
 
     @property
     def version(self) -> str:
@@ -127,10 +130,11 @@ def load_member(data_plane: Any, graph: str, query: str, family: str, run_key: s
     if family == "gnn":
         return GNNMember(run_key, summary, from_bytes(data_plane.get_bytes(*parts, "model.pt")), reference)
     if family == "gbdt":
+        kind = LinkRanker if summary.get("task_type") == "link_prediction" else GBDTModel
         with tempfile.TemporaryDirectory() as scratch:
             path = Path(scratch) / "model.lgb"
             path.write_bytes(data_plane.get_bytes(*parts, "model.lgb"))
-            return GBDTMember(run_key, summary, GBDTModel.load(path), reference)
+            return GBDTMember(run_key, summary, kind.load(path), reference)
     raise ServingError(f"unknown model family {family!r} in {graph}/{query}'s pointer")
 
 
@@ -155,8 +159,11 @@ def load_served_model(data_plane: Any, graph: str, query: str) -> ServedModel:
         embedding = next((m for m in members if m.run_key == run_key), None) or load_member(
             data_plane, graph, query, "gnn", run_key
         )
+    link = None
+    if served["task_type"] == "link_prediction":
+        link = link_query(data_plane.get_json(graph, "training_tables", f"{query}.json")["parsed"])
     return ServedModel(graph, query, served["task_type"], members, bool(served["blend"]), served.get("threshold"),
-                       embedding, pointer)  # fmt: skip
+                       embedding, pointer, link)  # fmt: skip
 
 
 def data_version(graph_version: str, feature_version: str, table_hashes: dict[str, str | None]) -> str:

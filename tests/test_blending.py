@@ -72,7 +72,7 @@ def test_blends_refuse_ranked_lists_and_rows_that_differ():
         blend_report("binary_classification", {"gnn": gnn, "gbdt": shuffled})
 
 
-def test_scored_rows_round_trip_and_ranked_labels_are_not_stored():
+def test_scored_rows_round_trip_ranked_labels_included():
     gnn, _ = halves_of_a_signal(50)
     entities = ScoredRows(
         gnn.labels, gnn.outputs, np.array([f"driver {i // 5}" for i in range(50)], dtype=object)
@@ -81,5 +81,9 @@ def test_scored_rows_round_trip_and_ranked_labels_are_not_stored():
     assert set(back) == {"val", "test"}
     np.testing.assert_array_equal(back["val"].outputs, gnn.outputs)
     np.testing.assert_array_equal(back["test"].groups, entities.groups.astype(str))
-    ranked = ScoredRows([np.array([1, 2]), np.array([3])], np.zeros((2, 10)), np.array([0, 1]))
-    assert scored_rows_bytes({"val": ranked}) is None
+    ranked = ScoredRows(
+        [np.array([1, 2]), np.array([], np.int64), np.array([3])], np.zeros((3, 10)), np.arange(3)
+    )
+    (back,) = scored_rows_from_bytes(scored_rows_bytes({"val": ranked})).values()
+    assert [labels.tolist() for labels in back.labels] == [[1, 2], [], [3]]
+    assert back.outputs.shape == (3, 10)
