@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from kumo_assets.graph_tables import read_published_tables
+from kumo_assets.errors import IngestError
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
 from models.blending import blend_outputs
@@ -54,11 +55,39 @@ def anchor_of_day(day: str) -> int:
     return int(dt.datetime.combine(dt.date.fromisoformat(day), dt.time(), dt.UTC).timestamp())
 
 
+class PublishedTables(Mapping):
+    """The published tables of a graph, each read from the data plane on first use: a GNN's predictions read
+    only the entity table and the tables its WHERE filters, a GBDT's every table."""
+
+    def __init__(self, spec: GraphSpec, data_plane: Any) -> None:
+        self.spec, self.data_plane, self.loaded = spec, data_plane, {}
+
+    def __getitem__(self, table: str) -> pl.DataFrame:
+        if table not in self.loaded:
+            if table not in self.spec.tables:
+                raise KeyError(table)
+            self.loaded[table] = self.data_plane.get_frame(self.spec.graph_name, "tables", f"{table}.parquet")
+        return self.loaded[table]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.spec.tables)
+
+    def __len__(self) -> int:
+        return len(self.spec.tables)
+
+
 def open_scoring_data(spec: GraphSpec, data_plane: Any, graph_store: Any, feature_store: Any) -> ScoringData:
-    """The published tables and the current graph and feature stores of ``spec``."""
-    frames, metas = read_published_tables(spec, data_plane)
+    """The published tables (read when first used) and the current graph and feature stores of ``spec``."""
+    metas = {}
+    for table in spec.tables:
+        try:
+            metas[table] = data_plane.get_json(spec.graph_name, "tables", f"{table}.json")
+        except FileNotFoundError:
+            raise IngestError(
+                f"table {table!r} is not ingested yet; materialise {spec.graph_name}/{table}"
+            ) from None
     graph = graph_store.open(spec.graph_name)
-    return ScoringData(spec, frames, metas, graph, feature_store.open(spec.graph_name),
+    return ScoringData(spec, PublishedTables(spec, data_plane), metas, graph, feature_store.open(spec.graph_name),
                        lambda node_type: graph_store.node_keys(graph, node_type))  # fmt: skip
 
 

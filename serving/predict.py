@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +49,7 @@ class ScoringData:
     """Everything rows are scored against: the published tables, their schema and the opened stores."""
 
     spec: GraphSpec
-    frames: dict[str, pl.DataFrame]
+    frames: Mapping[str, pl.DataFrame]  # may read each table when first used
     metas: dict[str, dict]
     graph: StoredGraph
     features: StoredFeatures
