@@ -60,13 +60,18 @@ DEFAULT_SPEC = Path(__file__).resolve().parent / "examples" / "f1" / "graph.yaml
 
 
 def build_definitions(
-    spec_paths: list[str | Path], data_plane_root: str, graph_store_root: str | None = None
+    spec_paths: list[str | Path],
+    data_plane_root: str,
+    graph_store_root: str | None = None,
+    text_encoder: str | None = None,
 ) -> Definitions:
     """Assets for every graph spec, sharing one data plane.
 
     Args:
         graph_store_root: local folder for graph stores (memory-mapped); default: the data plane when it
             is local, else ``.kumo/graph_store`` in the project.
+        text_encoder: how text columns are embedded (``auto``, ``hashing``, a sentence model); default
+            ``KUMO_TEXT_ENCODER``, else ``auto``.
     """
     graph_store_root = local_store_root(data_plane_root, graph_store_root)
     specs = [load_spec(path) for path in spec_paths]
@@ -97,7 +102,10 @@ def build_definitions(
         resources={
             "data_plane": DataPlane(root=data_plane_root, object_store=object_store),
             "graph_store": GraphStoreResource(root=graph_store_root),
-            "feature_store": FeatureStoreResource(root=graph_store_root),
+            "feature_store": FeatureStoreResource(
+                root=graph_store_root,
+                text_encoder=text_encoder or os.environ.get("KUMO_TEXT_ENCODER") or "auto",
+            ),
             "study_storage": StudyStorage(url=os.environ.get("KUMO_OPTUNA_STORAGE", "")),
             "trial_launcher": trial_launcher_from_environment(),
             "provisioner": NodeProvisioner(catalogue=os.environ.get("KUMO_INSTANCE_CATALOGUE", "")),

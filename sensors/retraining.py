@@ -86,7 +86,8 @@ def read_pointer(data_plane: DataPlane, graph: str, query: str) -> dict[str, Any
 
 
 def newest_health(data_plane: DataPlane, graph: str, query: str) -> tuple[str, dict[str, Any]] | None:
-    """(date, payload) of the latest-dated predictions health file of a query, or None if there is none."""
+    """(date, payload) of the latest-dated predictions health file of a query that has a score PSI (else the
+    latest one: a day that selected nobody has none), or None if there is none."""
     parts = (graph, "predictions", query, "health")
     if data_plane.is_remote:
         bucket, _, prefix = data_plane.uri(*parts).removeprefix("s3://").partition("/")
@@ -99,10 +100,14 @@ def newest_health(data_plane: DataPlane, graph: str, query: str) -> tuple[str, d
     else:
         folder = Path(data_plane.uri(*parts))
         names = [path.name for path in folder.iterdir()] if folder.is_dir() else []
-    dated = sorted(name for name in names if _HEALTH_NAME.match(name))
-    if not dated:
-        return None
-    return dated[-1].removesuffix(".json"), data_plane.get_json(*parts, dated[-1])
+    dated = sorted((name for name in names if _HEALTH_NAME.match(name)), reverse=True)
+    newest = None
+    for name in dated:  # an empty day (nothing selected) has no PSI: the newest day that has one decides
+        health = data_plane.get_json(*parts, name)
+        newest = newest or (name.removesuffix(".json"), health)
+        if health.get("score_psi") is not None:
+            return name.removesuffix(".json"), health
+    return newest
 
 
 def evaluate_retraining(

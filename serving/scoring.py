@@ -126,7 +126,7 @@ def _gnn_batches(
                           np.zeros(rows, dtype=np.float32))  # fmt: skip
     ranked = task_type in RANKING_TYPES
     top_k = member.spec.top_k
-    with torch.no_grad():
+    with torch.inference_mode():  # no autograd bookkeeping at all: serving never needs gradients
         for batch in fetcher.epoch(split, epoch_seed=member.trainer_config.seed, shuffle=False):
             checked = _check_no_future(batch, model.seed_type)
             batch = batch.to(device)

@@ -1,36 +1,34 @@
-"""Shared set-up of the new-data sensor and refresh schedule tests: the fake shop's real assets (tables,
-stores, training tables, models, studies, best models) plus stand-in daily-partitioned `predictions` and
-`embeddings` keyed and partitioned as the platform's, which score in no time (the real ones need a model)."""
+"""Shared set-up of the new-data sensor and refresh schedule tests: the fake shop as the project defines it
+(`kumo_assets.definitions.build_definitions`: every real asset, the ``new_data`` sensor, the refresh
+schedules, the ``s3`` resource), and once per test process a materialised shop (tables, stores, training
+tables, a one-trial tiny GNN study and the best_model of each query, one day of predictions and embeddings)
+which tests copy (sources and data plane) before they change anything."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+import shutil
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetsDefinition, Definitions, RunRequest, asset, build_sensor_context
-from dagster_aws.s3 import S3Resource
+import pytest
+from dagster import (
+    Definitions,
+    ExecuteInProcessResult,
+    RunRequest,
+    SensorDefinition,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
 
-from kumo_assets.best_model import best_model_key, build_best_model_assets
-from kumo_assets.features import build_feature_store_asset
-from kumo_assets.graph import build_graph_store_asset
-from kumo_assets.hpo_assets import build_hpo_assets
-from kumo_assets.ingest import build_ingest_assets
+from kumo_assets.definitions import build_definitions
 from kumo_assets.pql.queries import NamedQuery, load_queries
-from kumo_assets.predictions import embeddings_key, predictions_key
 from kumo_assets.spec import GraphSpec
 from kumo_assets.spec_loader import load_spec
-from kumo_assets.tasks import build_training_table_assets
-from kumo_assets.training import build_model_assets
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource
-from resources.graph_store import GraphStoreResource
-from resources.launchers import LocalTrialLauncher
-from resources.provisioner import NodeProvisioner
-from resources.studies import StudyStorage
 from sensors.new_data import build_new_data_sensor
-from sensors.partitions import query_partitions
-from sensors.refresh import build_refresh_schedules
 from tests.fake_db import write_fake_db
 
 # big_spender's partitions start on its test anchor, spend's (no anchors) on the fallback: two definitions.
@@ -40,97 +38,107 @@ big_spender:
   anchors: {timestamps: {train: [2024-02-01, 2024-03-01], val: [2024-04-01], test: [2024-05-01]}}
 spend: "PREDICT SUM(orders.amount, 0, 30) FOR EACH users.user_id WHERE COUNT(orders.*, -30, 0) > 0"
 """
-
-
-def stand_in_prediction_assets(
-    spec: GraphSpec, queries: dict[str, NamedQuery], calls: list
-) -> list[AssetsDefinition]:
-    """Partitioned predictions and embeddings per query, after best_model, recording what they ran."""
-    assets = []
-    for query in queries.values():
-        for key in (predictions_key(spec, query.name), embeddings_key(spec, query.name)):
-
-            @asset(key=key, partitions_def=query_partitions(query), deps=[best_model_key(spec, query.name)])
-            def _stand_in(context) -> None:
-                calls.append((context.asset_key.to_user_string(), context.partition_key))
-
-            assets.append(_stand_in)
-    return assets
+TINY = {"mode": "fast", "n_trials": 1, "parallelism": 1, "families": ["gnn"], "device": "cpu",
+        "space": {"max_steps_per_epoch": 3, "epochs": [1, 1], "channels": [8, 8]}}  # fmt: skip
+DAY = "2024-06-01"  # the day of predictions and embeddings the materialised shop has scored
 
 
 @dataclass
 class Shop:
-    """The fake shop wired like the platform will wire it: assets, sensor, schedules and resources."""
+    """The fake shop under ``root``: its sources in ``shop/``, its data plane in ``plane/``, its Definitions."""
 
-    spec_path: Path
-    spec: GraphSpec
-    queries: dict[str, NamedQuery]
-    plane: DataPlane
-    s3: S3Resource
+    root: Path
     defs: Definitions
-    calls: list = field(default_factory=list)
+
+    @classmethod
+    def at(cls, root: Path) -> Shop:
+        """The project's Definitions of the shop already written under ``root``."""
+        return cls(root, build_definitions([root / "shop" / "graph.yaml"], str(root / "plane")))
+
+    @classmethod
+    def fresh(cls, root: Path, spec_text: str | None = None) -> Shop:
+        """The fake database with QUERIES beside it and an empty data plane (nothing materialised)."""
+        spec_path = write_fake_db(root / "shop", spec=spec_text)
+        (spec_path.parent / "queries.yaml").write_text(QUERIES)
+        return cls.at(root)
 
     @property
-    def sensor(self):
-        return self.defs.resolve_sensor_def("new_data")
+    def spec_path(self) -> Path:
+        return self.root / "shop" / "graph.yaml"
 
-    def tick(self, instance, cursor: str | None) -> Any:
+    @cached_property
+    def spec(self) -> GraphSpec:
+        return load_spec(self.spec_path)
+
+    @cached_property
+    def queries(self) -> dict[str, NamedQuery]:
+        return load_queries(self.spec_path.parent / "queries.yaml")
+
+    def path(self, *parts: str) -> Path:
+        """A file the shop's assets wrote, e.g. ``path("predictions", "spend", "2024-06-01.parquet")``."""
+        return self.root / "plane" / "shop" / Path(*parts)
+
+    def read_json(self, *parts: str) -> dict[str, Any]:
+        return json.loads(self.path(*parts).read_text())
+
+    def sensor(self, now: float | None = None) -> SensorDefinition:
+        """The ``new_data`` sensor of the Definitions; at ``now`` (epoch seconds): the same sensor, built as
+        `build_definitions` builds it, with a clock that says ``now``."""
+        if now is None:
+            return self.defs.resolve_sensor_def("new_data")
+        return build_new_data_sensor([self.spec], {self.spec.graph_name: self.queries}, clock=lambda: now)
+
+    def tick(self, instance, cursor: str | None, now: float | None = None) -> Any:
         """One real evaluation, resolved by Dagster as the daemon resolves it (SensorExecutionData)."""
-        resources = {"data_plane": self.plane, "s3": self.s3}
+        resources = {name: self.defs.resources[name] for name in ("data_plane", "s3")}
         with build_sensor_context(instance=instance, cursor=cursor, definitions=self.defs,
                                   resources=resources) as context:  # fmt: skip
-            return self.sensor.evaluate_tick(context)
+            return self.sensor(now).evaluate_tick(context)
+
+    def execute(self, instance, request: RunRequest) -> ExecuteInProcessResult:
+        """Run a resolved sensor RunRequest in this process as the daemon would launch it (its job, assets,
+        checks, partition and tags, the run key among them)."""
+        job = self.defs.resolve_job_def(request.job_name)
+        tags = {key: value for key, value in request.tags.items() if not key.startswith("dagster/partition")}
+        return job.execute_in_process(
+            instance=instance,
+            asset_selection=list(request.asset_selection or []),
+            partition_key=request.partition_key,
+            tags={**tags, "dagster/run_key": request.run_key},
+            raise_on_error=False,
+        )
 
 
-def shop_assets(spec: GraphSpec, queries: dict[str, NamedQuery], calls: list) -> list[AssetsDefinition]:
-    """Every asset the platform defines for a graph, with stand-in predictions and embeddings."""
-    return [
-        *build_ingest_assets(spec),
-        build_graph_store_asset(spec),
-        build_feature_store_asset(spec),
-        *build_training_table_assets(spec, queries),
-        *build_model_assets(spec, queries),
-        *build_hpo_assets(spec, queries),
-        *build_best_model_assets(spec, queries),
-        *stand_in_prediction_assets(spec, queries, calls),
-    ]
+_MATERIALISED: list[Path] = []
 
 
-def make_shop(root: Path, spec_text: str | None = None, s3: S3Resource | None = None) -> Shop:
-    """Write the fake database with QUERIES beside it and define everything over a local data plane."""
-    spec_path = write_fake_db(root / "shop", spec=spec_text)
-    (spec_path.parent / "queries.yaml").write_text(QUERIES)
-    plane = DataPlane(root=str(root / "plane"))
-    spec, queries = load_spec(spec_path), load_queries(spec_path.parent / "queries.yaml")
-    calls: list = []
-    s3 = s3 or S3Resource()
-    defs = Definitions(
-        assets=shop_assets(spec, queries, calls),
-        sensors=[build_new_data_sensor([spec], {spec.graph_name: queries})],
-        schedules=build_refresh_schedules(spec, queries),
-        resources={
-            "data_plane": plane,
-            "graph_store": GraphStoreResource(root=plane.root),
-            "feature_store": FeatureStoreResource(root=plane.root, text_encoder="hashing"),
-            "study_storage": StudyStorage(url=""),
-            "trial_launcher": LocalTrialLauncher(),
-            "provisioner": NodeProvisioner(catalogue=""),
-            "s3": s3,
-        },
-    )
-    return Shop(spec_path, spec, queries, plane, s3, defs, calls)
+def materialised_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of the shop with everything materialised for real, built once per test process (about 20 s):
+    tables, stores, training tables, each query's tiny study and best_model (which writes pointer.json),
+    then DAY's predictions (which write health/DAY.json) and embeddings of each query. Copy it to change it."""
+    if not _MATERIALISED:
+        root = tmp_path_factory.mktemp("materialised_shop")
+        shop = Shop.fresh(root)
+        # not the model assets (a default-config model per query, which nothing here reads)
+        unpartitioned = [
+            a for a in shop.defs.assets if a.key.path[1] not in {"model", "predictions", "embeddings"}
+        ]
+        config = {"ops": {f"shop__hpo_study__{name}": {"config": TINY} for name in shop.queries}}
+        (root / "dagster").mkdir()
+        with instance_for_test(temp_dir=str(root / "dagster")) as instance:
+            resources = shop.defs.resources
+            assert materialize(
+                unpartitioned, resources=resources, instance=instance, run_config=config
+            ).success
+            for name in shop.queries:
+                serving = [a for a in shop.defs.assets if a.key.path[1:] in (["predictions", name], ["embeddings", name])]  # fmt: skip
+                assert materialize(serving, resources=resources, instance=instance, partition_key=DAY).success
+        _MATERIALISED.append(root)
+    return _MATERIALISED[0]
 
 
-def execute(shop: Shop, instance, request: RunRequest) -> bool:
-    """Run a resolved sensor RunRequest in this process as the daemon would launch it (its job, assets,
-    checks, partition and tags, the run key among them); True when the run succeeded."""
-    job = shop.defs.resolve_job_def(request.job_name)
-    tags = {key: value for key, value in request.tags.items() if not key.startswith("dagster/partition")}
-    result = job.execute_in_process(
-        instance=instance,
-        asset_selection=list(request.asset_selection or []),
-        partition_key=request.partition_key,
-        tags={**tags, "dagster/run_key": request.run_key},
-        raise_on_error=False,
-    )
-    return result.success
+def copy_shop(materialised: Path, root: Path) -> Shop:
+    """A copy of the materialised shop's sources and data plane under ``root``, with its own Definitions."""
+    for part in ("shop", "plane"):
+        shutil.copytree(materialised / part, root / part)
+    return Shop.at(root)

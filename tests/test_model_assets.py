@@ -24,11 +24,7 @@ def shop_definitions(tmp_path, queries: str = QUERIES, data_plane: str | None = 
     is tested elsewhere); the data plane defaults to ``tmp_path / "plane"``."""
     spec_path = write_fake_db(tmp_path / "shop")
     (spec_path.parent / "queries.yaml").write_text(queries)
-    defs = build_definitions([spec_path], data_plane or str(tmp_path / "plane"), graph_store_root)
-    for resource in defs.resources.values():
-        if type(resource).__name__ == "FeatureStoreResource":
-            object.__setattr__(resource, "text_encoder", "hashing")
-    return defs
+    return build_definitions([spec_path], data_plane or str(tmp_path / "plane"), graph_store_root, "hashing")
 
 
 @pytest.fixture

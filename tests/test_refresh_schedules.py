@@ -1,18 +1,26 @@
-"""Prediction refresh schedules: one partitioned job per query and a daily schedule for its latest day,
-evaluated and executed with real Dagster; the partitions every part of the platform shares."""
+"""Prediction refresh schedules of the project's Definitions: one partitioned job per query and a daily
+schedule for its latest day, evaluated with real Dagster and executed on the shop's real assets (a copy of
+the materialised shop); the partitions every part of the platform shares."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import polars as pl
 import pytest
-from dagster import DailyPartitionsDefinition, Definitions, build_schedule_context, instance_for_test
+from dagster import (
+    AssetKey,
+    DailyPartitionsDefinition,
+    Definitions,
+    build_schedule_context,
+    instance_for_test,
+)
 
 from kumo_assets.pql.anchors import AnchorPlan
 from kumo_assets.pql.queries import NamedQuery
 from sensors.partitions import FALLBACK_START, prediction_partitions, prediction_start_date, query_partitions
 from sensors.refresh import build_refresh_schedules, refresh_job_name, refresh_schedule_name
-from tests.sensor_helpers import make_shop
+from tests.sensor_helpers import DAY, Shop, copy_shop, materialised_shop
 
 
 def at(day: str, hour: int = 0) -> dt.datetime:
@@ -21,21 +29,38 @@ def at(day: str, hour: int = 0) -> dt.datetime:
 
 @pytest.fixture
 def shop(tmp_path):
-    return make_shop(tmp_path)
+    """The project's Definitions of the fake shop, nothing materialised."""
+    return Shop.fresh(tmp_path)
 
 
-def test_schedule_requests_the_latest_complete_day_and_the_run_materialises_it(shop, tmp_path):
+@pytest.fixture(scope="module")
+def materialised(tmp_path_factory):
+    """The materialised shop (shared with the sensor tests in this process); tests copy it."""
+    return materialised_shop(tmp_path_factory)
+
+
+def test_schedule_requests_the_latest_complete_day_and_the_run_materialises_it(materialised, tmp_path):
+    shop = copy_shop(materialised, tmp_path)  # its study and best_model, DAY scored: the next day is new
     schedule = shop.defs.resolve_schedule_def(refresh_schedule_name(shop.spec, "big_spender"))
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 0 * * *", "UTC")
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        context = build_schedule_context(instance=instance, scheduled_execution_time=at("2024-06-02"))
+        context = build_schedule_context(instance=instance, scheduled_execution_time=at("2024-06-03"))
         [request] = schedule.evaluate_tick(context).run_requests
-        assert request.partition_key == "2024-06-01" and request.job_name == "shop__big_spender__refresh"
+        assert (
+            request.partition_key == "2024-06-02" != DAY and request.job_name == "shop__big_spender__refresh"
+        )
         job = shop.defs.resolve_job_def(request.job_name)
         assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
-    assert sorted(shop.calls) == [("shop/embeddings/big_spender", "2024-06-01"),
-                                  ("shop/predictions/big_spender", "2024-06-01")]  # fmt: skip
+        keys = [AssetKey(["shop", kind, query]) for kind in ("predictions", "embeddings")
+                for query in shop.queries]  # fmt: skip
+        events = {key.to_user_string(): instance.get_latest_materialization_event(key) for key in keys}
+    assert {key: event and event.asset_materialization.partition for key, event in events.items()} == {
+        "shop/predictions/big_spender": "2024-06-02", "shop/embeddings/big_spender": "2024-06-02",
+        "shop/predictions/spend": None, "shop/embeddings/spend": None}  # fmt: skip
+    scored = pl.read_parquet(shop.path("predictions", "big_spender", "2024-06-02.parquet"))
+    assert scored["anchor_time"].unique().to_list() == [at("2024-06-02")]  # the partition's day is the anchor
+    assert shop.path("embeddings", "big_spender", "2024-06-02.parquet").exists()
 
 
 def test_each_query_has_its_own_job_partitioned_like_its_assets(shop):

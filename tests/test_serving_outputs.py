@@ -65,5 +65,7 @@ def test_the_threshold_maximises_f1_on_validation_rows():
     assert chosen["value"] == 0.6 and chosen["f1"] == pytest.approx(6 / 7)
     assert choose_threshold(np.array([1, 0, 1]), np.array([0.5, 0.5, 0.1]), "t")["value"] == 0.1
     tied = choose_threshold(np.array([1, 0]), np.array([0.5, 0.5]), "ties")
-    assert tied["f1"] == pytest.approx(2 / 3)  # a cut keeps tied scores together: never "just the positive one"
+    assert tied["f1"] == pytest.approx(
+        2 / 3
+    )  # a cut keeps tied scores together: never "just the positive one"
     assert choose_threshold(np.zeros(3), np.ones(3), "none")["value"] == 0.5
