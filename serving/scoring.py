@@ -32,6 +32,7 @@ from serving.served_model import GBDTMember, GNNMember, ServedModel, ServingErro
 __all__ = ["CHUNK_ROWS", "ScoredChunk", "ScoringInputs", "embedding_chunks", "score_chunks"]
 
 CHUNK_ROWS = 65_536
+FEATURE_BLOCK_BYTES = 512 * 2**20  # a GBDT's features for this many bytes of rows are built in one call
 
 
 @dataclass
@@ -159,16 +160,19 @@ def _check_no_future(batch, seed_type: str) -> int:
 
 
 def _gbdt_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
+    """Propositional features and LightGBM scores, a block of rows at a time (`_blocks`)."""
     if inputs.frames is None or inputs.schema is None:
         raise ServingError("GBDT scoring needs the published tables")
-    for start in range(0, len(inputs.nodes), chunk_rows):
-        stop = min(start + chunk_rows, len(inputs.nodes))
-        nodes = inputs.nodes if inputs.table_nodes is None else inputs.table_nodes
+    nodes = inputs.nodes if inputs.table_nodes is None else inputs.table_nodes
+
+    def score(start: int, stop: int) -> ScoredChunk:
         entities = pl.DataFrame({NODE_ID: nodes[start:stop].astype(np.int64),
                                  "anchor_time": inputs.anchors[start:stop].astype(np.int64)})  # fmt: skip
         design = build_relational_features(inputs.frames, inputs.schema, inputs.entity_table, entities,
                                            PropositionalConfig(), None, member.vocabulary_limit)  # fmt: skip
-        yield ScoredChunk(start, stop, member.model.predict(design))
+        return ScoredChunk(start, stop, member.model.predict(design))
+
+    yield from _rechunk(_blocks(len(nodes), _block_rows(member, chunk_rows), score), chunk_rows)
 
 
 def _link_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
@@ -176,15 +180,28 @@ def _link_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> 
     if inputs.link is None or inputs.frames is None:
         raise ServingError("ranking links with a GBDT needs the published tables and the query's link")
     nodes = inputs.nodes if inputs.table_nodes is None else inputs.table_nodes
-    first = (
-        int(inputs.anchors.min()) if len(inputs.anchors) else None
-    )  # one popularity fallback for every chunk
-    for start in range(0, len(nodes), chunk_rows):
-        stop = min(start + chunk_rows, len(nodes))
+    first = int(inputs.anchors.min()) if len(inputs.anchors) else None  # one popularity fallback for all
+
+    def rank(start: int, stop: int) -> ScoredChunk:
         ranked, scores = rank_link_rows(member.model, inputs.frames, inputs.schema, inputs.entity_table, inputs.link,
                                         nodes[start:stop], inputs.anchors[start:stop], member.vocabulary_limit,
                                         first)  # fmt: skip
-        yield ScoredChunk(start, stop, ranked, scores)
+        return ScoredChunk(start, stop, ranked, scores)
+
+    yield from _rechunk(_blocks(len(nodes), chunk_rows, rank), chunk_rows)
+
+
+def _block_rows(member: GBDTMember, chunk_rows: int) -> int:
+    """Rows whose features are built in one call: as many as `FEATURE_BLOCK_BYTES` of float64 features hold
+    (a call reads every table once, whatever its row count), never fewer than a chunk, in whole chunks."""
+    width = max(len(getattr(member.model, "feature_names", []) or []), 1)
+    rows = max(FEATURE_BLOCK_BYTES // (8 * width), chunk_rows)
+    return rows - rows % chunk_rows
+
+
+def _blocks(total: int, block_rows: int, score) -> Iterator[ScoredChunk]:
+    for start in range(0, total, block_rows):
+        yield score(start, min(start + block_rows, total))
 
 
 def _rechunk(batches: Iterator[ScoredChunk], size: int) -> Iterator[ScoredChunk]:

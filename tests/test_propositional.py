@@ -374,3 +374,25 @@ def test_rows_built_apart_with_the_training_vocabulary_limit_equal_rows_built_to
     assert apart.equals(reference.head(3))
     unaligned = build_relational_features(tables, shop_schema(), "users", early, SMALL)
     assert unaligned.columns != reference.columns
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(-3, 6), st.integers(-(10**12), 10**12)), max_size=40),
+    st.lists(st.tuples(st.integers(-5, 8), st.integers(-(2**63), 2**63 - 1)), max_size=20),
+    st.booleans(),
+)
+def test_rows_before_counts_the_rows_that_sort_before_each_query(rows, queries, inclusive) -> None:
+    """The binary search behind every window: rows sorted by (entity, time); a query (entity, time) counts
+    the rows of a smaller entity, or of its own with an earlier time (or equal, when inclusive)."""
+    from models.propositional_windows import _rows_before
+
+    rows = sorted(rows)
+    entity = np.array([e for e, _ in rows], dtype=np.int64)
+    time = np.array([t for _, t in rows], dtype=np.int64)
+    q_entity = np.array([e for e, _ in queries], dtype=np.int64)
+    q_time = np.array([t for _, t in queries], dtype=np.int64)
+    expected = [
+        sum(e < qe or (e == qe and (t <= qt if inclusive else t < qt)) for e, t in rows) for qe, qt in queries
+    ]
+    assert _rows_before(entity, time, q_entity, q_time, inclusive).tolist() == expected
