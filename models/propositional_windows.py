@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
-import polars as pl
 
 __all__ = ["DAY", "RowSource", "WindowSpec", "aggregate_source"]
 
@@ -256,11 +256,26 @@ class _Numeric:
 
 
 def _segment_cumsum(entity: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Cumulative sums restarted at every entity: each depends only on earlier rows of the same entity."""
-    if values.shape[1] == 0:
-        return values.copy()
-    frame = pl.DataFrame({"_entity": entity, **{f"c{i}": values[:, i] for i in range(values.shape[1])}})
-    return frame.select(pl.exclude("_entity").cum_sum().over("_entity")).to_numpy().reshape(values.shape)
+    """Cumulative sums restarted at every entity: each depends only on earlier rows of the same entity.
+    Rows come sorted by entity, so one sequential pass does it (a grouped polars window over a million
+    entities took seconds)."""
+    out = np.empty(values.shape, dtype=np.float64)
+    _cumsum_by_segment(
+        np.ascontiguousarray(entity, dtype=np.int64), np.ascontiguousarray(values, dtype=np.float64), out
+    )
+    return out
+
+
+@numba.njit(cache=True)
+def _cumsum_by_segment(entity: np.ndarray, values: np.ndarray, out: np.ndarray) -> None:
+    rows, columns = values.shape
+    for column in range(columns):
+        total = 0.0
+        for row in range(rows):
+            if row > 0 and entity[row] != entity[row - 1]:
+                total = 0.0
+            total += values[row, column]
+            out[row, column] = total
 
 
 def _segment_range(
