@@ -18,9 +18,11 @@ import numpy as np
 import polars as pl
 
 from kumo_assets.errors import IngestError
+from kumo_assets.keys import NODE_ID
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
 from models.blending import blend_outputs
+from models.propositional import audit_feature_leakage
 from serving.drift import input_drift, population_stability_index
 from serving.inputs import input_columns
 from serving.predict import (
@@ -32,7 +34,7 @@ from serving.predict import (
     write_embeddings,
     write_predictions,
 )
-from serving.served_model import ServedModel, ServingError, load_served_model
+from serving.served_model import GBDTMember, ServedModel, ServingError, load_served_model
 
 __all__ = ["DayResult", "anchor_of_day", "embed_day", "open_scoring_data", "predict_day", "validation_scores"]
 
@@ -103,7 +105,8 @@ def predict_day(spec: GraphSpec, query: NamedQuery, day: str, data_plane: Any, g
     run = write_predictions(served, data, rows,
                             lambda path: data_plane.put_file(path, spec.graph_name, "predictions", query.name, f"{day}.parquet"),
                             entity_table, threads=threads)  # fmt: skip
-    run.audit = {"entity_selection": audit, "sampled_neighbours": run.audit}
+    run.audit = {"entity_selection": audit, "sampled_neighbours": run.audit,
+                 "gbdt_features": audit_served_features(served, data, rows, entity_table)}  # fmt: skip
     table = data_plane.get_frame(spec.graph_name, "training_tables", f"{query.name}.parquet")
     validation, _ = resolve_rows(table.filter(pl.col("split") == "val").select("entity", "anchor_time"), data,
                                  entity_table, skip_invalid=True)  # fmt: skip
@@ -143,6 +146,24 @@ def embed_day(spec: GraphSpec, query: NamedQuery, day: str, data_plane: Any, gra
                            lambda path: data_plane.put_file(path, spec.graph_name, "embeddings", query.name, f"{day}.parquet"),
                            entity_table, threads=threads)  # fmt: skip
     return DayResult(run, anchor, selected.height, skipped.height, {"entity_selection": audit})
+
+
+AUDIT_ROWS = 32
+
+
+def audit_served_features(
+    served: ServedModel, data: ScoringData, rows: pl.DataFrame, entity_table: str
+) -> dict | None:
+    """The feature leakage audit on served rows of a GBDT: their features, rebuilt after every row later
+    than the anchor is dropped and then scrambled, must not change (`audit_feature_leakage`; raises when they
+    do). Up to `AUDIT_ROWS` rows of the first anchor: two more feature builds per partition. None: no GBDT."""
+    gbdt = next((member for member in served.members if isinstance(member, GBDTMember)), None)
+    if gbdt is None or rows.height == 0:
+        return None
+    first = rows.filter(pl.col("anchor_time") == rows["anchor_time"].min()).head(AUDIT_ROWS)
+    entities = first.select(pl.col("_table_node").alias(NODE_ID), "anchor_time")
+    return audit_feature_leakage(data.frames, data.schema, entity_table, entities, max_groups=1,
+                                 vocabulary_limit=gbdt.vocabulary_limit)  # fmt: skip
 
 
 def validation_scores(served: ServedModel) -> np.ndarray:

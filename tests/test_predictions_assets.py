@@ -4,6 +4,7 @@ entity-level WHERE, and link prediction, each from a real one-trial study and it
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import polars as pl
 import pytest
@@ -24,6 +25,8 @@ next_products: "PREDICT LIST_DISTINCT(orders.product_id, 0, 30, days) RANK TOP 5
 """
 TINY = {"mode": "fast", "n_trials": 1, "parallelism": 1, "families": ["gnn"], "device": "cpu",
         "space": {"max_steps_per_epoch": 3, "epochs": [1, 1], "channels": [8, 8]}}  # fmt: skip
+GBDT_ONLY = {"mode": "fast", "n_trials": 1, "parallelism": 1, "families": ["gbdt"],
+             "space": {"gbdt_trees": [30, 30], "gbdt_leaves": [7, 7]}}  # fmt: skip
 DAYS = ["2024-05-10", "2024-06-01"]
 
 
@@ -33,24 +36,28 @@ def shop_fixture(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("serving")
     defs = shop_definitions(tmp_path, QUERIES)
     unpartitioned = [a for a in defs.assets if a.key.path[1] not in {"model", "predictions", "embeddings"}]
-    config = {
-        "ops": {
-            f"shop__hpo_study__{name}": {"config": TINY} for name in ("big_spender", "spend", "next_products")
-        }
-    }
+    studies = {"big_spender": GBDT_ONLY, "spend": TINY, "next_products": TINY}  # big_spender: a GBDT serves
+    config = {"ops": {f"shop__hpo_study__{name}": {"config": study} for name, study in studies.items()}}
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(
             unpartitioned, resources=defs.resources, instance=instance, run_config=config
         ).success
-        for name in ("big_spender", "spend", "next_products"):
-            serving = [
-                a for a in defs.assets if a.key.path[1:] in (["predictions", name], ["embeddings", name])
-            ]
+        for name, study in studies.items():
+            kinds = ("predictions",) if study is GBDT_ONLY else ("predictions", "embeddings")
+            serving = [a for a in defs.assets if a.key.path[1] in kinds and a.key.path[2] == name]
             for day in DAYS:
                 assert materialize(
                     serving, resources=defs.resources, instance=instance, partition_key=day
                 ).success
+        gbdt_embeddings = [a for a in defs.assets if a.key == AssetKey(["shop", "embeddings", "big_spender"])]
+        refused = materialize(gbdt_embeddings, resources=defs.resources, instance=instance, partition_key=DAYS[0],
+                              raise_on_error=False)  # fmt: skip
+        assert not refused.success
+        failure = next(event for event in refused.all_events if event.is_step_failure)
+        assert (
+            "trained no GNN" in failure.step_failure_data.error.to_string()
+        )  # the ServingError, with its fix
         metadata = instance.get_latest_materialization_event(
             AssetKey(["shop", "predictions", "spend"])
         ).asset_materialization.metadata  # fmt: skip
@@ -87,6 +94,15 @@ def test_partitions_score_what_the_query_selects_at_their_anchor(shop, day):
         assert frame["anchor_time"].unique().to_list() == [anchor]
     assert binary.columns[2:5] == ["probability", "score", "predicted_class"]
     assert regression.columns[2] == "value" and regression["value"].is_finite().all()
+
+
+def test_a_gbdt_serves_with_its_feature_audit_and_input_drift(shop):
+    plane, _ = shop
+    frame = read(plane, "predictions", "big_spender", DAYS[0])
+    assert frame["model_version"][0].startswith("gbdt:") and frame["probability"].is_between(0, 1).all()
+    health = json.loads((plane / "predictions" / "big_spender" / "health" / f"{DAYS[0]}.json").read_text())
+    assert health["audit"]["gbdt_features"]["passed"] is True and health["audit"]["gbdt_features"]["rows"] > 0
+    assert health["input_psi"]  # the GBDT's most important features, on served and validation rows
 
 
 def test_link_predictions_list_the_top_k_target_keys_with_scores(shop):
