@@ -26,7 +26,9 @@ FALLBACK_START = "2024-01-01"
 def prediction_partitions(start_date: str) -> DailyPartitionsDefinition:
     """Daily UTC partitions from ``start_date`` (``YYYY-MM-DD``); equal arguments give equal definitions."""
     dt.date.fromisoformat(start_date)  # a clear error for a malformed date, before Dagster's
-    return DailyPartitionsDefinition(start_date=start_date, timezone="UTC", fmt="%Y-%m-%d")
+    # end_offset=1: today's partition exists from 00:00 UTC, so the daily refresh scores as of midnight just
+    # past (every row of yesterday visible), not as of the start of yesterday
+    return DailyPartitionsDefinition(start_date=start_date, timezone="UTC", fmt="%Y-%m-%d", end_offset=1)
 
 
 def prediction_start_date(query: NamedQuery, start_date: str | None = None) -> str:

@@ -1,5 +1,5 @@
 """Prediction refresh: per query, a job selecting its `predictions` and `embeddings` assets and a daily
-schedule that materialises the latest (yesterday's, complete UTC) partition of both.
+schedule that materialises the latest partition of both: today's, anchored at 00:00 UTC, the moment it runs.
 
 Written against asset keys only (``[graph, "predictions", query]``, ``[graph, "embeddings", query]``), so
 the assets can live anywhere. The jobs take their partitions from the selected assets when `Definitions`

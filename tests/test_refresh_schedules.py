@@ -39,7 +39,7 @@ def materialised(tmp_path_factory):
     return materialised_shop(tmp_path_factory)
 
 
-def test_schedule_requests_the_latest_complete_day_and_the_run_materialises_it(materialised, tmp_path):
+def test_schedule_requests_the_day_it_runs_on_and_the_run_materialises_it(materialised, tmp_path):
     shop = copy_shop(materialised, tmp_path)  # its study and best_model, DAY scored: the next day is new
     schedule = shop.defs.resolve_schedule_def(refresh_schedule_name(shop.spec, "big_spender"))
     assert (schedule.cron_schedule, schedule.execution_timezone) == ("0 0 * * *", "UTC")
@@ -48,7 +48,7 @@ def test_schedule_requests_the_latest_complete_day_and_the_run_materialises_it(m
         context = build_schedule_context(instance=instance, scheduled_execution_time=at("2024-06-03"))
         [request] = schedule.evaluate_tick(context).run_requests
         assert (
-            request.partition_key == "2024-06-02" != DAY and request.job_name == "shop__big_spender__refresh"
+            request.partition_key == "2024-06-03" != DAY and request.job_name == "shop__big_spender__refresh"
         )
         job = shop.defs.resolve_job_def(request.job_name)
         assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
@@ -56,11 +56,11 @@ def test_schedule_requests_the_latest_complete_day_and_the_run_materialises_it(m
                 for query in shop.queries]  # fmt: skip
         events = {key.to_user_string(): instance.get_latest_materialization_event(key) for key in keys}
     assert {key: event and event.asset_materialization.partition for key, event in events.items()} == {
-        "shop/predictions/big_spender": "2024-06-02", "shop/embeddings/big_spender": "2024-06-02",
+        "shop/predictions/big_spender": "2024-06-03", "shop/embeddings/big_spender": "2024-06-03",
         "shop/predictions/spend": None, "shop/embeddings/spend": None}  # fmt: skip
-    scored = pl.read_parquet(shop.path("predictions", "big_spender", "2024-06-02.parquet"))
-    assert scored["anchor_time"].unique().to_list() == [at("2024-06-02")]  # the partition's day is the anchor
-    assert shop.path("embeddings", "big_spender", "2024-06-02.parquet").exists()
+    scored = pl.read_parquet(shop.path("predictions", "big_spender", "2024-06-03.parquet"))
+    assert scored["anchor_time"].unique().to_list() == [at("2024-06-03")]  # the partition's day is the anchor
+    assert shop.path("embeddings", "big_spender", "2024-06-03.parquet").exists()
 
 
 def test_each_query_has_its_own_job_partitioned_like_its_assets(shop):
@@ -75,14 +75,14 @@ def test_each_query_has_its_own_job_partitioned_like_its_assets(shop):
     assert query_partitions(shop.queries["spend"]).start.date().isoformat() == FALLBACK_START  # no anchors
 
 
-def test_no_run_before_the_first_day_is_over(shop, tmp_path):
+def test_no_run_before_the_first_day_and_the_first_run_scores_it(shop, tmp_path):
     schedule = shop.defs.resolve_schedule_def(refresh_schedule_name(shop.spec, "big_spender"))
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        data = schedule.evaluate_tick(
-            build_schedule_context(instance, scheduled_execution_time=at("2024-05-01"))
-        )
-    assert not data.run_requests
+        before, first = (schedule.evaluate_tick(build_schedule_context(instance, scheduled_execution_time=at(day)))
+                         for day in ("2024-04-30", "2024-05-01"))  # fmt: skip
+    assert not before.run_requests
+    assert [request.partition_key for request in first.run_requests] == ["2024-05-01"]
 
 
 def test_schedule_time_is_configurable(shop):
@@ -96,7 +96,9 @@ def test_schedule_time_is_configurable(shop):
 def test_partitions_are_equal_for_equal_starts_and_configurable(monkeypatch):
     query = NamedQuery("q", "PREDICT x", anchors=AnchorPlan())
     assert prediction_partitions("2024-03-01") == prediction_partitions("2024-03-01")
-    assert prediction_partitions("2024-03-01") == DailyPartitionsDefinition("2024-03-01", timezone="UTC")
+    assert prediction_partitions("2024-03-01") == DailyPartitionsDefinition(
+        "2024-03-01", timezone="UTC", end_offset=1
+    )
     assert prediction_start_date(query) == FALLBACK_START
     assert prediction_start_date(query, "2025-02-03") == "2025-02-03"
     monkeypatch.setenv("KUMO_PREDICTION_START", "2025-01-01")
