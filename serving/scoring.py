@@ -9,6 +9,7 @@ chunks of ``chunk_rows`` and only one chunk's outputs are held at a time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -108,9 +109,21 @@ def _member_stream(member, task_type: str, inputs: ScoringInputs, chunk_rows: in
 def _gnn_batches(
     member: GNNMember, task_type: str | None, inputs: ScoringInputs, want_embeddings: bool = False
 ) -> Iterator[ScoredChunk]:
-    """Batch by batch, as `run_gnn_trial` evaluates: the same batch size, sampler seed and row order."""
-    if inputs.threads is not None:
-        torch.set_num_threads(inputs.threads)
+    """Batch by batch, as `run_gnn_trial` evaluates: the same batch size, sampler seed and row order. Torch and
+    the sampler use ``inputs.threads`` (default half the cores, as a trial: torch's spinning threads on every
+    core slowed scoring 7-25x on a busy machine); torch's own setting is restored afterwards."""
+    threads = inputs.threads or max(1, (os.cpu_count() or 2) // 2)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield from _gnn_forward(member, task_type, inputs, threads, want_embeddings)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _gnn_forward(
+    member: GNNMember, task_type: str | None, inputs: ScoringInputs, threads: int, want_embeddings: bool
+) -> Iterator[ScoredChunk]:
     graph, features = inputs.graph, inputs.features
     model = member.build(dict(graph.node_counts), graph.edge_types, features.schema["node_types"])
     device = resolve_device(
@@ -119,9 +132,7 @@ def _gnn_batches(
     model = model.to(device)
     config = member.state["config"]
     sampling = SamplerConfig(tuple(config["fanouts"]), config["strategy"])
-    fetcher = MinibatchFetcher(
-        graph, features, sampling, int(config["eval_batch_size"]), threads=inputs.threads
-    )
+    fetcher = MinibatchFetcher(graph, features, sampling, int(config["eval_batch_size"]), threads=threads)
     rows = len(inputs.nodes)
     split = TrainingSplit("serving", model.seed_type, inputs.nodes.astype(np.int64), inputs.anchors.astype(np.int64),
                           np.zeros(rows, dtype=np.float32))  # fmt: skip

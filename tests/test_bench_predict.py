@@ -39,7 +39,11 @@ def tiny_fixture(tmp_path_factory):
 def test_every_family_gets_a_table_line_with_a_positive_ratio_and_equal_scores(tiny):
     bench, scratch, prepared, rows = tiny
     assert rows.height == 1000 and rows["anchor_time"].n_unique() == 1
-    measured = bench.bench_graph(prepared, rows, scratch, threads=1, isolate=False, log=lambda _: None)
+    passes = []
+    measured = bench.bench_graph(
+        prepared, rows, scratch, threads=1, isolate=False, log=passes.append, repeats=2
+    )
+    assert len(passes) == 8 and all("1,000 rows in" in text for text in passes)  # 2 families x 2 paths x 2
     assert [(line.graph, line.family) for line in measured] == [("synthetic", "gnn"), ("synthetic", "gbdt")]
     for line in measured:
         assert line.serving.error is None and line.training.error is None
