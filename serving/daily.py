@@ -110,8 +110,8 @@ def predict_day(spec: GraphSpec, query: NamedQuery, day: str, data_plane: Any, g
     table = data_plane.get_frame(spec.graph_name, "training_tables", f"{query.name}.parquet")
     validation, _ = resolve_rows(table.filter(pl.col("split") == "val").select("entity", "anchor_time"), data,
                                  entity_table, skip_invalid=True)  # fmt: skip
-    inputs = input_drift(input_columns(served, data, validation, entity_table),
-                         input_columns(served, data, rows, entity_table))  # fmt: skip
+    served_inputs = run.inputs if run.inputs is not None else input_columns(served, data, rows, entity_table)
+    inputs = input_drift(input_columns(served, data, validation, entity_table), served_inputs)
     unscored = skipped.height + int(np.isnan(run.scores).sum()) if len(run.scores) else skipped.height
     health = {
         "anchor": anchor,

@@ -9,6 +9,7 @@ import polars as pl
 from kumo_assets.keys import NODE_ID
 from models.propositional import PropositionalConfig, build_relational_features
 from serving.predict import ScoringData
+from serving.scoring import top_features
 from serving.served_model import GBDTMember, ServedModel
 
 __all__ = ["TOP_INPUTS", "input_columns"]
@@ -24,8 +25,7 @@ def input_columns(served: ServedModel, data: ScoringData, rows: pl.DataFrame, en
         rows = rows.sample(SAMPLE_ROWS, seed=seed)
     gbdt = next((member for member in served.members if isinstance(member, GBDTMember)), None)
     if gbdt is not None:
-        model = getattr(gbdt.model, "scorer", gbdt.model)  # a link ranker's pair scorer
-        names = list(model.feature_importance())[:TOP_INPUTS]
+        names = top_features(gbdt, TOP_INPUTS)
         entities = pl.DataFrame(
             {NODE_ID: rows["_table_node"].cast(pl.Int64), "anchor_time": rows["anchor_time"]}
         )

@@ -98,6 +98,7 @@ class PredictionRun:
     scores: np.ndarray | None = None  # one number per row (probability, value or top probability)
     skipped: pl.DataFrame | None = None  # rows left out with --skip-invalid, and why
     preview: pl.DataFrame | None = None  # the highest-scored rows (with their score in ``_score``)
+    inputs: dict[str, np.ndarray] | None = None  # a GBDT's top input columns, sampled from the scored rows
 
 
 def entities_at(query_text: str, data: ScoringData, anchor: int) -> tuple[pl.DataFrame, dict, str]:
@@ -174,12 +175,15 @@ def write_predictions(
     context = OutputContext(served.task_type, rows.schema["entity"], _classes(served.members[0]),
                             _target_keys(served, data), _threshold(served), served.version, data.version)  # fmt: skip
     scores: list[np.ndarray] = []
+    sampled: list[dict[str, np.ndarray]] = []
     checked, top = 0, None
 
     def frames() -> Iterator[pl.DataFrame]:
         nonlocal checked, top
         for chunk in score_chunks(served, inputs, chunk_rows):
             checked += chunk.sampled_nodes_checked
+            if chunk.inputs is not None:
+                sampled.append(chunk.inputs)
             scores.append(one_score(served.task_type, chunk.outputs))
             frame = _frame(context, rows, inputs, chunk, data)
             top = _top_rows(top, frame, scores[-1])
@@ -188,7 +192,9 @@ def write_predictions(
     uri, written = _publish_parquet(frames(), output_schema(context), publish)
     return PredictionRun(uri, written, served.version, data.version, time.perf_counter() - started,
                          {"sampled_nodes_checked": checked, "later_than_anchor": 0},
-                         np.concatenate(scores) if scores else np.zeros(0), preview=top)  # fmt: skip
+                         np.concatenate(scores) if scores else np.zeros(0), preview=top,
+                         inputs={name: np.concatenate([part[name] for part in sampled]) for name in sampled[0]}
+                         if sampled else None)  # fmt: skip
 
 
 def _top_rows(

@@ -33,6 +33,7 @@ from serving.served_model import GBDTMember, GNNMember, ServedModel, ServingErro
 __all__ = ["CHUNK_ROWS", "ScoredChunk", "ScoringInputs", "embedding_chunks", "score_chunks"]
 
 CHUNK_ROWS = 65_536
+INPUT_SAMPLE_ROWS = 5_000  # rows of each block whose top input columns the input-drift check compares
 FEATURE_BLOCK_BYTES = 512 * 2**20  # a GBDT's features for this many bytes of rows are built in one call
 
 
@@ -62,6 +63,7 @@ class ScoredChunk:
     scores: np.ndarray | None = None  # ranked tasks: the score of each of the top-K indices in ``outputs``
     sampled_nodes_checked: int = 0
     probabilities: np.ndarray | None = None  # a binary blend: the mean of its members' probabilities
+    inputs: dict[str, np.ndarray] | None = None  # a GBDT's top input columns on a sample of its block's rows
 
 
 def score_chunks(
@@ -72,8 +74,9 @@ def score_chunks(
     for parts in zip(*streams, strict=True):
         start, stop = parts[0].start, parts[0].stop
         checked = sum(part.sampled_nodes_checked for part in parts)
+        sampled = next((part.inputs for part in parts if part.inputs is not None), None)
         if len(parts) == 1:
-            yield ScoredChunk(start, stop, parts[0].outputs, parts[0].scores, checked)
+            yield ScoredChunk(start, stop, parts[0].outputs, parts[0].scores, checked, None, sampled)
             continue
         references = [member.reference for member in served.members]
         if served.task_type == "binary_classification" and any(ref is None for ref in references):
@@ -86,7 +89,7 @@ def score_chunks(
             if served.task_type == "binary_classification"
             else None
         )
-        yield ScoredChunk(start, stop, outputs, None, checked, mean)
+        yield ScoredChunk(start, stop, outputs, None, checked, mean, sampled)
 
 
 def embedding_chunks(
@@ -181,9 +184,19 @@ def _gbdt_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> 
                                  "anchor_time": inputs.anchors[start:stop].astype(np.int64)})  # fmt: skip
         design = build_relational_features(inputs.frames, inputs.schema, inputs.entity_table, entities,
                                            PropositionalConfig(), None, member.vocabulary_limit)  # fmt: skip
-        return ScoredChunk(start, stop, member.model.predict(design))
+        sample = design.select([name for name in top if name in design.columns]).head(INPUT_SAMPLE_ROWS)
+        return ScoredChunk(start, stop, member.model.predict(design),
+                           inputs={name: sample[name].to_numpy() for name in sample.columns})  # fmt: skip
+
+    top = top_features(member)
 
     yield from _rechunk(_blocks(len(nodes), _block_rows(member, chunk_rows), score), chunk_rows)
+
+
+def top_features(member: GBDTMember, count: int = 5) -> list[str]:
+    """The GBDT's most important input columns (by gain): what the input-drift check watches."""
+    model = getattr(member.model, "scorer", member.model)  # a link ranker's pair scorer
+    return list(model.feature_importance())[:count]
 
 
 def _link_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> Iterator[ScoredChunk]:
@@ -234,8 +247,9 @@ def _take(pending: list[ScoredChunk], size: int) -> tuple[ScoredChunk, list[Scor
     scores = None if pending[0].scores is None else np.concatenate([part.scores for part in pending])
     start = pending[0].start
     checked = sum(part.sampled_nodes_checked for part in pending)
+    sampled = next((part.inputs for part in pending if part.inputs is not None), None)
     chunk = ScoredChunk(
-        start, start + size, outputs[:size], None if scores is None else scores[:size], checked
+        start, start + size, outputs[:size], None if scores is None else scores[:size], checked, None, sampled
     )
     rest_rows = len(outputs) - size
     if rest_rows == 0:
