@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import Definitions
+from dagster import Definitions, EnvVar
 
 from kumo_assets.best_model import build_best_model_assets
 from kumo_assets.environment import data_plane_root, object_store_from_environment
@@ -106,7 +106,10 @@ def build_definitions(
                 root=graph_store_root,
                 text_encoder=text_encoder or os.environ.get("KUMO_TEXT_ENCODER") or "auto",
             ),
-            "study_storage": StudyStorage(url=os.environ.get("KUMO_OPTUNA_STORAGE", "")),
+            # an EnvVar, resolved when a run starts: a Postgres URL's password never becomes literal config
+            "study_storage": StudyStorage(
+                url=EnvVar("KUMO_OPTUNA_STORAGE") if os.environ.get("KUMO_OPTUNA_STORAGE") else ""
+            ),
             "trial_launcher": trial_launcher_from_environment(),
             "provisioner": NodeProvisioner(catalogue=os.environ.get("KUMO_INSTANCE_CATALOGUE", "")),
             "capacity_backend": capacity_backend_from_environment(),

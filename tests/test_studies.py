@@ -373,3 +373,21 @@ def test_optuna_dashboard_reads_the_journal(tmp_path: Path) -> None:
     assert len(detail["trials"]) == 3
     assert {t["state"] for t in detail["trials"]} == {"Complete"}
     assert detail["best_trials"][0]["values"] == [pytest.approx(study.best_value)]
+
+
+def test_the_storage_url_is_an_environment_reference_in_the_definitions(tmp_path, monkeypatch):
+    """A Postgres URL with its password stays out of the definitions' config (the UI and run config show
+    the variable's name) and resolves when a run builds the resource."""
+    from dagster import EnvVar, build_resources
+
+    from kumo_assets.definitions import build_definitions
+    from tests.fake_db import write_fake_db
+
+    url = "postgresql://kumo:s3cret@db.internal:5432/optuna"
+    monkeypatch.setenv("KUMO_OPTUNA_STORAGE", url)
+    resource = build_definitions([write_fake_db(tmp_path / "shop")], str(tmp_path / "plane")).resources[
+        "study_storage"
+    ]
+    assert isinstance(resource.url, EnvVar) and "s3cret" not in repr(resource)
+    with build_resources({"study_storage": resource}) as built:
+        assert built.study_storage.url == url
