@@ -11,7 +11,6 @@ from typing import Any
 
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     Config,
     MaterializeResult,
@@ -19,8 +18,8 @@ from dagster import (
     asset,
 )
 
+from kumo_assets.asset_keys import best_model_key, hpo_study_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.hpo_assets import hpo_study_key
 from kumo_assets.hpo_report import read_study_summary
 from kumo_assets.ingest import markdown_table
 from kumo_assets.pql.queries import NamedQuery
@@ -44,7 +43,6 @@ from serving.plan import served_plan
 
 __all__ = [
     "BestModelConfig",
-    "best_model_key",
     "build_best_model_assets",
     "refit_blend",
     "refit_config",
@@ -56,10 +54,6 @@ __all__ = [
 
 class BestModelConfig(Config):
     blend: bool = True  # blend the best model of each family when the study's validation preferred the blend
-
-
-def best_model_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "best_model", name])
 
 
 def refit_config(best: dict[str, Any]) -> ModelRunConfig:

@@ -8,11 +8,12 @@ since they have no time). Without a cut-off every row is used, as for a graph wi
 import time
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from kumo_assets.asset_keys import feature_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_published_tables
-from kumo_assets.ingest import format_time, markdown_table, table_asset_key
+from kumo_assets.ingest import format_time, markdown_table
 from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import EVENT_TIME
@@ -20,11 +21,7 @@ from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource, NodeTable, build_feature_store
 from resources.store_sync import publish_version
 
-__all__ = ["build_feature_store_asset", "feature_store_key", "fit_cutoff", "node_tables"]
-
-
-def feature_store_key(spec: GraphSpec) -> AssetKey:
-    return AssetKey([spec.graph_name, "feature_store"])
+__all__ = ["build_feature_store_asset", "fit_cutoff", "node_tables"]
 
 
 def fit_cutoff(spec: GraphSpec) -> int | None:

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from kumo_assets.asset_keys import graph_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_published_tables
-from kumo_assets.ingest import markdown_table, table_asset_key
+from kumo_assets.ingest import markdown_table
 from kumo_assets.keys import NODE_ID
 from kumo_assets.spec import GraphSpec
 from kumo_assets.table_build import EVENT_TIME
@@ -21,11 +22,7 @@ from resources.data_plane import DataPlane
 from resources.graph_store import EdgeList, GraphStoreResource, build_graph_store
 from resources.store_sync import publish_version
 
-__all__ = ["build_graph_from_tables", "build_graph_store_asset", "graph_store_key"]
-
-
-def graph_store_key(spec: GraphSpec) -> AssetKey:
-    return AssetKey([spec.graph_name, "graph_store"])
+__all__ = ["build_graph_from_tables", "build_graph_store_asset"]
 
 
 def build_graph_from_tables(

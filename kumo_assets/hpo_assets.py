@@ -13,7 +13,6 @@ import time
 
 from dagster import (
     AssetIn,
-    AssetKey,
     AssetsDefinition,
     Config,
     DynamicOut,
@@ -29,15 +28,13 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
-from kumo_assets.features import feature_store_key
-from kumo_assets.graph import graph_store_key
+from kumo_assets.asset_keys import feature_store_key, graph_store_key, hpo_study_key, training_table_key
 from kumo_assets.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_quotas
 from kumo_assets.hpo_report import study_metadata, write_study_summary
 from kumo_assets.hpo_trial import TrialRequest
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
 from kumo_assets.study_setup import StudyContext, open_query_study
-from kumo_assets.tasks import training_table_key
 from resources.capacity import BUDGET_ATTR
 from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
@@ -46,7 +43,7 @@ from resources.launchers import TrialLauncher
 from resources.provisioner import NodeProvisioner
 from resources.studies import StudyStorage
 
-__all__ = ["HPOStudyConfig", "build_hpo_assets", "hpo_study_key"]
+__all__ = ["HPOStudyConfig", "build_hpo_assets"]
 
 LIVE = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
         DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}  # fmt: skip
@@ -82,10 +79,6 @@ class HPOStudyConfig(Config):
             simulate_staleness=self.simulate_staleness, search_staleness=self.search_staleness,
             device=self.device, share_batches=self.share_batches,
         )  # fmt: skip
-
-
-def hpo_study_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "hpo_study", name])
 
 
 def build_hpo_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:

@@ -13,7 +13,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
@@ -22,6 +21,7 @@ from dagster import (
     asset,
 )
 
+from kumo_assets.asset_keys import table_asset_key
 from kumo_assets.checks import ingest_check_names
 from kumo_assets.errors import IngestError
 from kumo_assets.execution import CPU_BOUND
@@ -38,7 +38,7 @@ from kumo_assets.table_build import (
 )
 from resources.data_plane import DataPlane
 
-__all__ = ["build_ingest_assets", "ingest_table", "load_parent_keys", "publish_table", "table_asset_key"]
+__all__ = ["build_ingest_assets", "ingest_table", "load_parent_keys", "publish_table"]
 
 _BLOCKING = {"primary_key", "event_time"}
 _CHECK_DESCRIPTIONS = {
@@ -46,10 +46,6 @@ _CHECK_DESCRIPTIONS = {
     "event_time": "Every non-null event time parses to UTC seconds (blocking).",
     "column_types": "Semantic types per column; warns about feature columns with no signal.",
 }
-
-
-def table_asset_key(spec: GraphSpec, table: str) -> AssetKey:
-    return AssetKey([spec.graph_name, table])
 
 
 def _table_parts(spec: GraphSpec, table: str, suffix: str) -> tuple[str, str, str]:

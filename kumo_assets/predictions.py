@@ -25,10 +25,14 @@ from dagster import (
     asset,
 )
 
-from kumo_assets.best_model import best_model_key
+from kumo_assets.asset_keys import (
+    best_model_key,
+    embeddings_key,
+    feature_store_key,
+    graph_store_key,
+    predictions_key,
+)
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.features import feature_store_key
-from kumo_assets.graph import graph_store_key
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.spec import GraphSpec
 from resources.data_plane import DataPlane
@@ -38,27 +42,13 @@ from sensors.partitions import query_partitions
 from sensors.retraining import RetrainRules
 from serving.daily import DayResult, embed_day, predict_day
 
-__all__ = [
-    "ScoringConfig",
-    "build_prediction_assets",
-    "embeddings_key",
-    "prediction_checks",
-    "predictions_key",
-]
+__all__ = ["ScoringConfig", "build_prediction_assets", "prediction_checks"]
 
 MAX_UNSCORED_SHARE = 0.01
 
 
 class ScoringConfig(Config):
     threads: int | None = None  # CPU threads for sampling and torch; default: torch's own choice
-
-
-def predictions_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "predictions", name])
-
-
-def embeddings_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "embeddings", name])
 
 
 def build_prediction_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:

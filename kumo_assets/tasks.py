@@ -8,11 +8,12 @@ import time
 from collections.abc import Callable
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from kumo_assets.asset_keys import table_asset_key, training_table_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.graph_tables import read_published_tables
-from kumo_assets.ingest import format_time, markdown_table, table_asset_key
+from kumo_assets.ingest import format_time, markdown_table
 from kumo_assets.pql.compiler import SPLITS
 from kumo_assets.pql.parser import parse_query
 from kumo_assets.pql.queries import NamedQuery
@@ -21,11 +22,7 @@ from kumo_assets.pql.training_table import TrainingTable, build_training_table
 from kumo_assets.spec import GraphSpec
 from resources.data_plane import DataPlane
 
-__all__ = ["build_training_table_assets", "label_plot", "materialise_training_table", "training_table_key"]
-
-
-def training_table_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "training_table", name])
+__all__ = ["build_training_table_assets", "label_plot", "materialise_training_table"]
 
 
 def materialise_training_table(

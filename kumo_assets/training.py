@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     Config,
     MaterializeResult,
@@ -24,18 +23,22 @@ from dagster import (
     asset,
 )
 
+from kumo_assets.asset_keys import (
+    feature_store_key,
+    graph_store_key,
+    model_key,
+    table_asset_key,
+    training_table_key,
+)
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.features import feature_store_key
-from kumo_assets.graph import graph_store_key
 from kumo_assets.graph_tables import read_published_tables
-from kumo_assets.ingest import format_time, markdown_table, table_asset_key
+from kumo_assets.ingest import format_time, markdown_table
 from kumo_assets.keys import NODE_ID
 from kumo_assets.link_trial import link_query, run_gbdt_link_trial
 from kumo_assets.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
 from kumo_assets.pql.queries import NamedQuery
 from kumo_assets.pql.schema import GraphSchema
 from kumo_assets.spec import GraphSpec
-from kumo_assets.tasks import training_table_key
 from kumo_assets.trial import (
     GNNTrialConfig,
     gnn_artifacts,
@@ -55,7 +58,7 @@ from resources.data_plane import DataPlane
 from resources.feature_store import FeatureStoreResource
 from resources.graph_store import GraphStoreResource
 
-__all__ = ["SCORED_ROWS", "ModelRunConfig", "build_model_assets", "model_key", "train_query_model"]
+__all__ = ["SCORED_ROWS", "ModelRunConfig", "build_model_assets", "train_query_model"]
 
 
 class ModelRunConfig(Config):
@@ -103,10 +106,6 @@ class ModelRunConfig(Config):
 # version never tries to resume an older version's checkpoint under the same key.
 MODEL_CODE = 2
 SCORED_ROWS = "scored.npz"  # per run: validation and test labels, outputs and entities
-
-
-def model_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "model", name])
 
 
 @dataclass

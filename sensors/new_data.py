@@ -57,15 +57,18 @@ from dagster import (
 )
 from dagster_aws.s3 import S3Resource
 
-from kumo_assets.best_model import best_model_key
+from kumo_assets.asset_keys import (
+    best_model_key,
+    embeddings_key,
+    feature_store_key,
+    graph_store_key,
+    predictions_key,
+    table_asset_key,
+    training_table_key,
+)
 from kumo_assets.errors import KumoError
-from kumo_assets.features import feature_store_key
-from kumo_assets.graph import graph_store_key
-from kumo_assets.ingest import table_asset_key
 from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.predictions import embeddings_key, predictions_key
 from kumo_assets.spec import GraphSpec
-from kumo_assets.tasks import training_table_key
 from resources.data_plane import DataPlane
 from sensors.fingerprints import FileFingerprints, SourceProbe, content_changed, table_fingerprints
 from sensors.retraining import RetrainRules, RetrainVerdict, evaluate_retraining

@@ -20,8 +20,8 @@ from dagster import (
     define_asset_job,
 )
 
+from kumo_assets.asset_keys import embeddings_key, predictions_key
 from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.predictions import embeddings_key, predictions_key
 from kumo_assets.spec import GraphSpec
 
 if TYPE_CHECKING:  # not exported by dagster: both resolve to a job and a ScheduleDefinition in Definitions
