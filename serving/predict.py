@@ -12,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ class ScoringData:
     features: StoredFeatures
     node_keys: Callable[[str], pl.DataFrame]  # node type -> its keys in node-id order (the graph store's)
 
-    @property
+    @cached_property
     def schema(self) -> GraphSchema:
         return GraphSchema.from_table_metadata(self.spec, self.metas)
 
@@ -66,23 +67,23 @@ class ScoringData:
 
     def first_time(self) -> int | None:
         """The earliest event time of any table (anchors before it have nothing to read)."""
-        times = [times.min() for times in self._sorted_times().values() if len(times)]
+        times = [times.min() for times in self._sorted_times.values() if len(times)]
         return int(min(times)) if times else None
 
     def data_age_days(self, anchors: np.ndarray) -> np.ndarray:
         """Per anchor: days since the newest event visible at it (NaN when none is)."""
         newest = np.full(len(anchors), np.iinfo(np.int64).min, dtype=np.int64)
-        for times in self._sorted_times().values():
+        for times in self._sorted_times.values():
             position = np.searchsorted(times, anchors, side="right")
             seen = position > 0
             newest[seen] = np.maximum(newest[seen], times[position[seen] - 1])
         return np.where(newest > np.iinfo(np.int64).min, (anchors - newest) / DAY, np.nan)
 
+    @cached_property
     def _sorted_times(self) -> dict[str, np.ndarray]:
-        if not hasattr(self, "_times"):
-            self._times = {name: np.sort(np.asarray(times, dtype=np.int64))
-                           for name, times in self.graph.node_times.items()}  # fmt: skip
-        return self._times
+        return {
+            name: np.sort(np.asarray(times, dtype=np.int64)) for name, times in self.graph.node_times.items()
+        }
 
 
 @dataclass
