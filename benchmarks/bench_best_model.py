@@ -18,12 +18,12 @@ import numpy as np
 from kumo_assets.best_model import refit_config
 from kumo_assets.definitions import defs, spec_paths_from_environment
 from kumo_assets.hpo_report import read_study_summary
-from kumo_assets.pql.queries import load_queries, queries_beside
-from kumo_assets.spec_loader import load_spec
 from kumo_assets.training import SCORED_ROWS, train_query_model
 from models.blending import blend_outputs, check_same_rows, scored_rows_from_bytes
 from models.metrics import compute_metrics
 from models.uncertainty import ScoredRows, grouped_bootstrap
+from relational.pql.queries import load_queries, queries_beside
+from relational.spec_loader import load_spec
 
 
 def main() -> None:

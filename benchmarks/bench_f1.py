@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from f1_setup import TEST_TIMESTAMP, driver_keys, f1_setup  # the benchmarks folder is on sys.path
 
-from kumo_assets.trial import GNNTrialConfig, make_splits, run_gbdt_trial, run_gnn_trial
 from models.gbdt import GBDTConfig
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
 from models.uncertainty import grouped_bootstrap
+from training.trial import GNNTrialConfig, make_splits, run_gbdt_trial, run_gnn_trial
 
 # Published test numbers (RelBench paper; RelGNN paper), frozen regime.
 PUBLISHED = {

@@ -38,7 +38,7 @@ SHAPES = [config for config in CONFIGS if config.get("family", "gnn") == "gnn"]
 
 
 def load_splits(prepared: dict) -> dict:
-    from resources.fetcher import TrainingSplit
+    from stores.fetcher import TrainingSplit
 
     arrays = np.load(prepared["splits"])
     return {name: TrainingSplit(str(arrays[f"{name}.name"]), SEED_TYPE, arrays[f"{name}.seeds"],
@@ -48,8 +48,8 @@ def load_splits(prepared: dict) -> dict:
 
 def sample_batches(stores: tuple, split, params: dict, count: int, threads: int) -> list:
     """``count`` training batches of ``params``' shape from the real fetcher (cycled when the epoch is short)."""
-    from resources.fetcher import MinibatchFetcher
-    from resources.sampler import SamplerConfig
+    from stores.fetcher import MinibatchFetcher
+    from stores.sampler import SamplerConfig
 
     graph, features = stores
     fetcher = MinibatchFetcher(graph, features, SamplerConfig(tuple(params["fanouts"])), params["batch_size"],
@@ -110,8 +110,8 @@ def time_steps(trainer, batches: list, steps: int, warmup: int) -> float:
 
 def time_end_to_end(trainer, stores: tuple, split, params: dict, steps: int, threads: int) -> float:
     """Seconds per step with the fetcher sampling in the loop (its background prefetch on)."""
-    from resources.fetcher import MinibatchFetcher
-    from resources.sampler import SamplerConfig
+    from stores.fetcher import MinibatchFetcher
+    from stores.sampler import SamplerConfig
 
     graph, features = stores
     fetcher = MinibatchFetcher(graph, features, SamplerConfig(tuple(params["fanouts"])), params["batch_size"],
@@ -125,7 +125,7 @@ def time_end_to_end(trainer, stores: tuple, split, params: dict, steps: int, thr
 
 def measure_shape(stores: tuple, splits: dict, prepared: dict, params: dict, args) -> dict:
     """One shape: step seconds on a CPU core and on the GPU, end-to-end rates, device memory."""
-    from resources.trial_estimate import estimate_trial, training_step_seconds
+    from cluster.trial_estimate import estimate_trial, training_step_seconds
 
     stats = data_stats(prepared)
     row: dict = {"params": params, "estimate": {**training_step_seconds(params, stats),
@@ -245,8 +245,8 @@ def main() -> int:
     parser.add_argument("--scratch", default=os.environ.get("KUMO_BENCH_CACHE", ""))
     parser.add_argument("--json", help="append each row here as a JSON line")
     args = parser.parse_args()
-    from resources.feature_store import open_feature_store
-    from resources.graph_store import open_graph_store
+    from stores.feature_store import open_feature_store
+    from stores.graph_store import open_graph_store
 
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="kumo-bench-gpu-"))
     scratch.mkdir(parents=True, exist_ok=True)

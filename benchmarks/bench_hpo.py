@@ -30,7 +30,7 @@ from dagster import AssetKey, instance_for_test, materialize  # noqa: E402
 
 from kumo_assets.dagster_cli import materialize_command  # noqa: E402
 from kumo_assets.definitions import DEFAULT_SPEC, build_definitions  # noqa: E402
-from resources.studies import StudyStorage  # noqa: E402
+from training.studies import StudyStorage  # noqa: E402
 
 QUERY = "driver_dnf"
 STUDY = AssetKey(["f1", "hpo_study", QUERY])

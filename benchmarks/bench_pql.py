@@ -23,11 +23,11 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kumo_assets.graph_tables import ingest_in_memory  # noqa: E402
-from kumo_assets.pql.anchors import AnchorPlan  # noqa: E402
-from kumo_assets.pql.schema import GraphSchema  # noqa: E402
-from kumo_assets.pql.training_table import build_training_table  # noqa: E402
-from kumo_assets.spec_loader import load_spec  # noqa: E402
+from relational.graph_tables import ingest_in_memory  # noqa: E402
+from relational.pql.anchors import AnchorPlan  # noqa: E402
+from relational.pql.schema import GraphSchema  # noqa: E402
+from relational.pql.training_table import build_training_table  # noqa: E402
+from relational.spec_loader import load_spec  # noqa: E402
 
 QUERY = (
     "PREDICT COUNT(transactions.*, 0, 7, days) = 0 FOR EACH household.household_id "

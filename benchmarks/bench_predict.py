@@ -85,7 +85,7 @@ def _peak_rss_gib() -> float:
 
 def run_worker(job: dict[str, Any]) -> PathResult:
     """Score ``job['rows']`` (Parquet of entity, anchor_time) on one path; scores saved to ``job['scores']``."""
-    from kumo_assets.spec_loader import load_spec
+    from relational.spec_loader import load_spec
     from serving.served_model import load_member
 
     imported = _peak_rss_gib()
@@ -132,10 +132,10 @@ def _training_scorer(prepared: Plane, spec, family: str, member, rows_in: pl.Dat
     plane, graphs, features = resources
     if family == "gnn":
         return _gnn_training_scorer(prepared, member, rows_in, graphs, features, threads)
-    from kumo_assets.graph_tables import read_published_tables
-    from kumo_assets.keys import NODE_ID
-    from kumo_assets.pql.schema import GraphSchema
     from models.propositional import PropositionalConfig, build_relational_features
+    from relational.graph_tables import read_published_tables
+    from relational.keys import NODE_ID
+    from relational.pql.schema import GraphSchema
 
     frames, metas = read_published_tables(spec, plane)
     schema = GraphSchema.from_table_metadata(spec, metas)
@@ -155,10 +155,10 @@ def _training_scorer(prepared: Plane, spec, family: str, member, rows_in: pl.Dat
 def _gnn_training_scorer(prepared: Plane, member, rows_in: pl.DataFrame, graphs, features, threads):
     import torch
 
-    from kumo_assets.trial import make_splits
     from models.trainer import Trainer
-    from resources.fetcher import MinibatchFetcher
-    from resources.sampler import SamplerConfig
+    from stores.fetcher import MinibatchFetcher
+    from stores.sampler import SamplerConfig
+    from training.trial import make_splits
 
     if threads is not None:
         torch.set_num_threads(threads)

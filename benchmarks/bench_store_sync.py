@@ -1,7 +1,7 @@
 """What a trial on another machine pays to get F1's stores: publish to S3, cold fetch, warm fetch.
 
 A Kubernetes trial fetches the pinned graph and feature store versions from the data plane into its node
-cache before memory-mapping them (`resources.store_sync`). This measures that against the same data
+cache before memory-mapping them (`stores.store_sync`). This measures that against the same data
 copied between local folders (the baseline: what the bytes cost without S3 in between), on a real S3
 endpoint (moto_server on 127.0.0.1, so the network is loopback: a lower bound for a real bucket).
 
@@ -20,9 +20,9 @@ from pathlib import Path
 
 from f1_setup import f1_setup  # the benchmarks folder is on sys.path
 
-from resources.connectors import ObjectStoreConnector
-from resources.data_plane import DataPlane
-from resources.store_sync import fetch_version, publish_version
+from stores.data_plane import DataPlane
+from stores.object_store import ObjectStoreConnector
+from stores.store_sync import fetch_version, publish_version
 from tests.servers import free_port, port_open, running_server, venv_tool
 
 

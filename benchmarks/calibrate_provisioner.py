@@ -1,4 +1,4 @@
-"""Calibrate the provisioner's trial estimate (resources/trial_estimate.py) against real F1 trials on this CPU.
+"""Calibrate the provisioner's trial estimate (cluster/trial_estimate.py) against real F1 trials on this CPU.
 
 Each configuration trains one epoch of a few steps of the driver_dnf GNN in its own process (one thread,
 OMP_NUM_THREADS=1), which reports its peak RSS and how long the trial took; the parent measures the sampled
@@ -46,7 +46,7 @@ def prepare(scratch: Path) -> dict:
     """Build the F1 stores and the driver_dnf splits under ``scratch`` (reused when already there)."""
     from f1_setup import driver_keys, f1_setup
 
-    from kumo_assets.trial import make_splits
+    from training.trial import make_splits
 
     previous = os.environ.get("KUMO_BENCH_CACHE")
     os.environ["KUMO_BENCH_CACHE"] = str(scratch)  # where f1_setup builds the stores
@@ -79,9 +79,9 @@ def prepare(scratch: Path) -> dict:
 
 def data_stats(prepared: dict):
     """The F1 `DataStats` the estimate sees for the prepared stores."""
-    from resources.data_stats import DataStats
-    from resources.feature_store import open_feature_store
-    from resources.graph_store import open_graph_store
+    from cluster.data_stats import DataStats
+    from stores.feature_store import open_feature_store
+    from stores.graph_store import open_graph_store
 
     graph, features = open_graph_store(prepared["graph"]), open_feature_store(prepared["features"])
     return DataStats.from_stores(graph, features, prepared["train_rows"], prepared["eval_rows"], SEED_TYPE)
@@ -132,8 +132,8 @@ def _wait_ready(scratch: str, timeout: float = 600) -> dict:
 
 def sampled_sizes(params: dict, prepared: dict, batches: int = 4) -> tuple[float, float]:
     """Mean (nodes, edges) per training batch the real sampler draws for ``params``."""
-    from resources.graph_store import open_graph_store
-    from resources.sampler import SamplerConfig, TemporalSampler
+    from stores.graph_store import open_graph_store
+    from stores.sampler import SamplerConfig, TemporalSampler
 
     graph = open_graph_store(prepared["graph"])
     arrays = np.load(prepared["splits"])
@@ -157,13 +157,13 @@ def child(payload: dict) -> None:
     started = time.perf_counter()
     import torch
 
-    from kumo_assets.trial import GNNTrialConfig, run_gnn_trial
     from models.gnn import GNNConfig
     from models.trainer import TrainerConfig
-    from resources.feature_store import open_feature_store
-    from resources.fetcher import TrainingSplit
-    from resources.graph_store import open_graph_store
-    from resources.sampler import SamplerConfig, TemporalSampler
+    from stores.feature_store import open_feature_store
+    from stores.fetcher import TrainingSplit
+    from stores.graph_store import open_graph_store
+    from stores.sampler import SamplerConfig, TemporalSampler
+    from training.trial import GNNTrialConfig, run_gnn_trial
 
     torch.set_num_threads(1)
     imported = time.perf_counter()
@@ -198,8 +198,8 @@ def child_gbdt(payload: dict) -> None:
     started = time.perf_counter()
     from f1_setup import TEST_TIMESTAMP, f1_setup
 
-    from kumo_assets.trial import run_gbdt_trial
     from models.gbdt import GBDTConfig
+    from training.trial import run_gbdt_trial
 
     imported = time.perf_counter()
     _wait_ready(payload["scratch"])
@@ -221,7 +221,7 @@ def child_gbdt(payload: dict) -> None:
 
 def calibrate(configs: list[dict], scratch: Path, log: Path | None = None) -> list[dict]:
     """Measure every configuration and put the estimate beside it (appended to ``log`` as JSON lines)."""
-    from resources.trial_estimate import estimate_trial, work_terms
+    from cluster.trial_estimate import estimate_trial, work_terms
 
     prepared = prepare(scratch)
     stats = data_stats(prepared)
@@ -244,7 +244,7 @@ def calibrate(configs: list[dict], scratch: Path, log: Path | None = None) -> li
 
 def reestimate(rows: list[dict], scratch: Path) -> list[dict]:
     """Saved measurements beside the current code's estimates (after changing a coefficient)."""
-    from resources.trial_estimate import estimate_trial, work_terms
+    from cluster.trial_estimate import estimate_trial, work_terms
 
     stats = data_stats(prepare(scratch))
     for row in rows:
@@ -278,7 +278,7 @@ def fit_time(rows: list[dict]) -> dict[str, float]:
     coefficients to copy into trial_estimate.py."""
     from scipy.optimize import nnls
 
-    from resources.trial_estimate import MODULE_SECONDS
+    from cluster.trial_estimate import MODULE_SECONDS
 
     names = ["elements", "flop", "edge_work", "steps"]
     rows = [row for row in rows if row["params"].get("conv") in {"sage", "gin", "gatv2"}]

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from kumo_assets.spec_loader import load_spec  # noqa: E402
+from relational.spec_loader import load_spec  # noqa: E402
 
 __all__ = [
     "F1_SPEC",
@@ -138,9 +138,9 @@ def _iso(seconds: int) -> str:
 
 def open_resources(root: str | Path) -> tuple[Any, Any, Any]:
     """(data plane, graph store, feature store) resources over a scratch plane (stores live inside it)."""
-    from resources.data_plane import DataPlane
-    from resources.feature_store import FeatureStoreResource
-    from resources.graph_store import GraphStoreResource
+    from stores.data_plane import DataPlane
+    from stores.feature_store import FeatureStoreResource
+    from stores.graph_store import GraphStoreResource
 
     return (DataPlane(root=str(root)), GraphStoreResource(root=str(root)),
             FeatureStoreResource(root=str(root), text_encoder="hashing"))  # fmt: skip
@@ -183,8 +183,8 @@ def prepare_plane(spec_path: Path, query: str, root: Path, log=print) -> Plane:
 
 def train_runs(prepared: Plane, configs: dict[str, Any], log=print) -> Plane:
     """One run of each family (``configs``: family -> ModelRunConfig) on the prepared plane; saved."""
-    from kumo_assets.pql.queries import load_queries
     from kumo_assets.training import train_query_model
+    from relational.pql.queries import load_queries
 
     spec = load_spec(prepared.spec_path)
     query = load_queries(Path(prepared.spec_path).parent / "queries.yaml")[prepared.query]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dagster import AssetKey
 
-from kumo_assets.spec import GraphSpec
+from relational.spec import GraphSpec
 
 __all__ = [
     "best_model_key",

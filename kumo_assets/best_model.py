@@ -22,8 +22,6 @@ from kumo_assets.asset_keys import best_model_key, hpo_study_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.hpo_report import read_study_summary
 from kumo_assets.ingest import markdown_table
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.spec import GraphSpec
 from kumo_assets.training import (
     SCORED_ROWS,
     ModelRunConfig,
@@ -36,10 +34,12 @@ from kumo_assets.training import (
 from models.blending import blend_outputs, check_same_rows, scored_rows_from_bytes
 from models.metrics import compute_metrics
 from models.uncertainty import ScoredRows, metric_intervals
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource
-from resources.graph_store import GraphStoreResource
+from relational.pql.queries import NamedQuery
+from relational.spec import GraphSpec
 from serving.plan import served_plan
+from stores.data_plane import DataPlane
+from stores.feature_store import FeatureStoreResource
+from stores.graph_store import GraphStoreResource
 
 __all__ = [
     "BestModelConfig",

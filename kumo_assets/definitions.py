@@ -28,31 +28,31 @@ from pathlib import Path
 
 from dagster import Definitions, EnvVar
 
+from cluster.provisioner import NodeProvisioner
 from kumo_assets.best_model import build_best_model_assets
-from kumo_assets.environment import data_plane_root, object_store_from_environment
-from kumo_assets.environment import graph_store_root as local_store_root
 from kumo_assets.execution import run_executor
 from kumo_assets.features import build_feature_store_asset
 from kumo_assets.graph import build_graph_store_asset
 from kumo_assets.hpo_assets import build_hpo_assets
 from kumo_assets.ingest import build_ingest_assets
-from kumo_assets.pql.queries import load_queries, queries_beside
 from kumo_assets.predictions import build_prediction_assets
-from kumo_assets.spec_loader import load_spec
 from kumo_assets.tasks import build_training_table_assets
 from kumo_assets.training import build_model_assets
+from relational.pql.queries import load_queries, queries_beside
+from relational.spec_loader import load_spec
 from resources.capacity_backends import CapacityBackend, DryRunCapacity, KubernetesHeadroom
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource
-from resources.graph_store import GraphStoreResource
 from resources.k8s_launcher import KubernetesTrialLauncher
 from resources.launchers import LocalTrialLauncher, TrialLauncher
-from resources.provisioner import NodeProvisioner
 from resources.s3 import s3_resource_from_environment
-from resources.studies import StudyStorage
 from sensors.capacity import capacity_sensor
 from sensors.new_data import build_new_data_sensor
 from sensors.refresh import build_refresh_schedules
+from stores.data_plane import DataPlane
+from stores.environment import data_plane_root, object_store_from_environment
+from stores.environment import graph_store_root as local_store_root
+from stores.feature_store import FeatureStoreResource
+from stores.graph_store import GraphStoreResource
+from training.studies import StudyStorage
 
 __all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
 

@@ -12,14 +12,14 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from kumo_assets.asset_keys import feature_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table
-from kumo_assets.pql.queries import load_queries, queries_beside
-from kumo_assets.spec import GraphSpec
-from kumo_assets.table_build import EVENT_TIME
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource, NodeTable, build_feature_store
-from resources.store_sync import publish_version
+from relational.graph_tables import read_published_tables
+from relational.pql.queries import load_queries, queries_beside
+from relational.spec import GraphSpec
+from relational.table_build import EVENT_TIME
+from stores.data_plane import DataPlane
+from stores.feature_store import FeatureStoreResource, NodeTable, build_feature_store
+from stores.store_sync import publish_version
 
 __all__ = ["build_feature_store_asset", "fit_cutoff", "node_tables"]
 

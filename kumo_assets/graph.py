@@ -1,6 +1,6 @@
 """The graph_store asset: the validated tables of a graph as a versioned, memory-mappable CSC store.
 
-Thin shell over `build_graph_from_tables` (plain function) and `resources.graph_store.build_graph_store`.
+Thin shell over `build_graph_from_tables` (plain function) and `stores.graph_store.build_graph_store`.
 """
 
 import time
@@ -13,14 +13,14 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from kumo_assets.asset_keys import graph_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import markdown_table
-from kumo_assets.keys import NODE_ID
-from kumo_assets.spec import GraphSpec
-from kumo_assets.table_build import EVENT_TIME
-from resources.data_plane import DataPlane
-from resources.graph_store import EdgeList, GraphStoreResource, build_graph_store
-from resources.store_sync import publish_version
+from relational.graph_tables import read_published_tables
+from relational.keys import NODE_ID
+from relational.spec import GraphSpec
+from relational.table_build import EVENT_TIME
+from stores.data_plane import DataPlane
+from stores.graph_store import EdgeList, GraphStoreResource, build_graph_store
+from stores.store_sync import publish_version
 
 __all__ = ["build_graph_from_tables", "build_graph_store_asset"]
 

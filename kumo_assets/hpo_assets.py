@@ -5,7 +5,7 @@
 Slots, not single trials, are the dynamic outputs: Dagster resolves a fan-out only when the proposing op
 ends, so one output per trial would make every trial be proposed before any result is known (TPE would be
 blind), and parallelism would be an executor setting instead of the study's. The ops stay thin; the work is
-in `kumo_assets.hpo` (driver) and `kumo_assets.hpo_trial` (inside a trial).
+in `training.hpo` (driver) and `training.hpo_trial` (inside a trial).
 """
 
 import os
@@ -28,20 +28,20 @@ from dagster import (
 )
 from dagster._core.storage.dagster_run import DagsterRunStatus
 
+from cluster.capacity import BUDGET_ATTR
+from cluster.provisioner import NodeProvisioner
 from kumo_assets.asset_keys import feature_store_key, graph_store_key, hpo_study_key, training_table_key
-from kumo_assets.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_quotas
 from kumo_assets.hpo_report import study_metadata, write_study_summary
-from kumo_assets.hpo_trial import TrialRequest
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.spec import GraphSpec
-from kumo_assets.study_setup import StudyContext, open_query_study
-from resources.capacity import BUDGET_ATTR
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource
-from resources.graph_store import GraphStoreResource
+from relational.pql.queries import NamedQuery
+from relational.spec import GraphSpec
 from resources.launchers import TrialLauncher
-from resources.provisioner import NodeProvisioner
-from resources.studies import StudyStorage
+from stores.data_plane import DataPlane
+from stores.feature_store import FeatureStoreResource
+from stores.graph_store import GraphStoreResource
+from training.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_quotas
+from training.hpo_trial import TrialRequest
+from training.studies import StudyStorage
+from training.study_setup import StudyContext, open_query_study
 
 __all__ = ["HPOStudyConfig", "build_hpo_assets"]
 

@@ -15,14 +15,14 @@ import optuna
 from dagster import MetadataValue
 from optuna.trial import TrialState
 
-from kumo_assets.hpo import leaderboard
 from kumo_assets.ingest import markdown_table
-from kumo_assets.study_setup import StudyContext
 from kumo_assets.training import SCORED_ROWS
 from models.blending import BLENDABLE, blend_report, scored_rows_from_bytes
 from models.metrics import is_better
-from resources.data_plane import DataPlane
-from resources.studies import dashboard_hint
+from stores.data_plane import DataPlane
+from training.hpo import leaderboard
+from training.studies import dashboard_hint
+from training.study_setup import StudyContext
 
 __all__ = [
     "family_blend",

@@ -22,21 +22,21 @@ from dagster import (
 )
 
 from kumo_assets.asset_keys import table_asset_key
-from kumo_assets.checks import ingest_check_names
-from kumo_assets.errors import IngestError
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.graph_tables import read_implied_keys
-from kumo_assets.keys import NODE_ID
-from kumo_assets.sources import read_table_source
-from kumo_assets.spec import GraphSpec
-from kumo_assets.table_build import (
+from relational.checks import ingest_check_names
+from relational.errors import IngestError
+from relational.graph_tables import read_implied_keys
+from relational.keys import NODE_ID
+from relational.sources import read_table_source
+from relational.spec import GraphSpec
+from relational.table_build import (
     EVENT_TIME,
     BuiltTable,
     ParentKeys,
     build_implied_table,
     build_table,
 )
-from resources.data_plane import DataPlane
+from stores.data_plane import DataPlane
 
 __all__ = ["build_ingest_assets", "ingest_table", "load_parent_keys", "publish_table"]
 

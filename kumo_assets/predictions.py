@@ -33,14 +33,14 @@ from kumo_assets.asset_keys import (
     predictions_key,
 )
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.spec import GraphSpec
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource
-from resources.graph_store import GraphStoreResource
+from relational.pql.queries import NamedQuery
+from relational.spec import GraphSpec
 from sensors.partitions import query_partitions
 from sensors.retraining import RetrainRules
 from serving.daily import DayResult, embed_day, predict_day
+from stores.data_plane import DataPlane
+from stores.feature_store import FeatureStoreResource
+from stores.graph_store import GraphStoreResource
 
 __all__ = ["ScoringConfig", "build_prediction_assets", "prediction_checks"]
 

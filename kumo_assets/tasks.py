@@ -1,7 +1,7 @@
 """Training tables: one Dagster asset per query of a graph's queries.yaml (an asset factory).
 
 The asset is thin: `materialise_training_table` reads the published tables, builds and audits the table
-(`kumo_assets.pql`), and writes ``<graph>/training_tables/<name>.parquet`` plus its metadata atomically.
+(`relational.pql`), and writes ``<graph>/training_tables/<name>.parquet`` plus its metadata atomically.
 """
 
 import time
@@ -12,15 +12,15 @@ from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, 
 
 from kumo_assets.asset_keys import table_asset_key, training_table_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table
-from kumo_assets.pql.compiler import SPLITS
-from kumo_assets.pql.parser import parse_query
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.pql.training_table import TrainingTable, build_training_table
-from kumo_assets.spec import GraphSpec
-from resources.data_plane import DataPlane
+from relational.graph_tables import read_published_tables
+from relational.pql.compiler import SPLITS
+from relational.pql.parser import parse_query
+from relational.pql.queries import NamedQuery
+from relational.pql.schema import GraphSchema
+from relational.pql.training_table import TrainingTable, build_training_table
+from relational.spec import GraphSpec
+from stores.data_plane import DataPlane
 
 __all__ = ["build_training_table_assets", "label_plot", "materialise_training_table"]
 

@@ -31,15 +31,25 @@ from kumo_assets.asset_keys import (
     training_table_key,
 )
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.graph_tables import read_published_tables
 from kumo_assets.ingest import format_time, markdown_table
-from kumo_assets.keys import NODE_ID
-from kumo_assets.link_trial import link_query, run_gbdt_link_trial
-from kumo_assets.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.spec import GraphSpec
-from kumo_assets.trial import (
+from models.blending import scored_rows_bytes
+from models.checkpoints import DataPlaneCheckpoints
+from models.gbdt import GBDTConfig
+from models.gnn import GNNConfig
+from models.trainer import TrainerConfig
+from models.uncertainty import metric_intervals
+from relational.graph_tables import read_published_tables
+from relational.keys import NODE_ID
+from relational.pql.queries import NamedQuery
+from relational.pql.schema import GraphSchema
+from relational.spec import GraphSpec
+from stores.batch_cache import BatchCache
+from stores.data_plane import DataPlane
+from stores.feature_store import FeatureStoreResource
+from stores.graph_store import GraphStoreResource
+from training.link_trial import link_query, run_gbdt_link_trial
+from training.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
+from training.trial import (
     GNNTrialConfig,
     gnn_artifacts,
     make_splits,
@@ -47,16 +57,6 @@ from kumo_assets.trial import (
     run_gbdt_trial,
     run_gnn_trial,
 )
-from models.blending import scored_rows_bytes
-from models.checkpoints import DataPlaneCheckpoints
-from models.gbdt import GBDTConfig
-from models.gnn import GNNConfig
-from models.trainer import TrainerConfig
-from models.uncertainty import metric_intervals
-from resources.batch_cache import BatchCache
-from resources.data_plane import DataPlane
-from resources.feature_store import FeatureStoreResource
-from resources.graph_store import GraphStoreResource
 
 __all__ = ["SCORED_ROWS", "ModelRunConfig", "build_model_assets", "train_query_model"]
 

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import polars as pl
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.spec import ForeignKey
-from kumo_assets.table_build import EVENT_TIME
 from models.propositional_windows import DAY
+from relational.keys import NODE_ID
+from relational.pql.schema import GraphSchema
+from relational.spec import ForeignKey
+from relational.table_build import EVENT_TIME
 
 __all__ = ["CandidateConfig", "LinkLog", "candidate_pairs", "link_log", "popularity_order"]
 

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.errors import LeakageError
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.table_build import EVENT_TIME
 from models.propositional_graph import FeatureGraph
 from models.propositional_windows import DAY, NUMERIC_AGGREGATIONS, WindowSpec
+from relational.keys import NODE_ID
+from relational.pql.errors import LeakageError
+from relational.pql.schema import GraphSchema
+from relational.table_build import EVENT_TIME
 
 __all__ = [
     "ROW_CUTOFF",

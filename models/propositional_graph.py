@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.spec import ForeignKey
-from kumo_assets.table_build import EVENT_TIME
 from models.propositional_windows import DAY, RowSource, aggregate_source
+from relational.keys import NODE_ID
+from relational.pql.schema import GraphSchema
+from relational.spec import ForeignKey
+from relational.table_build import EVENT_TIME
 
 if TYPE_CHECKING:
     from models.propositional import PropositionalConfig

@@ -14,8 +14,8 @@ from typing import Any
 
 from dagster import ConfigurableResource
 
-from resources.capacity import CapacityPlan, NodeDemand
-from resources.placement import GPU_RESOURCE
+from cluster.capacity import CapacityPlan, NodeDemand
+from cluster.placement import GPU_RESOURCE
 
 __all__ = ["HEADROOM_LABEL", "CapacityBackend", "DryRunCapacity", "KubernetesHeadroom"]
 

@@ -26,8 +26,8 @@ from dagster_k8s.pipes import DEFAULT_CONTAINER_NAME, build_pod_body
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR, encode_env_var
 from pydantic import Field
 
+from cluster.placement import Placement
 from resources.launchers import TRIAL_COMMAND, TrialLauncher, trial_result
-from resources.placement import Placement
 
 __all__ = [
     "APP_LABEL",

@@ -1,6 +1,6 @@
 """Where trials run: a launcher starts the trial entrypoint through Dagster Pipes and returns its result.
 
-Every launcher runs the same command (``python -m kumo_assets.trial_entry``) with the same Pipes extras; the
+Every launcher runs the same command (``python -m training.trial_entry``) with the same Pipes extras; the
 trial reports its final metrics as a Pipes custom message, which `launch` returns. The local launcher (the
 embedded default) runs it as a subprocess on this machine's CPU; `resources.k8s_launcher` runs it as one
 Kubernetes pod per trial on the node type the provisioner chose.
@@ -15,12 +15,12 @@ from typing import Any
 
 from dagster import ConfigurableResource, PipesSubprocessClient
 
-from resources.placement import Placement
-from resources.warm_start import CLIENT_MODULE, trial_server_socket
+from cluster.placement import Placement
+from training.warm_start import CLIENT_MODULE, trial_server_socket
 
 __all__ = ["TRIAL_COMMAND", "LocalTrialLauncher", "TrialFailed", "TrialLauncher", "trial_result"]
 
-TRIAL_MODULE = "kumo_assets.trial_entry"
+TRIAL_MODULE = "training.trial_entry"
 TRIAL_COMMAND = ("python", "-m", TRIAL_MODULE)
 
 
@@ -65,7 +65,7 @@ class LocalTrialLauncher(TrialLauncher):
     ``threads_per_trial``: torch/sampler threads each trial uses; default cores / ``parallelism`` of the
     study, because OpenMP threads of concurrent trials spin against each other when oversubscribed.
     ``warm_start``: fork trials from a server that imported torch and PyG once per run
-    (`resources.warm_start`) instead of paying those imports in every trial process.
+    (`training.warm_start`) instead of paying those imports in every trial process.
     """
 
     python: str = ""  # interpreter for trials; default the one running Dagster

@@ -1,6 +1,6 @@
 """The capacity sensor: every minute, plan the nodes open HPO studies will need and hand the plan to a backend.
 
-Thin: the plan is `resources.capacity.plan_capacity` (plain, unit-tested), the action is the
+Thin: the plan is `cluster.capacity.plan_capacity` (plain, unit-tested), the action is the
 ``capacity_backend`` resource (dry run by default, Kubernetes headroom placeholders on a cluster). Each
 evaluation records the plan and what was done under ``capacity/plan.json`` on the data plane; the sensor
 starts no runs, so its tick shows the plan as its skip reason in the UI.
@@ -8,11 +8,11 @@ starts no runs, so its tick shows the plan as its skip reason in the UI.
 
 from dagster import DagsterRunStatus, SensorEvaluationContext, SkipReason, sensor
 
-from resources.capacity import plan_capacity
+from cluster.capacity import plan_capacity
+from cluster.provisioner import NodeProvisioner
 from resources.capacity_backends import CapacityBackend
-from resources.data_plane import DataPlane
-from resources.provisioner import NodeProvisioner
-from resources.studies import StudyStorage
+from stores.data_plane import DataPlane
+from training.studies import StudyStorage
 
 __all__ = ["capacity_sensor"]
 

@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from kumo_assets.errors import SourceError
-from kumo_assets.sources import expand_source
-from kumo_assets.spec import GraphSpec
+from relational.errors import SourceError
+from relational.sources import expand_source
+from relational.spec import GraphSpec
 
 __all__ = [
     "FileFingerprints",

@@ -66,12 +66,12 @@ from kumo_assets.asset_keys import (
     table_asset_key,
     training_table_key,
 )
-from kumo_assets.errors import KumoError
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.spec import GraphSpec
-from resources.data_plane import DataPlane
+from relational.errors import KumoError
+from relational.pql.queries import NamedQuery
+from relational.spec import GraphSpec
 from sensors.fingerprints import FileFingerprints, SourceProbe, content_changed, table_fingerprints
 from sensors.retraining import RetrainRules, RetrainVerdict, evaluate_retraining
+from stores.data_plane import DataPlane
 
 __all__ = ["NewDataState", "TickInputs", "TickOutcome", "build_new_data_sensor", "evaluate_new_data",
            "stale_asset_keys", "stale_tables"]  # fmt: skip

@@ -15,7 +15,7 @@ import os
 
 from dagster import DailyPartitionsDefinition
 
-from kumo_assets.pql.queries import NamedQuery
+from relational.pql.queries import NamedQuery
 
 __all__ = ["FALLBACK_START", "prediction_partitions", "prediction_start_date", "query_partitions"]
 

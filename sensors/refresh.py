@@ -21,8 +21,8 @@ from dagster import (
 )
 
 from kumo_assets.asset_keys import embeddings_key, predictions_key
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.spec import GraphSpec
+from relational.pql.queries import NamedQuery
+from relational.spec import GraphSpec
 
 if TYPE_CHECKING:  # not exported by dagster: both resolve to a job and a ScheduleDefinition in Definitions
     from dagster._core.definitions.partitions.partitioned_schedule import (

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from resources.data_plane import DataPlane
+from stores.data_plane import DataPlane
 
 __all__ = ["RetrainRules", "RetrainVerdict", "evaluate_retraining", "newest_health", "read_pointer"]
 

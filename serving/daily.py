@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from kumo_assets.errors import IngestError
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.queries import NamedQuery
-from kumo_assets.spec import GraphSpec
 from models.blending import blend_outputs
 from models.propositional import audit_feature_leakage
+from relational.errors import IngestError
+from relational.keys import NODE_ID
+from relational.pql.queries import NamedQuery
+from relational.spec import GraphSpec
 from serving.drift import input_drift, population_stability_index
 from serving.inputs import input_columns
 from serving.predict import (

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from kumo_assets.keys import NODE_ID
 from models.propositional import PropositionalConfig, build_relational_features
+from relational.keys import NODE_ID
 from serving.predict import ScoringData
 from serving.scoring import top_features
 from serving.served_model import GBDTMember, ServedModel

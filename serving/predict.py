@@ -20,18 +20,18 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.audit import audit_entity_selection
-from kumo_assets.pql.binder import bind_query
-from kumo_assets.pql.compiler import select_entities
-from kumo_assets.pql.parser import parse_query
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.spec import GraphSpec
-from resources.feature_store import StoredFeatures
-from resources.graph_store import StoredGraph
+from relational.keys import NODE_ID
+from relational.pql.audit import audit_entity_selection
+from relational.pql.binder import bind_query
+from relational.pql.compiler import select_entities
+from relational.pql.parser import parse_query
+from relational.pql.schema import GraphSchema
+from relational.spec import GraphSpec
 from serving.outputs import OutputContext, output_schema, prediction_frame
 from serving.scoring import CHUNK_ROWS, ScoredChunk, ScoringInputs, embedding_chunks, score_chunks
 from serving.served_model import GBDTMember, GNNMember, ServedModel, ServingError, data_version
+from stores.feature_store import StoredFeatures
+from stores.graph_store import StoredGraph
 
 __all__ = [
     "PredictionRun",

@@ -17,18 +17,18 @@ import numpy as np
 import polars as pl
 import torch
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.link_trial import LinkQuery, rank_link_rows
-from kumo_assets.pql.errors import LeakageError
 from models.blending import blend_outputs
 from models.heads import RANKING_TYPES
 from models.propositional import PropositionalConfig, build_relational_features
 from models.trainer import resolve_device
-from resources.feature_store import StoredFeatures
-from resources.fetcher import MinibatchFetcher, TrainingSplit
-from resources.graph_store import StoredGraph
-from resources.sampler import SamplerConfig
+from relational.keys import NODE_ID
+from relational.pql.errors import LeakageError
 from serving.served_model import GBDTMember, GNNMember, ServedModel, ServingError
+from stores.feature_store import StoredFeatures
+from stores.fetcher import MinibatchFetcher, TrainingSplit
+from stores.graph_store import StoredGraph
+from stores.sampler import SamplerConfig
+from training.link_trial import LinkQuery, rank_link_rows
 
 __all__ = ["CHUNK_ROWS", "ScoredChunk", "ScoringInputs", "embedding_chunks", "score_chunks"]
 

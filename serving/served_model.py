@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from kumo_assets.link_trial import LinkQuery, link_query
 from models.blending import scored_rows_from_bytes
 from models.checkpoints import from_bytes
 from models.gbdt import GBDTModel
@@ -24,6 +23,7 @@ from models.gbdt_links import LinkRanker
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.trainer import TrainerConfig
+from training.link_trial import LinkQuery, link_query
 
 __all__ = ["GBDTMember", "GNNMember", "ServedModel", "ServingError", "load_member", "load_served_model"]
 

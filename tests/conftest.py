@@ -11,9 +11,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
-from kumo_assets.spec_loader import load_spec
-from resources.connectors import ObjectStoreConnector
-from resources.data_plane import DataPlane
+from relational.spec_loader import load_spec
+from stores.data_plane import DataPlane
+from stores.object_store import ObjectStoreConnector
 from tests.fake_db import write_fake_db
 from tests.servers import free_port, port_open, running_server, venv_tool
 

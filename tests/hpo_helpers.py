@@ -9,8 +9,8 @@ import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.dagster_cli import materialize_command
-from resources.studies import StudyStorage
 from tests.test_model_assets import shop_definitions
+from training.studies import StudyStorage
 
 STUDY = AssetKey(["shop", "hpo_study", "big_spender"])
 BEST = AssetKey(["shop", "best_model", "big_spender"])

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from kumo_assets.trial import SPLITS
-from resources.feature_store import NodeTable, build_feature_store, open_feature_store
-from resources.fetcher import TrainingSplit
-from resources.graph_store import EdgeList, build_graph_store, open_graph_store
+from stores.feature_store import NodeTable, build_feature_store, open_feature_store
+from stores.fetcher import TrainingSplit
+from stores.graph_store import EdgeList, build_graph_store, open_graph_store
+from training.trial import SPLITS
 
 ANCHOR = 1_000_000
 

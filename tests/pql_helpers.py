@@ -6,9 +6,9 @@ from pathlib import Path
 
 import polars as pl
 
-from kumo_assets.graph_tables import ingest_in_memory
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.spec_loader import load_spec
+from relational.graph_tables import ingest_in_memory
+from relational.pql.schema import GraphSchema
+from relational.spec_loader import load_spec
 
 
 def in_memory_graph(spec_path: Path) -> tuple[GraphSchema, dict[str, pl.DataFrame]]:

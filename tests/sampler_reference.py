@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from resources.graph_store import EdgeList, build_graph_store, open_graph_store
+from stores.graph_store import EdgeList, build_graph_store, open_graph_store
 
 
 def neighbours(graph, edge_type, node):

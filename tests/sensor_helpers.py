@@ -25,9 +25,9 @@ from dagster import (
 )
 
 from kumo_assets.definitions import build_definitions
-from kumo_assets.pql.queries import NamedQuery, load_queries
-from kumo_assets.spec import GraphSpec
-from kumo_assets.spec_loader import load_spec
+from relational.pql.queries import NamedQuery, load_queries
+from relational.spec import GraphSpec
+from relational.spec_loader import load_spec
 from sensors.new_data import build_new_data_sensor
 from tests.fake_db import write_fake_db
 

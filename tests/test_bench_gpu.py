@@ -23,8 +23,8 @@ def _bench_gpu():
 
 def test_one_shape_row_has_the_cpu_core_and_estimate_figures(tmp_path: Path):
     bench_gpu = _bench_gpu()
-    from resources.feature_store import open_feature_store
-    from resources.graph_store import open_graph_store
+    from stores.feature_store import open_feature_store
+    from stores.graph_store import open_graph_store
 
     prepared = bench_gpu.prepare(tmp_path)
     stores = (open_graph_store(prepared["graph"]), open_feature_store(prepared["features"]))
@@ -47,8 +47,8 @@ def test_one_shape_row_has_the_cpu_core_and_estimate_figures(tmp_path: Path):
 def test_the_sage_schedules_a_b_restores_the_model_it_times(tmp_path: Path):
     bench_gpu = _bench_gpu()
     from models.stacked_sage import StackedSAGEConv
-    from resources.feature_store import open_feature_store
-    from resources.graph_store import open_graph_store
+    from stores.feature_store import open_feature_store
+    from stores.graph_store import open_graph_store
 
     prepared = bench_gpu.prepare(tmp_path)
     stores = (open_graph_store(prepared["graph"]), open_feature_store(prepared["features"]))

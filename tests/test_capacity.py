@@ -14,16 +14,16 @@ from dagster._core.test_utils import create_run_for_test
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resources.capacity import BUDGET_ATTR, CapacityPlan, NodeDemand, plan_capacity, pods_per_node
+from cluster.capacity import BUDGET_ATTR, CapacityPlan, NodeDemand, plan_capacity, pods_per_node
+from cluster.instance_catalogue import InstanceType
+from cluster.placement import GPU_RESOURCE, Placement
+from cluster.provisioner import NodeProvisioner
 from resources.capacity_backends import DryRunCapacity, KubernetesHeadroom
-from resources.data_plane import DataPlane
-from resources.instance_catalogue import InstanceType
-from resources.placement import GPU_RESOURCE, Placement
-from resources.provisioner import NodeProvisioner
-from resources.studies import StudyStorage
 from sensors.capacity import capacity_sensor
+from stores.data_plane import DataPlane
 from tests.fake_k8s_api import deployments_api_server
 from tests.test_provisioner import MEDIUM, SMALL, shop
+from training.studies import StudyStorage
 
 NOW = 1_800_000_000.0
 

@@ -8,8 +8,8 @@ import os
 import polars as pl
 import pytest
 
-from resources.connectors import ObjectStoreConnector
-from resources.data_plane import DataPlane, atomic_path
+from stores.data_plane import DataPlane, atomic_path
+from stores.object_store import ObjectStoreConnector
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -1,4 +1,4 @@
-"""The feature store: encoders, fitting only on training-era rows, gathers into reused buffers, PyG, the asset."""
+"""The feature store: encoders, fitting only on training-era rows, gathers into reused buffers, the asset."""
 
 from __future__ import annotations
 
@@ -7,21 +7,17 @@ import datetime as dt
 import numpy as np
 import polars as pl
 import pytest
-import torch
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
-from resources.feature_encoding import encode_table, fit_table, hash_text
-from resources.feature_store import (
+from stores.feature_encoding import encode_table, fit_table, hash_text
+from stores.feature_store import (
     FeatureStoreError,
     NodeTable,
-    PygFeatureStore,
     build_feature_store,
     open_feature_store,
 )
-from resources.graph_store import open_graph_store
-from resources.pyg_adapters import temporal_node_loader
-from resources.sampler import SamplerConfig
+from stores.graph_store import open_graph_store
 from tests.fake_db import data_assets, write_fake_db
 
 STYPES = {
@@ -105,25 +101,6 @@ def stored(tmp_path):
     return open_feature_store(tmp_path), path
 
 
-def test_gathers_equal_the_stored_rows_and_reuse_buffers(stored):
-    features, _ = stored
-    store = PygFeatureStore(features, ring=2)
-    source = np.asarray(features.blocks[("items", "numerical")])
-    pointers = []
-    for step in range(6):
-        index = torch.from_numpy(np.random.default_rng(step).integers(0, 1000, 256))
-        gathered = store.get_tensor("items", "numerical", index=index)
-        assert torch.equal(gathered, torch.from_numpy(source[index.numpy()]))
-        pointers.append(gathered.data_ptr())
-    assert len(set(pointers)) == 2  # two buffers, reused in turn: no allocation per batch
-    big = torch.from_numpy(np.random.default_rng(9).integers(0, 1000, 5000))  # the parallel gather path
-    assert torch.equal(
-        store.get_tensor("items", "numerical", index=big), torch.from_numpy(source[big.numpy()])
-    )
-    codes = store.get_tensor("items", "categorical", index=torch.tensor([0, 5]))
-    assert codes.dtype == torch.int32 and codes.shape == (2, 1)
-
-
 def test_damaged_store_is_an_error(stored, tmp_path):
     _features, path = stored
     block = path / "items.numerical.npy"
@@ -134,7 +111,7 @@ def test_damaged_store_is_an_error(stored, tmp_path):
         open_feature_store(tmp_path, "0123456789")
 
 
-def test_feature_store_asset_and_a_pyg_loader_over_both_stores(tmp_path):
+def test_feature_store_asset_matches_the_graph_store(tmp_path):
     spec_path = write_fake_db(tmp_path / "shop")
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
@@ -144,18 +121,12 @@ def test_feature_store_asset_and_a_pyg_loader_over_both_stores(tmp_path):
     features = defs.resources["feature_store"].open("shop")
     graph = open_graph_store(defs.resources["graph_store"].directory("shop"))
     assert features.schema["node_types"]["orders"]["rows"] == graph.node_counts["orders"]
-    store = PygFeatureStore(features, node_times=graph.node_times)
-    loader = temporal_node_loader(graph, "users", np.arange(10), np.full(10, 1_720_000_000),
-                                  SamplerConfig((5, 3), "uniform"), batch_size=5, feature_store=store)  # fmt: skip
-    batch = next(iter(loader))
-    assert batch["users"].numerical.shape[0] == batch["users"].num_nodes
-    assert batch["orders"].time.max() <= 1_720_000_000
     users = np.asarray(features.blocks[("users", "numerical")])
-    assert torch.equal(batch["users"].numerical, torch.from_numpy(users[batch["users"].n_id.numpy()]))
+    assert users.shape[0] == graph.node_counts["users"]
 
 
 def test_text_columns_get_real_sentence_embeddings(tmp_path):
-    from resources.text_embedding import sentence_embedder
+    from stores.text_embedding import sentence_embedder
 
     embed, width = sentence_embedder()
     vectors = embed(["formula one racing driver", "a driver in formula 1 races", "chocolate cake recipe"])

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from resources.batch_cache import BatchCache
-from resources.feature_store import NodeTable, build_feature_store, open_feature_store
-from resources.fetcher import MinibatchFetcher, TrainingSplit
-from resources.sampler import SamplerConfig
+from stores.batch_cache import BatchCache
+from stores.feature_store import NodeTable, build_feature_store, open_feature_store
+from stores.fetcher import MinibatchFetcher, TrainingSplit
+from stores.sampler import SamplerConfig
 from tests.sampler_reference import random_store
 
 

@@ -6,15 +6,15 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.training_table import build_training_table
-from kumo_assets.trial import run_gbdt_trial
 from models.gbdt import GBDTConfig, GBDTModel, fit_gbdt_for_task
 from models.metrics import compute_metrics
+from relational.keys import NODE_ID
+from relational.pql.anchors import AnchorPlan
+from relational.pql.training_table import build_training_table
 from tests.fake_db import write_fake_db
 from tests.pql_helpers import in_memory_graph
 from tests.test_propositional import SMALL
+from training.trial import run_gbdt_trial
 
 FAST = GBDTConfig(n_estimators=60, early_stopping_rounds=20, learning_rate=0.1, num_leaves=15, threads=1)
 

@@ -12,19 +12,19 @@ from dagster import AssetKey, instance_for_test, materialize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kumo_assets import link_trial
-from kumo_assets.keys import NODE_ID
-from kumo_assets.link_trial import link_query, run_gbdt_link_trial, subsample_training_negatives
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.training_table import build_training_table
 from models.gbdt import GBDTConfig
 from models.gbdt_links import LinkRanker, PairMatrix, _candidate_map
 from models.link_candidates import CandidateConfig, LinkLog, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
+from relational.keys import NODE_ID
+from relational.pql.anchors import AnchorPlan
+from relational.pql.training_table import build_training_table
 from tests.fake_db import data_assets
 from tests.pql_helpers import in_memory_graph
 from tests.test_list_labels import QUERIES
 from tests.test_model_assets import shop_definitions
+from training import link_trial
+from training.link_trial import link_query, run_gbdt_link_trial, subsample_training_negatives
 
 DAY = 86_400
 START = 1_704_067_200  # 2024-01-01

@@ -5,11 +5,11 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.trial import evaluation_span, run_gbdt_trial, with_frozen_views
 from models.gbdt import GBDTConfig
 from models.propositional import ROW_CUTOFF
+from relational.keys import NODE_ID
 from tests.test_propositional import DAY, SMALL, shop_schema, shop_tables
+from training.trial import evaluation_span, run_gbdt_trial, with_frozen_views
 
 # Users 10 and 11 order every 20 / 90 days from day 0 to day 1400 (product 7, amount = day).
 ORDERS = [

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from kumo_assets.trial import GNNTrialConfig, run_gnn_trial
 from models.gnn import CONV_KINDS, GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.trainer import TrainerConfig
-from resources.fetcher import MinibatchFetcher, TrainingSplit
-from resources.sampler import SamplerConfig
+from stores.fetcher import MinibatchFetcher, TrainingSplit
+from stores.sampler import SamplerConfig
 from tests.devices import DEVICE_PRECISIONS
 from tests.model_helpers import signal_graph
+from training.trial import GNNTrialConfig, run_gnn_trial
 
 
 @pytest.fixture(scope="module")

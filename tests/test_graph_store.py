@@ -1,4 +1,4 @@
-"""The graph store: layout, versions, shared memory maps, clear errors on damage, the Dagster asset, PyG."""
+"""The graph store: layout, versions, shared memory maps, clear errors on damage, the Dagster asset."""
 
 from __future__ import annotations
 
@@ -8,14 +8,10 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 from dagster import AssetKey, instance_for_test, materialize
-from torch_geometric.nn import HeteroConv, SAGEConv
 
 from kumo_assets.definitions import build_definitions
-from resources.graph_store import EdgeList, GraphStoreError, build_graph_store, open_graph_store
-from resources.pyg_adapters import PygGraphStore, temporal_node_loader
-from resources.sampler import SamplerConfig
+from stores.graph_store import EdgeList, GraphStoreError, build_graph_store, open_graph_store
 from tests.conftest import REPO_ROOT
 from tests.fake_db import data_assets, write_fake_db
 
@@ -81,7 +77,7 @@ def test_two_processes_share_one_copy(tmp_path):
     build_graph_store(tmp_path, {"users": 1000, "events": events}, {}, edges)
     probe = (
         "import sys, numpy as np\n"
-        "from resources.graph_store import open_graph_store\n"
+        "from stores.graph_store import open_graph_store\n"
         "def anon():\n"
         "    return int([l for l in open('/proc/self/status') if l.startswith('RssAnon')][0].split()[1])\n"
         "before = anon()\n"
@@ -96,25 +92,6 @@ def test_two_processes_share_one_copy(tmp_path):
         sizes.append(int(done.stdout.strip().splitlines()[-1]))
     store_kib = sum(p.stat().st_size for p in tmp_path.rglob("*.npy")) / 1024
     assert all(size < 0.6 * store_kib for size in sizes), (sizes, store_kib)
-
-
-def test_pyg_loader_batches_train_a_hetero_gnn(tmp_path):
-    _path, _ = small_store(tmp_path)
-    graph = open_graph_store(tmp_path)
-    store = PygGraphStore(graph)
-    colptr, row = store.get_edge_index(("events", "user", "users"), "csc")
-    assert colptr.shape == (51,) and row.shape == (1000,)
-    loader = temporal_node_loader(graph, "users", np.arange(50), np.full(50, 5000), SamplerConfig((4, 2), "uniform"),
-                                  batch_size=16)  # fmt: skip
-    batch = next(iter(loader))
-    assert batch["users"].input_id.tolist() == list(range(16))
-    assert batch["users"].n_id[:16].tolist() == list(range(16))
-    assert batch["events"].time.max() <= 5000 and len(batch["events"].batch) == batch["events"].num_nodes
-    conv = HeteroConv({et: SAGEConv((-1, -1), 8) for et in batch.edge_types}, aggr="sum")
-    x = {nt: torch.randn(batch[nt].num_nodes, 4) for nt in batch.node_types}
-    out = conv(x, batch.edge_index_dict)
-    out["users"][: batch["users"].batch_size].sum().backward()
-    assert out["users"].shape == (batch["users"].num_nodes, 8)
 
 
 def test_graph_store_asset_on_the_fake_shop(tmp_path):

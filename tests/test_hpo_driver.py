@@ -8,7 +8,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from kumo_assets.hpo import (
+from cluster.placement import Placement
+from training.hpo import (
     StudySettings,
     leaderboard,
     open_hpo_study,
@@ -17,9 +18,8 @@ from kumo_assets.hpo import (
     slot_quotas,
     study_name,
 )
-from models.search_space import search_space
-from resources.placement import Placement
-from resources.studies import StudyStorage
+from training.search_space import search_space
+from training.studies import StudyStorage
 
 SPACE = search_space("regression", "fast", families=("gnn",))
 PLACEMENT = Placement.local_cpu(1, 2.0)

@@ -137,7 +137,7 @@ def test_a_study_with_both_families_reports_the_blend_of_their_best_trials(tmp_p
     from kumo_assets.hpo_report import family_blend
     from models.blending import scored_rows_bytes
     from models.uncertainty import ScoredRows
-    from resources.data_plane import DataPlane
+    from stores.data_plane import DataPlane
 
     plane = DataPlane(root=str(tmp_path / "plane"))
     rng = np.random.default_rng(0)

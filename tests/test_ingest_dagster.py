@@ -16,13 +16,13 @@ from optuna.trial import TrialState
 
 from kumo_assets.definitions import build_definitions
 from kumo_assets.ingest import build_ingest_assets, ingest_table, publish_table
-from kumo_assets.spec_loader import load_spec
-from resources.data_plane import DataPlane
-from resources.studies import StudyStorage
+from relational.spec_loader import load_spec
+from stores.data_plane import DataPlane
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.fake_db import make_tables, write_fake_db
 from tests.prediction_checks import check_f1_predictions
 from tests.servers import venv_tool
+from training.studies import StudyStorage
 
 F1_ROWS = {
     "circuits": 77, "constructors": 212, "drivers": 864, "races": 1149, "results": 27118,

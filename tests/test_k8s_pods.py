@@ -28,6 +28,7 @@ from dagster_pipes import (
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cluster.placement import GPU_RESOURCE, Placement
 from resources.k8s_launcher import (
     DNS1123_LABEL,
     DO_NOT_DISRUPT,
@@ -37,7 +38,6 @@ from resources.k8s_launcher import (
     trial_pod_name,
 )
 from resources.launchers import TRIAL_COMMAND
-from resources.placement import GPU_RESOURCE, Placement
 from tests.fake_k8s_api import forbidding_api_server
 
 K8S_VERSION = "1.33.0"
@@ -175,7 +175,7 @@ def test_pod_body_carries_the_placement(kind: str) -> None:
     assert spec["restartPolicy"] == "Never"
     assert spec["serviceAccountName"] == "kumo-trial"
     assert spec["automountServiceAccountToken"] is False
-    assert container["command"] == list(TRIAL_COMMAND) == ["python", "-m", "kumo_assets.trial_entry"]
+    assert container["command"] == list(TRIAL_COMMAND) == ["python", "-m", "training.trial_entry"]
     assert container["image"] == LAUNCHER.image
     assert container["envFrom"] == [
         {"secretRef": {"name": "kumo-optuna-db"}},

@@ -7,13 +7,13 @@ import numpy as np
 import polars as pl
 import pytest
 
-from kumo_assets.trial import SPLITS, GNNTrialConfig, run_gnn_trial
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
-from resources.feature_store import NodeTable, build_feature_store, open_feature_store
-from resources.fetcher import TrainingSplit
-from resources.graph_store import EdgeList, build_graph_store, open_graph_store
+from stores.feature_store import NodeTable, build_feature_store, open_feature_store
+from stores.fetcher import TrainingSplit
+from stores.graph_store import EdgeList, build_graph_store, open_graph_store
 from tests.devices import DEVICES
+from training.trial import SPLITS, GNNTrialConfig, run_gnn_trial
 
 ANCHOR = 1_000_000
 

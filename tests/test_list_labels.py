@@ -12,13 +12,13 @@ from dagster import AssetKey, instance_for_test, materialize
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kumo_assets import list_labels
-from kumo_assets.list_labels import label_vocabulary, multi_hot_splits
 from models.checkpoints import from_bytes
 from models.gbdt import GBDTModel
-from resources.fetcher import TrainingSplit
+from stores.fetcher import TrainingSplit
 from tests.fake_db import data_assets
 from tests.test_model_assets import shop_definitions
+from training import list_labels
+from training.list_labels import label_vocabulary, multi_hot_splits
 
 QUERIES = """\
 next_products: "PREDICT LIST_DISTINCT(orders.product_id, 0, 30, days) RANK TOP 5 FOR EACH users.user_id"

@@ -12,8 +12,7 @@ import pytest
 from dagster import AssetKey, EnvVar, instance_for_test
 from dagster._core.execution.api import create_execution_plan
 
-from kumo_assets.spec_loader import load_spec
-from resources.connectors import ObjectStoreConnector
+from relational.spec_loader import load_spec
 from resources.s3 import s3_resource_from_environment
 from sensors.fingerprints import (
     content_changed,
@@ -31,6 +30,7 @@ from sensors.new_data import (
     stale_tables,
 )
 from sensors.retraining import RetrainRules, RetrainVerdict
+from stores.object_store import ObjectStoreConnector
 from tests.conftest import F1_SPEC
 from tests.fake_db import SPEC, make_tables
 from tests.sensor_helpers import DAY, Shop, copy_shop, materialised_shop

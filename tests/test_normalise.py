@@ -9,7 +9,7 @@ import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kumo_assets.normalise import (
+from relational.normalise import (
     clock_to_seconds,
     date_and_clock_to_epoch_seconds,
     normalise_nulls,

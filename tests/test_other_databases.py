@@ -9,7 +9,7 @@ import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.ingest import build_ingest_assets
-from kumo_assets.spec_loader import load_spec
+from relational.spec_loader import load_spec
 from tests.conftest import REPO_ROOT, SHARED_DATA
 
 pytestmark = pytest.mark.integration

@@ -5,14 +5,14 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from kumo_assets.pql import bound as bound_module
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.audit import audit_training_table
-from kumo_assets.pql.binder import bind_query
-from kumo_assets.pql.compiler import compile_training_table
-from kumo_assets.pql.errors import LeakageError
-from kumo_assets.pql.parser import parse_query
-from kumo_assets.pql.training_table import build_training_table
+from relational.pql import bound as bound_module
+from relational.pql.anchors import AnchorPlan
+from relational.pql.audit import audit_training_table
+from relational.pql.binder import bind_query
+from relational.pql.compiler import compile_training_table
+from relational.pql.errors import LeakageError
+from relational.pql.parser import parse_query
+from relational.pql.training_table import build_training_table
 from tests.fake_db import write_fake_db
 from tests.pql_helpers import in_memory_graph
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from kumo_assets.pql.binder import bind_query
-from kumo_assets.pql.errors import QueryError
-from kumo_assets.pql.parser import parse_query
+from relational.pql.binder import bind_query
+from relational.pql.errors import QueryError
+from relational.pql.parser import parse_query
 from tests.conftest import F1_SPEC
 from tests.pql_helpers import in_memory_graph
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from kumo_assets.pql.ast import Aggregation, BoolOp, Column, Comparison, Literal, Membership, Not, NullCheck
-from kumo_assets.pql.parser import parse_query
+from relational.pql.ast import Aggregation, BoolOp, Column, Comparison, Literal, Membership, Not, NullCheck
+from relational.pql.parser import parse_query
 
 
 def test_temporal_binary_with_inner_filter_and_assuming():

@@ -15,11 +15,11 @@ import polars as pl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.schema import GraphSchema
-from kumo_assets.pql.training_table import build_training_table
-from kumo_assets.spec_loader import load_spec
-from kumo_assets.table_build import build_table
+from relational.pql.anchors import AnchorPlan
+from relational.pql.schema import GraphSchema
+from relational.pql.training_table import build_training_table
+from relational.spec_loader import load_spec
+from relational.table_build import build_table
 
 DAY = 86400
 SPEC_TEXT = """\

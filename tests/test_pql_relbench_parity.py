@@ -7,8 +7,8 @@ import polars as pl
 import pytest
 from relbench.tasks.f1 import DriverDNFTask, DriverPositionTask, DriverTop3Task
 
-from kumo_assets.pql.queries import load_queries
-from kumo_assets.pql.training_table import build_training_table
+from relational.pql.queries import load_queries
+from relational.pql.training_table import build_training_table
 from tests.conftest import F1_SPEC
 from tests.pql_helpers import in_memory_graph
 from tests.relbench_f1 import LocalF1Dataset, relbench_table

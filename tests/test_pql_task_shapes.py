@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.training_table import build_training_table
+from relational.pql.anchors import AnchorPlan
+from relational.pql.training_table import build_training_table
 from tests.fake_db import make_tables, write_fake_db
 from tests.pql_helpers import in_memory_graph
 

@@ -14,9 +14,9 @@ import polars as pl
 import pytest
 from dagster import instance_for_test, materialize
 
-from kumo_assets.cli import main
+from cli.main import main
 from kumo_assets.definitions import build_definitions
-from resources.connectors import ObjectStoreConnector
+from stores.object_store import ObjectStoreConnector
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.servers import venv_tool
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 from dagster import AssetKey, instance_for_test, materialize
 
-from kumo_assets.pql.errors import LeakageError
+from relational.pql.errors import LeakageError
 from serving.scoring import _check_no_future
 from tests.fake_db import make_tables
 from tests.test_model_assets import shop_definitions

@@ -14,11 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kumo_assets.keys import NODE_ID
-from kumo_assets.pql.errors import LeakageError
-from kumo_assets.pql.schema import GraphSchema, TableSchema
-from kumo_assets.spec import ForeignKey
-from kumo_assets.table_build import EVENT_TIME
 from models.propositional import (
     PropositionalConfig,
     audit_feature_leakage,
@@ -26,6 +21,11 @@ from models.propositional import (
     stale_view_rows,
     vocabulary_limit,
 )
+from relational.keys import NODE_ID
+from relational.pql.errors import LeakageError
+from relational.pql.schema import GraphSchema, TableSchema
+from relational.spec import ForeignKey
+from relational.table_build import EVENT_TIME
 
 DAY = 86_400
 USER = ForeignKey("user_id", ("user_id",), "users")

@@ -12,11 +12,11 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from resources.data_stats import DataStats, EdgeStats
-from resources.instance_catalogue import DEFAULT_CATALOGUE, CatalogueError, load_catalogue
-from resources.placement import GPU_RESOURCE, Placement
-from resources.provisioner import NodeProvisioner, ProvisioningError
-from resources.trial_estimate import STARTUP_MINUTES, estimate_trial, training_step_seconds
+from cluster.data_stats import DataStats, EdgeStats
+from cluster.instance_catalogue import DEFAULT_CATALOGUE, CatalogueError, load_catalogue
+from cluster.placement import GPU_RESOURCE, Placement
+from cluster.provisioner import NodeProvisioner, ProvisioningError
+from cluster.trial_estimate import STARTUP_MINUTES, estimate_trial, training_step_seconds
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -16,8 +16,8 @@ from dagster import (
     instance_for_test,
 )
 
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.queries import NamedQuery
+from relational.pql.anchors import AnchorPlan
+from relational.pql.queries import NamedQuery
 from sensors.partitions import FALLBACK_START, prediction_partitions, prediction_start_date, query_partitions
 from sensors.refresh import build_refresh_schedules, refresh_job_name, refresh_schedule_name
 from tests.sensor_helpers import DAY, Shop, copy_shop, materialised_shop

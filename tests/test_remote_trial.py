@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 from dagster import instance_for_test, materialize
 
-from kumo_assets.hpo import StudySettings
-from kumo_assets.hpo_trial import TrialRequest, run_study_trial
-from kumo_assets.pql.queries import load_queries
-from kumo_assets.spec_loader import load_spec
-from kumo_assets.study_setup import open_query_study
-from resources.data_plane import DataPlane
-from resources.store_sync import FILE_LIST, StoreSyncError, fetch_version, publish_version
-from resources.studies import StudyStorage
+from relational.pql.queries import load_queries
+from relational.spec_loader import load_spec
+from stores.data_plane import DataPlane
+from stores.store_sync import FILE_LIST, StoreSyncError, fetch_version, publish_version
 from tests.hpo_helpers import TINY, study_inputs
 from tests.test_model_assets import shop_definitions
+from training.hpo import StudySettings
+from training.hpo_trial import TrialRequest, run_study_trial
+from training.studies import StudyStorage
+from training.study_setup import open_query_study
 
 pytestmark = pytest.mark.integration
 

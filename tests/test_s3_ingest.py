@@ -7,7 +7,7 @@ import io
 from dagster import instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
-from resources.data_plane import DataPlane
+from stores.data_plane import DataPlane
 from tests.fake_db import SPEC, make_tables
 
 SECRET = "do-not-log-this-secret-7f3a"

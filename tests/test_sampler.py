@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from resources.sampler import SamplerConfig, TemporalSampler
+from stores.sampler import SamplerConfig, TemporalSampler
 from tests.sampler_reference import per_seed_view, random_store, reference_last, visible
 
 graphs = st.builds(

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from kumo_assets.training import ModelRunConfig
 from models.gnn import GNNConfig
 from models.metrics import TASK_TYPES
-from models.search_space import MODES, PRESET_STRATEGIES, SAMPLING_PRESETS, sampling_key, search_space
-from resources.sampler import SamplerConfig
+from stores.sampler import SamplerConfig
+from training.search_space import MODES, PRESET_STRATEGIES, SAMPLING_PRESETS, sampling_key, search_space
 
 TASKS = ["binary_classification", "regression", "multiclass_classification", "multilabel_classification",
          "link_prediction"]  # fmt: skip

@@ -6,13 +6,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from kumo_assets.pql.anchors import AnchorPlan
-from kumo_assets.pql.audit import audit_entity_selection
-from kumo_assets.pql.binder import bind_query
-from kumo_assets.pql.compiler import select_entities
-from kumo_assets.pql.errors import LeakageError
-from kumo_assets.pql.parser import parse_query
-from kumo_assets.pql.training_table import build_training_table
+from relational.pql.anchors import AnchorPlan
+from relational.pql.audit import audit_entity_selection
+from relational.pql.binder import bind_query
+from relational.pql.compiler import select_entities
+from relational.pql.errors import LeakageError
+from relational.pql.parser import parse_query
+from relational.pql.training_table import build_training_table
 from tests.conftest import F1_SPEC
 from tests.pql_helpers import in_memory_graph
 

@@ -12,15 +12,15 @@ import polars as pl
 import pytest
 from dagster import instance_for_test, materialize
 
-from kumo_assets.link_trial import link_query
-from kumo_assets.pql.queries import load_queries
 from kumo_assets.training import ModelRunConfig, train_query_model
 from models.blending import blend_outputs, scored_rows_from_bytes
+from relational.pql.queries import load_queries
 from serving.daily import open_scoring_data
 from serving.predict import resolve_rows, write_predictions
 from serving.served_model import ServedModel, load_member
 from tests.hpo_helpers import study_inputs
 from tests.test_model_assets import shop_definitions
+from training.link_trial import link_query
 
 GNN = ModelRunConfig(family="gnn", channels=16, epochs=2, max_steps_per_epoch=4, device="cpu", batch_size=16)
 GBDT = ModelRunConfig(family="gbdt", gbdt_trees=40, gbdt_leaves=7)
@@ -36,7 +36,7 @@ def shop_fixture(tmp_path_factory):
         assert materialize(study_inputs(defs), resources=defs.resources, instance=instance).success
     resources = defs.resources
     spec_path = tmp_path / "shop" / "graph.yaml"
-    from kumo_assets.spec_loader import load_spec
+    from relational.spec_loader import load_spec
 
     spec = load_spec(spec_path)
     query = load_queries(spec_path.parent / "queries.yaml")["big_spender"]
@@ -111,7 +111,7 @@ next_products:
 @pytest.fixture(scope="module", name="links")
 def links_fixture(tmp_path_factory):
     """The shop's link query, its tables and stores, and one trained run of each family."""
-    from kumo_assets.spec_loader import load_spec
+    from relational.spec_loader import load_spec
     from tests.fake_db import data_assets
 
     tmp_path = tmp_path_factory.mktemp("links")

@@ -8,10 +8,10 @@ import textwrap
 import polars as pl
 import pytest
 
-from kumo_assets.errors import SourceError
-from kumo_assets.sources import find_ragged_row, read_table_source
-from kumo_assets.spec_loader import load_spec
-from resources.connectors import ObjectStoreConnector
+from relational.errors import SourceError
+from relational.sources import find_ragged_row, read_table_source
+from relational.spec_loader import load_spec
+from stores.object_store import ObjectStoreConnector
 
 
 def spec_for(tmp_path, text):

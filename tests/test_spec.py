@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kumo_assets.errors import SpecError
-from kumo_assets.spec import ForeignKey, parse_offset
-from kumo_assets.spec_loader import load_spec
+from relational.errors import SpecError
+from relational.spec import ForeignKey, parse_offset
+from relational.spec_loader import load_spec
 from tests.conftest import F1_SPEC
 
 

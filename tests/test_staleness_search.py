@@ -7,13 +7,13 @@ import json
 import optuna
 import pytest
 
-from kumo_assets.hpo import StudySettings
-from kumo_assets.pql.queries import load_queries
-from kumo_assets.spec_loader import load_spec
-from kumo_assets.study_setup import open_query_study
-from models.search_space import search_space
-from resources.studies import StudyStorage
+from relational.pql.queries import load_queries
+from relational.spec_loader import load_spec
 from tests.hpo_helpers import TINY, run_study, shop_fixture  # noqa: F401
+from training.hpo import StudySettings
+from training.search_space import search_space
+from training.studies import StudyStorage
+from training.study_setup import open_query_study
 
 
 def test_staleness_is_drawn_per_family_only_when_searched():

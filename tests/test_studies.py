@@ -21,8 +21,8 @@ import pytest
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from resources.data_plane import DataPlane
-from resources.studies import (
+from stores.data_plane import DataPlane
+from training.studies import (
     OWNER_ATTR,
     StudyStorage,
     StudyStorageError,
@@ -44,7 +44,7 @@ WRITERS = """
 import os, sys, threading, time, traceback
 from pathlib import Path
 import optuna
-from resources.studies import open_study
+from training.studies import open_study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 url, name, workers, n_trials, barrier = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
 
@@ -87,7 +87,7 @@ sys.exit(max(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) != 0 for pid in ch
 HANGING_ASKER = """
 import sys, time
 import optuna
-from resources.studies import claim_trial, open_study
+from training.studies import claim_trial, open_study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 study = open_study(sys.argv[1], sys.argv[2], "minimize")
 trial = study.ask()
@@ -102,7 +102,7 @@ time.sleep(600)
 HANGING_OPTIMIZER = """
 import sys, time
 import optuna
-from resources.studies import StudyStorage, open_study
+from training.studies import StudyStorage, open_study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 storage = StudyStorage(url=sys.argv[1], heartbeat_interval=1, grace_period=3).get_storage()
 study = open_study(storage, sys.argv[2], "minimize")

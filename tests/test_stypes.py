@@ -6,7 +6,7 @@ import datetime as dt
 
 import polars as pl
 
-from kumo_assets.stypes import infer_stype, infer_stypes
+from relational.stypes import infer_stype, infer_stypes
 
 
 def stype(values, name="col"):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from kumo_assets.errors import IngestError
-from kumo_assets.graph_tables import ingest_in_memory
-from kumo_assets.keys import NODE_ID
-from kumo_assets.sources import read_table_source
-from kumo_assets.spec_loader import load_spec
-from kumo_assets.table_build import EVENT_TIME, build_table
+from relational.errors import IngestError
+from relational.graph_tables import ingest_in_memory
+from relational.keys import NODE_ID
+from relational.sources import read_table_source
+from relational.spec_loader import load_spec
+from relational.table_build import EVENT_TIME, build_table
 from tests.fake_db import make_tables, write_fake_db
 
 

@@ -10,8 +10,8 @@ import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
-from kumo_assets.errors import SpecError
-from kumo_assets.pql.queries import load_queries
+from relational.errors import SpecError
+from relational.pql.queries import load_queries
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.fake_db import data_assets, write_fake_db
 from tests.servers import venv_tool

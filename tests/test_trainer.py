@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from kumo_assets.trial import GNNTrialConfig, run_gnn_trial
 from models.checkpoints import DirectoryCheckpoints
 from models.gnn import GNNConfig
 from models.trainer import TrainerConfig
-from resources.fetcher import TrainingSplit
+from stores.fetcher import TrainingSplit
 from tests.devices import DEVICES
 from tests.model_helpers import signal_graph
+from training.trial import GNNTrialConfig, run_gnn_trial
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from kumo_assets.hpo import StudySettings
-from kumo_assets.hpo_trial import TrialRequest, run_study_trial
-from kumo_assets.pql.queries import load_queries
-from kumo_assets.spec_loader import load_spec
-from kumo_assets.study_setup import open_query_study
-from resources.studies import StudyStorage
+from relational.pql.queries import load_queries
+from relational.spec_loader import load_spec
 from tests.hpo_helpers import TINY, shop_fixture  # noqa: F401
+from training.hpo import StudySettings
+from training.hpo_trial import TrialRequest, run_study_trial
+from training.studies import StudyStorage
+from training.study_setup import open_query_study
 
 pytestmark = pytest.mark.integration
 

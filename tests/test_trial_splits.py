@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kumo_assets.trial import make_splits
+from training.trial import make_splits
 
 DAY = 86_400
 

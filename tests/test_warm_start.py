@@ -14,7 +14,7 @@ import uuid
 
 import pytest
 
-from resources.warm_start import CLIENT_MODULE, trial_server_socket
+from training.warm_start import CLIENT_MODULE, trial_server_socket
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_one_server_per_key_serves_trials_and_exits_when_idle():
     # process: the client relays its stderr and its exit status.
     done = client(path)
     assert done.returncode == 1 and "TrialRequest.__init__() missing" in done.stderr
-    assert "kumo_assets/trial_server.py" in done.stderr  # the traceback passes through the forking server
+    assert "training/trial_server.py" in done.stderr  # the traceback passes through the forking server
 
     deadline = time.monotonic() + 30
     while os.path.exists(path) or subprocess.run(["pgrep", "-f", path], capture_output=True).stdout:
@@ -48,4 +48,4 @@ def test_one_server_per_key_serves_trials_and_exits_when_idle():
 def test_a_client_without_a_server_becomes_a_cold_trial(tmp_path):
     done = client(str(tmp_path / "no-server.sock"))
     assert done.returncode == 1 and "TrialRequest.__init__() missing" in done.stderr
-    assert "kumo_assets/trial_entry.py" in done.stderr and "trial_server" not in done.stderr  # exec'd itself
+    assert "training/trial_entry.py" in done.stderr and "trial_server" not in done.stderr  # exec'd itself
