@@ -1,5 +1,5 @@
 # Two commands matter: `make demo` (materialise the asset graph on the embedded F1 database) and
-# `make test` (the whole suite plus ruff). Both create and fill .venv on first use.
+# `make test` (the whole suite, ruff and the layer rules). Both create and fill .venv on first use.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -38,6 +38,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 lint: install

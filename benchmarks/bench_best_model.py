@@ -15,15 +15,15 @@ import json
 
 import numpy as np
 
-from kumo_assets.best_model import refit_config
-from kumo_assets.definitions import defs, spec_paths_from_environment
-from kumo_assets.hpo_report import read_study_summary
-from kumo_assets.training import SCORED_ROWS, train_query_model
+from kumo_assets.definitions import defs, plain_resources, spec_paths_from_environment
 from models.blending import blend_outputs, check_same_rows, scored_rows_from_bytes
 from models.metrics import compute_metrics
 from models.uncertainty import ScoredRows, grouped_bootstrap
 from relational.pql.queries import load_queries, queries_beside
 from relational.spec_loader import load_spec
+from training.refit import refit_config
+from training.run import SCORED_ROWS, train_query_model
+from training.study_summary import read_study_summary
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--graph", default="f1")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     args = parser.parse_args()
-    resources = defs.resources
+    resources = plain_resources(defs)
     plane, graphs, features = resources["data_plane"], resources["graph_store"], resources["feature_store"]
     specs = [load_spec(path) for path in spec_paths_from_environment()]  # as the Definitions load them
     spec = next(spec for spec in specs if spec.graph_name == args.graph)

@@ -29,8 +29,8 @@ from kumo_assets.features import node_tables  # noqa: E402
 from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.pql.queries import load_queries  # noqa: E402
-from relational.pql.schema import GraphSchema  # noqa: E402
 from relational.pql.training_table import build_training_table  # noqa: E402
+from relational.schema import GraphSchema  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.batch_cache import BatchCache  # noqa: E402
 from stores.feature_store import build_feature_store, open_feature_store  # noqa: E402

@@ -25,7 +25,7 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kumo_assets.features import fit_cutoff, node_tables  # noqa: E402
+from kumo_assets.features import node_tables  # noqa: E402
 from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from models.gbdt import GBDTConfig  # noqa: E402
 from models.gnn import GNNConfig  # noqa: E402
@@ -36,11 +36,12 @@ from models.uncertainty import ScoredRows, grouped_bootstrap, paired_win_share  
 from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.keys import NODE_ID  # noqa: E402
 from relational.pql.anchors import AnchorPlan  # noqa: E402
-from relational.pql.schema import GraphSchema  # noqa: E402
 from relational.pql.training_table import build_training_table  # noqa: E402
+from relational.schema import GraphSchema  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.feature_store import build_feature_store, open_feature_store  # noqa: E402
 from stores.graph_store import open_graph_store  # noqa: E402
+from stores.store_inputs import fit_cutoff  # noqa: E402
 from training.link_trial import link_query, run_gbdt_link_trial  # noqa: E402
 from training.list_labels import label_vocabulary, multi_hot_splits  # noqa: E402
 from training.trial import GNNTrialConfig, make_splits, run_gnn_trial  # noqa: E402

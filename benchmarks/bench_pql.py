@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.pql.anchors import AnchorPlan  # noqa: E402
-from relational.pql.schema import GraphSchema  # noqa: E402
 from relational.pql.training_table import build_training_table  # noqa: E402
+from relational.schema import GraphSchema  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 
 QUERY = (

@@ -135,7 +135,7 @@ def _training_scorer(prepared: Plane, spec, family: str, member, rows_in: pl.Dat
     from models.propositional import PropositionalConfig, build_relational_features
     from relational.graph_tables import read_published_tables
     from relational.keys import NODE_ID
-    from relational.pql.schema import GraphSchema
+    from relational.schema import GraphSchema
 
     frames, metas = read_published_tables(spec, plane)
     schema = GraphSchema.from_table_metadata(spec, metas)
@@ -281,7 +281,7 @@ def prepare_graph(
     graph: str, scratch: Path, args: argparse.Namespace, log=print
 ) -> tuple[Plane, pl.DataFrame]:
     """The graph's plane (ingested, stores built, one run per family trained) and the rows to score."""
-    from kumo_assets.training import ModelRunConfig
+    from training.run import ModelRunConfig
 
     configs = {
         "gnn": ModelRunConfig(family="gnn", channels=args.channels, epochs=1, max_steps_per_epoch=args.gnn_steps,

@@ -139,11 +139,11 @@ def _iso(seconds: int) -> str:
 def open_resources(root: str | Path) -> tuple[Any, Any, Any]:
     """(data plane, graph store, feature store) resources over a scratch plane (stores live inside it)."""
     from stores.data_plane import DataPlane
-    from stores.feature_store import FeatureStoreResource
-    from stores.graph_store import GraphStoreResource
+    from stores.feature_store import FeatureStores
+    from stores.graph_store import GraphStores
 
-    return (DataPlane(root=str(root)), GraphStoreResource(root=str(root)),
-            FeatureStoreResource(root=str(root), text_encoder="hashing"))  # fmt: skip
+    return (DataPlane(root=str(root)), GraphStores(root=str(root)),
+            FeatureStores(root=str(root), text_encoder="hashing"))  # fmt: skip
 
 
 def prepare_plane(spec_path: Path, query: str, root: Path, log=print) -> Plane:
@@ -183,8 +183,8 @@ def prepare_plane(spec_path: Path, query: str, root: Path, log=print) -> Plane:
 
 def train_runs(prepared: Plane, configs: dict[str, Any], log=print) -> Plane:
     """One run of each family (``configs``: family -> ModelRunConfig) on the prepared plane; saved."""
-    from kumo_assets.training import train_query_model
     from relational.pql.queries import load_queries
+    from training.run import train_query_model
 
     spec = load_spec(prepared.spec_path)
     query = load_queries(Path(prepared.spec_path).parent / "queries.yaml")[prepared.query]

@@ -22,8 +22,8 @@ from relational.graph_tables import ingest_in_memory, read_published_tables
 from relational.pql.anchors import AnchorPlan
 from relational.pql.binder import bind_query
 from relational.pql.parser import parse_query
-from relational.pql.schema import GraphSchema
 from relational.pql.training_table import build_training_table
+from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
 from serving.served_model import ServingError
 from stores.data_plane import DataPlane, atomic_path

@@ -29,8 +29,8 @@ from serving.predict import resolve_rows, write_predictions
 from serving.served_model import ServingError, load_served_model
 from stores.data_plane import DataPlane, atomic_path
 from stores.environment import data_plane_root, graph_store_root, object_store_from_environment
-from stores.feature_store import FeatureStoreResource
-from stores.graph_store import GraphStoreResource
+from stores.feature_store import FeatureStores
+from stores.graph_store import GraphStores
 
 __all__ = ["add_predict_command", "run_predict"]
 
@@ -63,7 +63,7 @@ def run_predict(args: argparse.Namespace) -> int:
     plane = DataPlane(root=root, object_store=object_store_from_environment())
     stores = graph_store_root(root)
     served = load_served_model(plane, spec.graph_name, query.name)
-    data = open_scoring_data(spec, plane, GraphStoreResource(root=stores), FeatureStoreResource(root=stores))
+    data = open_scoring_data(spec, plane, GraphStores(root=stores), FeatureStores(root=stores))
     entity_table = bind_query(parse_query(query.text), data.schema).entity_table
     rows, skipped = resolve_rows(
         _read_rows(args.entities), data, entity_table, args.skip_invalid, args.entities

@@ -16,10 +16,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import optuna
+from optuna.trial import TrialState
 
 from cluster.instance_catalogue import InstanceType
 from cluster.placement import Placement
-from training.studies import FINISHED_STATES
+
+FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count against a study's budget
 
 __all__ = ["BUDGET_ATTR", "CapacityPlan", "NodeDemand", "plan_capacity", "pods_per_node", "study_demand"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dagster import ConfigurableResource
+from pydantic import BaseModel
 
 from cluster.data_stats import DataStats
 from cluster.instance_catalogue import DEFAULT_CATALOGUE, InstanceType, load_catalogue
@@ -55,7 +55,7 @@ class _Option:
         return f"{self.instance.name} {self.capacity}{packing}{share}"
 
 
-class NodeProvisioner(ConfigurableResource):
+class NodeProvisioner(BaseModel):
     """Picks the cheapest instance type that holds a trial with headroom (see docs/provisioner.md).
 
     ``spot_max_minutes``: trials expected to finish sooner go to spot capacity (an interruption costs little

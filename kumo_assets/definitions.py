@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
-from dagster import Definitions, EnvVar
+from dagster import Definitions, EnvVar, build_resources
 
-from cluster.provisioner import NodeProvisioner
 from kumo_assets.best_model import build_best_model_assets
 from kumo_assets.execution import run_executor
 from kumo_assets.features import build_feature_store_asset
@@ -41,20 +41,21 @@ from kumo_assets.training import build_model_assets
 from relational.pql.queries import load_queries, queries_beside
 from relational.spec_loader import load_spec
 from resources.capacity_backends import CapacityBackend, DryRunCapacity, KubernetesHeadroom
+from resources.data_plane import DataPlaneResource
+from resources.feature_store import FeatureStoreResource
+from resources.graph_store import GraphStoreResource
 from resources.k8s_launcher import KubernetesTrialLauncher
 from resources.launchers import LocalTrialLauncher, TrialLauncher
+from resources.provisioner import NodeProvisionerResource
 from resources.s3 import s3_resource_from_environment
+from resources.studies import StudyStorageResource
 from sensors.capacity import capacity_sensor
 from sensors.new_data import build_new_data_sensor
 from sensors.refresh import build_refresh_schedules
-from stores.data_plane import DataPlane
-from stores.environment import data_plane_root, object_store_from_environment
+from stores.environment import data_plane_root
 from stores.environment import graph_store_root as local_store_root
-from stores.feature_store import FeatureStoreResource
-from stores.graph_store import GraphStoreResource
-from training.studies import StudyStorage
 
-__all__ = ["DEFAULT_SPEC", "build_definitions", "defs"]
+__all__ = ["DEFAULT_SPEC", "build_definitions", "defs", "plain_resources"]
 
 DEFAULT_SPEC = Path(__file__).resolve().parent / "examples" / "f1" / "graph.yaml"
 
@@ -95,23 +96,26 @@ def build_definitions(
             assets += build_hpo_assets(spec, queries)
             assets += build_best_model_assets(spec, queries)
             assets += build_prediction_assets(spec, queries)
-    object_store = object_store_from_environment()
     return Definitions(
         assets=assets,
         executor=run_executor(),
         resources={
-            "data_plane": DataPlane(root=data_plane_root, object_store=object_store),
+            "data_plane": DataPlaneResource(
+                root=data_plane_root,
+                endpoint_url=_env_or_none("AWS_ENDPOINT_URL"),
+                region=_env_or_none("AWS_REGION") or _env_or_none("AWS_DEFAULT_REGION"),
+            ),
             "graph_store": GraphStoreResource(root=graph_store_root),
             "feature_store": FeatureStoreResource(
                 root=graph_store_root,
                 text_encoder=text_encoder or os.environ.get("KUMO_TEXT_ENCODER") or "auto",
             ),
             # an EnvVar, resolved when a run starts: a Postgres URL's password never becomes literal config
-            "study_storage": StudyStorage(
+            "study_storage": StudyStorageResource(
                 url=EnvVar("KUMO_OPTUNA_STORAGE") if os.environ.get("KUMO_OPTUNA_STORAGE") else ""
             ),
             "trial_launcher": trial_launcher_from_environment(),
-            "provisioner": NodeProvisioner(catalogue=os.environ.get("KUMO_INSTANCE_CATALOGUE", "")),
+            "provisioner": NodeProvisionerResource(catalogue=_env_or_none("KUMO_INSTANCE_CATALOGUE") or ""),
             "capacity_backend": capacity_backend_from_environment(),
             "s3": s3_resource_from_environment(),
         },
@@ -150,6 +154,19 @@ def capacity_backend_from_environment() -> CapacityBackend:
     if kind == "kubernetes":
         return KubernetesHeadroom(namespace=os.environ.get("KUMO_TRIAL_NAMESPACE", "default"))
     raise ValueError(f"KUMO_CAPACITY_BACKEND={kind!r}: choose dry-run or kubernetes")
+
+
+def plain_resources(definitions: Definitions, names: tuple[str, ...] = ("data_plane", "graph_store", "feature_store",
+                    "study_storage", "provisioner")) -> dict[str, Any]:  # fmt: skip
+    """The plain objects these resources hand to assets (a `DataPlane`, `GraphStores`, ...), with every
+    ``EnvVar`` resolved: for scripts, benchmarks and tests that call the plain core with the same settings."""
+    with build_resources({name: definitions.resources[name] for name in names}) as built:
+        return {name: getattr(built, name) for name in names}
+
+
+def _env_or_none(name: str) -> EnvVar | None:
+    """``EnvVar(name)`` where it is set (resolved when a run starts, never stored as literal config), else None."""
+    return EnvVar(name) if os.environ.get(name) else None
 
 
 def spec_paths_from_environment() -> list[str | Path]:

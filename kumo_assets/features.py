@@ -7,48 +7,26 @@ since they have no time). Without a cut-off every row is used, as for a graph wi
 
 import time
 
-import polars as pl
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    asset,
+)
 
 from kumo_assets.asset_keys import feature_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ingest import format_time, markdown_table
 from relational.graph_tables import read_published_tables
-from relational.pql.queries import load_queries, queries_beside
 from relational.spec import GraphSpec
-from relational.table_build import EVENT_TIME
 from stores.data_plane import DataPlane
-from stores.feature_store import FeatureStoreResource, NodeTable, build_feature_store
+from stores.feature_store import FeatureStores, build_feature_store
+from stores.store_inputs import fit_cutoff, node_tables
 from stores.store_sync import publish_version
 
-__all__ = ["build_feature_store_asset", "fit_cutoff", "node_tables"]
-
-
-def fit_cutoff(spec: GraphSpec) -> int | None:
-    """The earliest validation anchor among the graph's queries (None when no query fixes one)."""
-    queries_file = queries_beside(spec.path)
-    if queries_file is None:
-        return None
-    cutoffs = []
-    for query in load_queries(queries_file).values():
-        plan = query.anchors
-        if plan.val is not None:
-            cutoffs.append(plan.val)
-        elif plan.timestamps and plan.timestamps.get("val"):
-            cutoffs.append(min(plan.timestamps["val"]))
-    return min(cutoffs) if cutoffs else None
-
-
-def node_tables(
-    tables: dict[str, pl.DataFrame], metas: dict[str, dict], cutoff: int | None
-) -> dict[str, NodeTable]:
-    result = {}
-    for name, frame in tables.items():
-        fit_rows = None
-        if cutoff is not None and EVENT_TIME in frame.columns:
-            fit_rows = (frame.get_column(EVENT_TIME) <= cutoff).to_numpy()
-        result[name] = NodeTable(frame, metas[name]["stypes"], fit_rows)
-    return result
+__all__ = ["build_feature_store_asset"]
 
 
 def build_feature_store_asset(spec: GraphSpec) -> AssetsDefinition:
@@ -61,7 +39,9 @@ def build_feature_store_asset(spec: GraphSpec) -> AssetsDefinition:
         kinds={"numpy"},
     )
     def _feature_store(
-        context: AssetExecutionContext, data_plane: DataPlane, feature_store: FeatureStoreResource
+        context: AssetExecutionContext,
+        data_plane: ResourceParam[DataPlane],
+        feature_store: ResourceParam[FeatureStores],
     ) -> MaterializeResult:
         started = time.perf_counter()
         tables, metas = read_published_tables(spec, data_plane)

@@ -4,53 +4,28 @@ Thin shell over `build_graph_from_tables` (plain function) and `stores.graph_sto
 """
 
 import time
-from collections.abc import Mapping
 from pathlib import Path
 
-import numpy as np
-import polars as pl
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    asset,
+)
 
 from kumo_assets.asset_keys import graph_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ingest import markdown_table
 from relational.graph_tables import read_published_tables
-from relational.keys import NODE_ID
 from relational.spec import GraphSpec
-from relational.table_build import EVENT_TIME
 from stores.data_plane import DataPlane
-from stores.graph_store import EdgeList, GraphStoreResource, build_graph_store
+from stores.graph_store import GraphStores
+from stores.store_inputs import build_graph_from_tables
 from stores.store_sync import publish_version
 
-__all__ = ["build_graph_from_tables", "build_graph_store_asset"]
-
-
-def build_graph_from_tables(
-    spec: GraphSpec, tables: Mapping[str, pl.DataFrame], root: str | Path
-) -> tuple[Path, dict]:
-    """Nodes: one type per table (node id = `_kumo_id`); edges: two types per foreign key."""
-    node_counts = {name: frame.height for name, frame in tables.items()}
-    node_times = {
-        name: frame.get_column(EVENT_TIME).to_numpy()
-        for name, frame in tables.items()
-        if EVENT_TIME in frame.columns
-    }
-    node_keys = {name: tables[name].select(spec.table(name).primary_key_columns) for name in tables
-                 if spec.table(name).primary_key_columns}  # fmt: skip
-    edges = []
-    for child in spec.tables:
-        frame = tables[child]
-        for fk in spec.foreign_keys(child):
-            linked = frame.select(NODE_ID, fk.id_column).drop_nulls()
-            edges.append(
-                EdgeList(
-                    child, fk.name, fk.table,
-                    linked.get_column(NODE_ID).to_numpy().astype(np.int64),
-                    linked.get_column(fk.id_column).to_numpy().astype(np.int64),
-                    dropped=frame.height - linked.height,
-                )
-            )  # fmt: skip
-    return build_graph_store(root, node_counts, node_times, edges, {"graph": spec.graph_name}, node_keys)
+__all__ = ["build_graph_store_asset"]
 
 
 def build_graph_store_asset(spec: GraphSpec) -> AssetsDefinition:
@@ -63,7 +38,9 @@ def build_graph_store_asset(spec: GraphSpec) -> AssetsDefinition:
         kinds={"numpy"},
     )
     def _graph_store(
-        context: AssetExecutionContext, data_plane: DataPlane, graph_store: GraphStoreResource
+        context: AssetExecutionContext,
+        data_plane: ResourceParam[DataPlane],
+        graph_store: ResourceParam[GraphStores],
     ) -> MaterializeResult:
         started = time.perf_counter()
         tables, _ = read_published_tables(spec, data_plane)

@@ -21,6 +21,7 @@ from dagster import (
     Nothing,
     OpExecutionContext,
     Output,
+    ResourceParam,
     RetryPolicy,
     config_mapping,
     graph_asset,
@@ -31,17 +32,18 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 from cluster.capacity import BUDGET_ATTR
 from cluster.provisioner import NodeProvisioner
 from kumo_assets.asset_keys import feature_store_key, graph_store_key, hpo_study_key, training_table_key
-from kumo_assets.hpo_report import study_metadata, write_study_summary
+from kumo_assets.hpo_report import study_metadata
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
 from resources.launchers import TrialLauncher
 from stores.data_plane import DataPlane
-from stores.feature_store import FeatureStoreResource
-from stores.graph_store import GraphStoreResource
+from stores.feature_store import FeatureStores
+from stores.graph_store import GraphStores
 from training.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_quotas
 from training.hpo_trial import TrialRequest
 from training.studies import StudyStorage
 from training.study_setup import StudyContext, open_query_study
+from training.study_summary import write_study_summary
 
 __all__ = ["HPOStudyConfig", "build_hpo_assets"]
 
@@ -108,10 +110,10 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     def open_study(
         context: OpExecutionContext,
         config: HPOStudyConfig,
-        data_plane: DataPlane,
-        graph_store: GraphStoreResource,
-        feature_store: FeatureStoreResource,
-        study_storage: StudyStorage,
+        data_plane: ResourceParam[DataPlane],
+        graph_store: ResourceParam[GraphStores],
+        feature_store: ResourceParam[FeatureStores],
+        study_storage: ResourceParam[StudyStorage],
         trial_launcher: TrialLauncher,
     ):
         """Open (or continue) the study, fail trials orphaned by dead runs, split the remaining budget."""
@@ -137,12 +139,12 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     def run_trials(
         context: OpExecutionContext,
         work: dict,
-        data_plane: DataPlane,
-        graph_store: GraphStoreResource,
-        feature_store: FeatureStoreResource,
-        study_storage: StudyStorage,
+        data_plane: ResourceParam[DataPlane],
+        graph_store: ResourceParam[GraphStores],
+        feature_store: ResourceParam[FeatureStores],
+        study_storage: ResourceParam[StudyStorage],
         trial_launcher: TrialLauncher,
-        provisioner: NodeProvisioner,
+        provisioner: ResourceParam[NodeProvisioner],
     ) -> Output[dict]:
         """Ask, provision, launch and tell trials until this slot's quota or the deadline."""
         study = study_context(work["config"], data_plane, graph_store, feature_store, study_storage)
@@ -175,10 +177,10 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     def summarise(
         context: OpExecutionContext,
         outcomes: list[dict],
-        data_plane: DataPlane,
-        graph_store: GraphStoreResource,
-        feature_store: FeatureStoreResource,
-        study_storage: StudyStorage,
+        data_plane: ResourceParam[DataPlane],
+        graph_store: ResourceParam[GraphStores],
+        feature_store: ResourceParam[FeatureStores],
+        study_storage: ResourceParam[StudyStorage],
     ) -> Output[dict]:
         """Leaderboard and plots of the whole study (every materialisation so far) as UI metadata."""
         config = outcomes[0]["config"] if outcomes and "config" in outcomes[0] else {}

@@ -6,7 +6,6 @@ before anything is written, and a failed blocking check leaves the previous vers
 """
 
 import time
-from collections.abc import Mapping
 
 from dagster import (
     AssetCheckResult,
@@ -16,6 +15,7 @@ from dagster import (
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
+    ResourceParam,
     TableColumn,
     TableSchema,
     asset,
@@ -24,21 +24,14 @@ from dagster import (
 from kumo_assets.asset_keys import table_asset_key
 from kumo_assets.execution import CPU_BOUND
 from relational.checks import ingest_check_names
-from relational.errors import IngestError
-from relational.graph_tables import read_implied_keys
-from relational.keys import NODE_ID
-from relational.sources import read_table_source
 from relational.spec import GraphSpec
 from relational.table_build import (
-    EVENT_TIME,
     BuiltTable,
-    ParentKeys,
-    build_implied_table,
-    build_table,
 )
 from stores.data_plane import DataPlane
+from stores.tables import ingest_table, publish_table
 
-__all__ = ["build_ingest_assets", "ingest_table", "load_parent_keys", "publish_table"]
+__all__ = ["build_ingest_assets"]
 
 _BLOCKING = {"primary_key", "event_time"}
 _CHECK_DESCRIPTIONS = {
@@ -46,45 +39,6 @@ _CHECK_DESCRIPTIONS = {
     "event_time": "Every non-null event time parses to UTC seconds (blocking).",
     "column_types": "Semantic types per column; warns about feature columns with no signal.",
 }
-
-
-def _table_parts(spec: GraphSpec, table: str, suffix: str) -> tuple[str, str, str]:
-    return spec.graph_name, "tables", f"{table}.{suffix}"
-
-
-def load_parent_keys(spec: GraphSpec, parent: str, data_plane: DataPlane) -> ParentKeys:
-    """Key columns, node ids and times of an already-published parent table."""
-    try:
-        meta = data_plane.get_json(*_table_parts(spec, parent, "json"))
-        key_columns = meta["primary_key"]
-        columns = [*key_columns, NODE_ID, *([EVENT_TIME] if meta.get("time") else [])]
-        frame = data_plane.get_frame(*_table_parts(spec, parent, "parquet"), columns=columns)
-    except FileNotFoundError as exc:
-        raise IngestError(
-            f"parent table {parent!r} is not ingested yet ({exc}); materialise {spec.graph_name}/{parent} first"
-        ) from None
-    return ParentKeys(parent, key_columns, frame, meta.get("content_hash"))
-
-
-def ingest_table(
-    spec: GraphSpec, table: str, data_plane: DataPlane, storage_options: Mapping[str, str] | None = None
-) -> BuiltTable:
-    """Read a table's source and its parents' keys, then validate and normalise it (writes nothing)."""
-    if spec.table(table).implied:
-        return build_implied_table(spec, table, read_implied_keys(spec, table, storage_options))
-    raw = read_table_source(spec, table, storage_options)
-    parents = {parent: load_parent_keys(spec, parent, data_plane) for parent in spec.parents(table)}
-    return build_table(spec, table, raw, parents)
-
-
-def publish_table(spec: GraphSpec, built: BuiltTable, data_plane: DataPlane) -> dict:
-    """Write a validated table and its metadata atomically; refuse if a blocking check failed."""
-    built.raise_for_blocking()
-    uri, digest, size = data_plane.put_frame(built.frame, *_table_parts(spec, built.table, "parquet"))
-    meta = {**built.meta, "uri": uri, "content_hash": digest, "bytes": size}
-    data_plane.put_json(meta, *_table_parts(spec, built.table, "json"))
-    built.meta = meta
-    return meta
 
 
 def build_ingest_assets(spec: GraphSpec) -> list[AssetsDefinition]:
@@ -126,7 +80,7 @@ def _table_asset(spec: GraphSpec, table: str) -> AssetsDefinition:
         description=description,
         kinds={"polars", "parquet"},
     )
-    def _ingest(context: AssetExecutionContext, data_plane: DataPlane):
+    def _ingest(context: AssetExecutionContext, data_plane: ResourceParam[DataPlane]):
         started = time.perf_counter()
         built = ingest_table(spec, table, data_plane, data_plane.object_store.storage_options())
         for outcome in built.checks:

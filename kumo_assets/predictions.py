@@ -19,6 +19,7 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
+    ResourceParam,
     TableColumn,
     TableRecord,
     TableSchema,
@@ -39,8 +40,8 @@ from sensors.partitions import query_partitions
 from sensors.retraining import RetrainRules
 from serving.daily import DayResult, embed_day, predict_day
 from stores.data_plane import DataPlane
-from stores.feature_store import FeatureStoreResource
-from stores.graph_store import GraphStoreResource
+from stores.feature_store import FeatureStores
+from stores.graph_store import GraphStores
 
 __all__ = ["ScoringConfig", "build_prediction_assets", "prediction_checks"]
 
@@ -102,9 +103,9 @@ def _daily_asset(spec: GraphSpec, query: NamedQuery, key: AssetKey, score_day: C
     def _serving(
         context: AssetExecutionContext,
         config: ScoringConfig,
-        data_plane: DataPlane,
-        graph_store: GraphStoreResource,
-        feature_store: FeatureStoreResource,
+        data_plane: ResourceParam[DataPlane],
+        graph_store: ResourceParam[GraphStores],
+        feature_store: ResourceParam[FeatureStores],
     ) -> MaterializeResult:
         day = context.partition_key
         result = score_day(spec, query, day, data_plane, graph_store, feature_store, config.threads)

@@ -5,45 +5,29 @@ The asset is thin: `materialise_training_table` reads the published tables, buil
 """
 
 import time
-from collections.abc import Callable
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    ResourceParam,
+    asset,
+)
 
 from kumo_assets.asset_keys import table_asset_key, training_table_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ingest import format_time, markdown_table
-from relational.graph_tables import read_published_tables
 from relational.pql.compiler import SPLITS
 from relational.pql.parser import parse_query
 from relational.pql.queries import NamedQuery
-from relational.pql.schema import GraphSchema
-from relational.pql.training_table import TrainingTable, build_training_table
+from relational.pql.training_table import TrainingTable
 from relational.spec import GraphSpec
 from stores.data_plane import DataPlane
+from stores.tables import materialise_training_table
 
-__all__ = ["build_training_table_assets", "label_plot", "materialise_training_table"]
-
-
-def materialise_training_table(
-    spec: GraphSpec, query: NamedQuery, data_plane: DataPlane, progress: Callable[[str], None] | None = None
-) -> tuple[TrainingTable, dict]:
-    """Build, audit and publish one query's training table; return it and the metadata written."""
-    frames, metas = read_published_tables(spec, data_plane)
-    schema = GraphSchema.from_table_metadata(spec, metas)
-    result = build_training_table(query.text, schema, frames, query.anchors, progress)
-    parts = (spec.graph_name, "training_tables")
-    uri, digest, size = data_plane.put_frame(result.table, *parts, f"{query.name}.parquet")
-    meta = {
-        **result.meta,
-        "name": query.name,
-        "uri": uri,
-        "content_hash": digest,
-        "bytes": size,
-        "tables": {table: metas[table].get("content_hash") for table in spec.tables},
-    }
-    data_plane.put_json(meta, *parts, f"{query.name}.json")
-    return result, meta
+__all__ = ["build_training_table_assets", "label_plot"]
 
 
 def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
@@ -62,7 +46,9 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinitio
         description=f"Training table for `{query.text}`",
         kinds={"polars", "parquet"},
     )
-    def _training_table(context: AssetExecutionContext, data_plane: DataPlane) -> MaterializeResult:
+    def _training_table(
+        context: AssetExecutionContext, data_plane: ResourceParam[DataPlane]
+    ) -> MaterializeResult:
         started = time.perf_counter()
         result, meta = materialise_training_table(spec, query, data_plane, context.log.info)
         return MaterializeResult(

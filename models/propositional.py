@@ -15,10 +15,8 @@ import polars as pl
 
 from models.propositional_graph import FeatureGraph
 from models.propositional_windows import DAY, NUMERIC_AGGREGATIONS, WindowSpec
-from relational.keys import NODE_ID
-from relational.pql.errors import LeakageError
-from relational.pql.schema import GraphSchema
-from relational.table_build import EVENT_TIME
+from relational.errors import LeakageError
+from relational.schema import EVENT_TIME, NODE_ID, GraphSchema
 
 __all__ = [
     "ROW_CUTOFF",

@@ -15,10 +15,8 @@ import numpy as np
 import polars as pl
 
 from models.propositional_windows import DAY, RowSource, aggregate_source
-from relational.keys import NODE_ID
-from relational.pql.schema import GraphSchema
+from relational.schema import EVENT_TIME, NODE_ID, GraphSchema
 from relational.spec import ForeignKey
-from relational.table_build import EVENT_TIME
 
 if TYPE_CHECKING:
     from models.propositional import PropositionalConfig

@@ -31,3 +31,7 @@ def suggest_name(name: str, choices: Iterable[str]) -> str:
     if close:
         return f"; did you mean {close[0]!r}?"
     return f"; known: {', '.join(sorted(choices))}" if choices else ""
+
+
+class LeakageError(KumoError):
+    """A training table breaks a no-future-leakage rule; nothing is written."""

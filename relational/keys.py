@@ -17,7 +17,8 @@ __all__ = [
     "resolve_foreign_key",
 ]
 
-NODE_ID = "_kumo_id"
+from relational.schema import NODE_ID
+
 _EXAMPLES = 5
 
 

@@ -34,7 +34,8 @@ from relational.stypes import StypeDecision, infer_stypes
 
 __all__ = ["END_TIME", "EVENT_TIME", "BuiltTable", "ParentKeys", "build_implied_table", "build_table"]
 
-EVENT_TIME = "_kumo_time"
+from relational.schema import EVENT_TIME
+
 END_TIME = "_kumo_end_time"
 FORMAT_VERSION = 1
 

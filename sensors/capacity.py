@@ -6,7 +6,7 @@ evaluation records the plan and what was done under ``capacity/plan.json`` on th
 starts no runs, so its tick shows the plan as its skip reason in the UI.
 """
 
-from dagster import DagsterRunStatus, SensorEvaluationContext, SkipReason, sensor
+from dagster import DagsterRunStatus, ResourceParam, SensorEvaluationContext, SkipReason, sensor
 
 from cluster.capacity import plan_capacity
 from cluster.provisioner import NodeProvisioner
@@ -28,10 +28,10 @@ LIVE = {
         description="Nodes per instance type for the next trials of open HPO studies (dry run unless configured)")  # fmt: skip
 def capacity_sensor(
     context: SensorEvaluationContext,
-    study_storage: StudyStorage,
-    provisioner: NodeProvisioner,
+    study_storage: ResourceParam[StudyStorage],
+    provisioner: ResourceParam[NodeProvisioner],
     capacity_backend: CapacityBackend,
-    data_plane: DataPlane,
+    data_plane: ResourceParam[DataPlane],
 ) -> SkipReason:
     def run_alive(run_id: str) -> bool:
         record = context.instance.get_run_by_id(run_id)

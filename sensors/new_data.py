@@ -47,6 +47,7 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     PartitionsDefinition,
+    ResourceParam,
     RunRequest,
     RunsFilter,
     SensorDefinition,
@@ -344,7 +345,9 @@ def build_new_data_sensor(
     @sensor(name="new_data", minimum_interval_seconds=interval, asset_selection=target, default_status=default_status,
             description="Rebuilds what changed sources made stale, then rescores the latest day of each query "
                         "(refits best_model when a retraining rule fires)")  # fmt: skip
-    def new_data(context: SensorEvaluationContext, data_plane: DataPlane, s3: S3Resource) -> SensorResult:
+    def new_data(
+        context: SensorEvaluationContext, data_plane: ResourceParam[DataPlane], s3: S3Resource
+    ) -> SensorResult:
         if context.repository_def is None:
             raise ValueError(
                 "the new_data sensor needs its Definitions (build_sensor_context(definitions=...))"

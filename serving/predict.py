@@ -25,7 +25,7 @@ from relational.pql.audit import audit_entity_selection
 from relational.pql.binder import bind_query
 from relational.pql.compiler import select_entities
 from relational.pql.parser import parse_query
-from relational.pql.schema import GraphSchema
+from relational.schema import GraphSchema
 from relational.spec import GraphSpec
 from serving.outputs import OutputContext, output_schema, prediction_frame
 from serving.scoring import CHUNK_ROWS, ScoredChunk, ScoringInputs, embedding_chunks, score_chunks

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from dagster import ConfigurableResource
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from stores.object_store import ObjectStoreConnector
 
@@ -42,8 +41,10 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
-class DataPlane(ConfigurableResource):
+class DataPlane(BaseModel):
     """Artifact root: a local directory (default ``.kumo/data``) or an ``s3://bucket/prefix``."""
+
+    model_config = ConfigDict(frozen=True)
 
     root: str
     object_store: ObjectStoreConnector = Field(default_factory=ObjectStoreConnector)

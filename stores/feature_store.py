@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from dagster import ConfigurableResource
+from pydantic import BaseModel
 
 from stores.feature_encoding import EncoderOptions, encode_table, fit_table
 from stores.text_embedding import sentence_embedder
@@ -24,7 +24,7 @@ from stores.versions import building_version, publish, read_manifest, resolve_ve
 __all__ = [
     "FORMAT_VERSION",
     "FeatureStoreError",
-    "FeatureStoreResource",
+    "FeatureStores",
     "StoredFeatures",
     "build_feature_store",
     "open_feature_store",
@@ -122,7 +122,7 @@ def open_feature_store(root: str | Path, version: str | None = None) -> StoredFe
     return stored
 
 
-class FeatureStoreResource(ConfigurableResource):
+class FeatureStores(BaseModel):
     """Feature-store versions under a local root (memory-mapped by every trial process on the machine).
 
     ``text_encoder``: ``auto`` (the bundled sentence model when installed, else hashing), ``hashing`` or

@@ -23,7 +23,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import polars as pl
-from dagster import ConfigurableResource
+from pydantic import BaseModel, ConfigDict
 
 from stores.versions import (
     VersionBuilder,
@@ -38,7 +38,7 @@ __all__ = [
     "FORMAT_VERSION",
     "EdgeList",
     "GraphStoreError",
-    "GraphStoreResource",
+    "GraphStores",
     "StoredGraph",
     "build_graph_store",
     "csc_into",
@@ -327,9 +327,11 @@ def _map(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     return array
 
 
-class GraphStoreResource(ConfigurableResource):
+class GraphStores(BaseModel):
     """Graph-store versions under a local root (mmap needs a local file system, even when the data plane
     is on S3)."""
+
+    model_config = ConfigDict(frozen=True)
 
     root: str
 

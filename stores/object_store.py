@@ -10,13 +10,15 @@ import functools
 import os
 from typing import Any
 
-from dagster import ConfigurableResource
+from pydantic import BaseModel, ConfigDict
 
 __all__ = ["ObjectStoreConnector"]
 
 
-class ObjectStoreConnector(ConfigurableResource):
+class ObjectStoreConnector(BaseModel):
     """Where s3:// URIs are served from; empty fields fall back to the standard AWS environment."""
+
+    model_config = ConfigDict(frozen=True)
 
     endpoint_url: str | None = None
     region: str | None = None

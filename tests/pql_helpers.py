@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from relational.graph_tables import ingest_in_memory
-from relational.pql.schema import GraphSchema
+from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
 
 

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
-from kumo_assets.definitions import build_definitions
+from kumo_assets.definitions import build_definitions, plain_resources
 from stores.feature_encoding import encode_table, fit_table, hash_text
 from stores.feature_store import (
     FeatureStoreError,
@@ -118,8 +118,8 @@ def test_feature_store_asset_matches_the_graph_store(tmp_path):
         assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
         event = instance.get_latest_materialization_event(AssetKey(["shop", "feature_store"]))
     assert "| users |" in event.asset_materialization.metadata["node_types"].value
-    features = defs.resources["feature_store"].open("shop")
-    graph = open_graph_store(defs.resources["graph_store"].directory("shop"))
+    features = plain_resources(defs)["feature_store"].open("shop")
+    graph = open_graph_store(plain_resources(defs)["graph_store"].directory("shop"))
     assert features.schema["node_types"]["orders"]["rows"] == graph.node_counts["orders"]
     users = np.asarray(features.blocks[("users", "numerical")])
     assert users.shape[0] == graph.node_counts["users"]

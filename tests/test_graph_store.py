@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
-from kumo_assets.definitions import build_definitions
+from kumo_assets.definitions import build_definitions, plain_resources
 from stores.graph_store import EdgeList, GraphStoreError, build_graph_store, open_graph_store
 from tests.conftest import REPO_ROOT
 from tests.fake_db import data_assets, write_fake_db
@@ -102,12 +102,12 @@ def test_graph_store_asset_on_the_fake_shop(tmp_path):
         metadata = instance.get_latest_materialization_event(
             AssetKey(["shop", "graph_store"])
         ).asset_materialization.metadata
-    graph = defs.resources["graph_store"].open("shop")
+    graph = plain_resources(defs)["graph_store"].open("shop")
     assert metadata["version"].value == graph.version
     orders = graph.node_counts["orders"]
     # one order has no time (dropped at ingest); one has a null and one a dangling user: no edge
     assert graph.csc[("orders", "user_id", "users")][1].shape[0] == orders - 2
     assert graph.csc[("orders", "product_id", "products")][1].shape[0] == orders
     assert "| orders/user_id/users |" in metadata["edges"].value
-    keys = defs.resources["graph_store"].node_keys(graph, "users")
+    keys = plain_resources(defs)["graph_store"].node_keys(graph, "users")
     assert keys.columns == ["user_id"] and keys.height == graph.node_counts["users"]

@@ -10,8 +10,8 @@ import pytest
 from dagster import materialize
 from optuna.trial import TrialState
 
-from kumo_assets.hpo_report import trials_within_noise
 from tests.hpo_helpers import BEST, STUDY, load_study, run_study, shop_fixture, start_cli_run, study_config  # noqa: F401 (the shop fixture)
+from training.study_summary import trials_within_noise
 
 
 def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerialised(shop):
@@ -134,10 +134,10 @@ def test_a_study_with_both_families_reports_the_blend_of_their_best_trials(tmp_p
     import numpy as np
     import optuna
 
-    from kumo_assets.hpo_report import family_blend
     from models.blending import scored_rows_bytes
     from models.uncertainty import ScoredRows
     from stores.data_plane import DataPlane
+    from training.study_summary import family_blend
 
     plane = DataPlane(root=str(tmp_path / "plane"))
     rng = np.random.default_rng(0)

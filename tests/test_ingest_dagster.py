@@ -15,9 +15,10 @@ from dagster import AssetKey, DagsterEventType, instance_for_test, materialize
 from optuna.trial import TrialState
 
 from kumo_assets.definitions import build_definitions
-from kumo_assets.ingest import build_ingest_assets, ingest_table, publish_table
+from kumo_assets.ingest import build_ingest_assets
 from relational.spec_loader import load_spec
 from stores.data_plane import DataPlane
+from stores.tables import ingest_table, publish_table
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.fake_db import make_tables, write_fake_db
 from tests.prediction_checks import check_f1_predictions

@@ -16,8 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from relational.pql.anchors import AnchorPlan
-from relational.pql.schema import GraphSchema
 from relational.pql.training_table import build_training_table
+from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
 from relational.table_build import build_table
 

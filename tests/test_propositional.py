@@ -23,7 +23,7 @@ from models.propositional import (
 )
 from relational.keys import NODE_ID
 from relational.pql.errors import LeakageError
-from relational.pql.schema import GraphSchema, TableSchema
+from relational.schema import GraphSchema, TableSchema
 from relational.spec import ForeignKey
 from relational.table_build import EVENT_TIME
 

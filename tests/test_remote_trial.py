@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from dagster import instance_for_test, materialize
 
+from kumo_assets.definitions import plain_resources
 from relational.pql.queries import load_queries
 from relational.spec_loader import load_spec
 from stores.data_plane import DataPlane
@@ -44,7 +45,7 @@ def s3_shop(tmp_path: Path, bucket: str):
 def test_a_trial_runs_from_the_data_plane_alone(tmp_path, s3_endpoint, s3_bucket, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
     defs, spec_path = s3_shop(tmp_path, s3_bucket)
-    resources = defs.resources
+    resources = plain_resources(defs)
     plane, graph_store, feature_store = (
         resources[name] for name in ("data_plane", "graph_store", "feature_store")
     )

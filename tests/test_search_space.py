@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kumo_assets.training import ModelRunConfig
 from models.gnn import GNNConfig
 from models.metrics import TASK_TYPES
 from stores.sampler import SamplerConfig
+from training.run import ModelRunConfig
 from training.search_space import MODES, PRESET_STRATEGIES, SAMPLING_PRESETS, sampling_key, search_space
 
 TASKS = ["binary_classification", "regression", "multiclass_classification", "multilabel_classification",

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from dagster import instance_for_test, materialize
 
-from kumo_assets.training import ModelRunConfig, train_query_model
+from kumo_assets.definitions import plain_resources
 from models.blending import blend_outputs, scored_rows_from_bytes
 from relational.pql.queries import load_queries
 from serving.daily import open_scoring_data
@@ -21,6 +21,7 @@ from serving.served_model import ServedModel, load_member
 from tests.hpo_helpers import study_inputs
 from tests.test_model_assets import shop_definitions
 from training.link_trial import link_query
+from training.run import ModelRunConfig, train_query_model
 
 GNN = ModelRunConfig(family="gnn", channels=16, epochs=2, max_steps_per_epoch=4, device="cpu", batch_size=16)
 GBDT = ModelRunConfig(family="gbdt", gbdt_trees=40, gbdt_leaves=7)
@@ -34,7 +35,7 @@ def shop_fixture(tmp_path_factory):
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(study_inputs(defs), resources=defs.resources, instance=instance).success
-    resources = defs.resources
+    resources = plain_resources(defs)
     spec_path = tmp_path / "shop" / "graph.yaml"
     from relational.spec_loader import load_spec
 
@@ -122,7 +123,7 @@ def links_fixture(tmp_path_factory):
     spec = load_spec(tmp_path / "shop" / "graph.yaml")
     query = load_queries(tmp_path / "shop" / "queries.yaml")["next_products"]
     plane, graphs, features = (
-        defs.resources[name] for name in ("data_plane", "graph_store", "feature_store")
+        plain_resources(defs)[name] for name in ("data_plane", "graph_store", "feature_store")
     )
     runs = {config.family: train_query_model(spec, query, config, plane, graphs, features, log=lambda _: None)
             for config in (GNN, GBDT)}  # fmt: skip

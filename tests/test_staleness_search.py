@@ -7,6 +7,7 @@ import json
 import optuna
 import pytest
 
+from kumo_assets.definitions import plain_resources
 from relational.pql.queries import load_queries
 from relational.spec_loader import load_spec
 from tests.hpo_helpers import TINY, run_study, shop_fixture  # noqa: F401
@@ -33,7 +34,7 @@ def test_staleness_is_drawn_per_family_only_when_searched():
 @pytest.mark.integration
 def test_a_staleness_search_validates_every_trial_on_the_frozen_view(shop):
     defs, instance, tmp_path = shop
-    resources = defs.resources
+    resources = plain_resources(defs)
     spec = load_spec(tmp_path / "shop" / "graph.yaml")
     query = load_queries(tmp_path / "shop" / "queries.yaml")["big_spender"]
     with pytest.raises(ValueError, match=r"search_staleness .* needs observe_until"):

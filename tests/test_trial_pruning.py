@@ -7,6 +7,7 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
+from kumo_assets.definitions import plain_resources
 from relational.pql.queries import load_queries
 from relational.spec_loader import load_spec
 from tests.hpo_helpers import TINY, shop_fixture  # noqa: F401
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 )
 def test_the_trial_uses_the_pruner_its_study_was_configured_with(shop, pruner, epochs, state):
     defs, _, tmp_path = shop
-    resources = defs.resources
+    resources = plain_resources(defs)
     spec = load_spec(tmp_path / "shop" / "graph.yaml")
     query = load_queries(tmp_path / "shop" / "queries.yaml")["big_spender"]
     settings = StudySettings(mode="fast", n_trials=8, families=("gnn",), pruner=pruner, device="cpu")

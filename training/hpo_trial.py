@@ -2,7 +2,7 @@
 
 Plain functions (no Dagster): the entrypoint (`training.trial_entry`) wraps them in Dagster Pipes, and
 tests call them directly. A trial trains exactly like a one-off model materialisation
-(`kumo_assets.training.train_query_model`), so its checkpoints live under the same run key: a killed trial
+(`training.run.train_query_model`), so its checkpoints live under the same run key: a killed trial
 started again with the same request resumes from its last epoch. After each epoch it reports the tune metric
 to the shared Optuna storage and stops early when the study's pruner says so.
 """
@@ -19,17 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from kumo_assets.training import ModelRunConfig, query_top_k, train_query_model
 from models.metrics import tune_metric
 from relational.pql.queries import NamedQuery, load_queries, queries_beside
 from relational.spec import GraphSpec
 from relational.spec_loader import load_spec
 from stores.batch_cache import BatchCache
 from stores.data_plane import DataPlane
-from stores.feature_store import FeatureStoreResource
-from stores.graph_store import GraphStoreResource
+from stores.feature_store import FeatureStores
+from stores.graph_store import GraphStores
 from stores.store_sync import fetch_version
 from training.hpo import make_pruner
+from training.run import ModelRunConfig, query_top_k, train_query_model
 from training.trial_client import FORKED_FROM_ENV
 
 if TYPE_CHECKING:
@@ -103,8 +103,8 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     trial = optuna.trial.Trial(study, request.trial_id)
     config = ModelRunConfig(**{**request.params, "threads": request.threads})
     data_plane = DataPlane(root=request.data_plane_root)
-    graph_store = GraphStoreResource(root=request.graph_store_root)
-    feature_store = FeatureStoreResource(root=request.graph_store_root, text_encoder=request.text_encoder)
+    graph_store = GraphStores(root=request.graph_store_root)
+    feature_store = FeatureStores(root=request.graph_store_root, text_encoder=request.text_encoder)
     cache = BatchCache(request.batch_cache_dir) if request.batch_cache_dir else None
     for store, version in ((graph_store, request.graph_version), (feature_store, request.feature_version)):
         fetch_version(data_plane, store.directory(spec.graph_name), spec.graph_name, version)

@@ -22,7 +22,7 @@ from models.metrics import compute_metrics
 from models.propositional import PropositionalConfig, as_of_times, build_relational_features, vocabulary_limit
 from models.uncertainty import ScoredRows
 from relational.keys import NODE_ID
-from relational.pql.schema import GraphSchema
+from relational.schema import GraphSchema
 from training.trial import SPLITS, GBDTTrialResult, view_entities, with_frozen_views
 
 __all__ = [

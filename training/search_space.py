@@ -1,7 +1,7 @@
 """Hyperparameter search spaces per task type and run mode (fast / normal / best).
 
 A trial's parameters are a flat dict with the field names of the model run config
-(`kumo_assets.training.ModelRunConfig`), so a trial trains exactly like a one-off model materialisation.
+(`training.run.ModelRunConfig`), so a trial trains exactly like a one-off model materialisation.
 The sampling configuration (batch size, fanouts, uniform or most recent neighbours) is drawn from a few named
 presets, apart from the model: trials that share a preset and seed share the fetcher's cached minibatches.
 

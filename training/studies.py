@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from dagster import ConfigurableResource
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import (
     BaseStorage,
@@ -36,8 +35,10 @@ from optuna.storages import (
 )
 from optuna.storages.journal import JournalFileBackend
 from optuna.study import StudyDirection
-from optuna.trial import FrozenTrial, Trial, TrialState
-from pydantic import Field
+from optuna.trial import FrozenTrial, Trial
+from pydantic import BaseModel, Field
+
+from cluster.capacity import FINISHED_STATES
 
 if TYPE_CHECKING:
     from stores.data_plane import DataPlane
@@ -64,7 +65,6 @@ ACCEPTED_FORMS = (
     "postgresql://user:password@host:5432/dbname (or postgresql+psycopg2://...)",
 )
 JOURNAL_PARTS = ("optuna", "journal.log")
-FINISHED_STATES = (TrialState.COMPLETE, TrialState.PRUNED)  # trials that count against a budget
 # System attribute naming the process that asked a trial (ask/tell drivers).
 OWNER_ATTR = "kumo:owner"
 _POSTGRES_PREFIXES = ("postgresql+psycopg2://", "postgresql://", "postgres://")
@@ -256,7 +256,7 @@ def dashboard_hint(url: str, data_plane: DataPlane | str | Path | None = None) -
     return hint + "  # put the real password in place of ***" if parsed.password else hint
 
 
-class StudyStorage(ConfigurableResource):
+class StudyStorage(BaseModel):
     """Where Optuna studies live: empty ``url`` means a journal file on the (local) data plane."""
 
     url: str = Field(

@@ -17,8 +17,8 @@ from cluster.data_stats import DataStats
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
 from stores.data_plane import DataPlane
-from stores.feature_store import FeatureStoreResource
-from stores.graph_store import GraphStoreResource
+from stores.feature_store import FeatureStores
+from stores.graph_store import GraphStores
 from training.hpo import StudySettings, open_hpo_study, study_name
 from training.search_space import SearchSpace, search_space
 from training.studies import StudyStorage
@@ -57,8 +57,8 @@ def open_query_study(
     settings: StudySettings,
     space_overrides: Mapping[str, Any],
     data_plane: DataPlane,
-    graph_store: GraphStoreResource,
-    feature_store: FeatureStoreResource,
+    graph_store: GraphStores,
+    feature_store: FeatureStores,
     study_storage: StudyStorage,
 ) -> StudyContext:
     """Open (creating on first use) the study of ``query`` for these settings and the current data."""

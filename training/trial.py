@@ -33,7 +33,7 @@ from models.propositional import (
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from models.uncertainty import ScoredRows
 from relational.keys import NODE_ID
-from relational.pql.schema import GraphSchema
+from relational.schema import GraphSchema
 from stores.batch_cache import BatchCache
 from stores.feature_store import StoredFeatures
 from stores.fetcher import MinibatchFetcher, TrainingSplit

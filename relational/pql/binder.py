@@ -23,7 +23,7 @@ from relational.pql.ast import (
 )
 from relational.pql.bound import BoundAggregation, BoundQuery, Window
 from relational.pql.errors import QueryError
-from relational.pql.schema import GraphSchema, TableSchema
+from relational.schema import GraphSchema, TableSchema
 from relational.spec import ForeignKey
 
 __all__ = ["bind_query"]

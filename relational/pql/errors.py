@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from relational.errors import KumoError
+from relational.errors import KumoError, LeakageError
 
 __all__ = ["LeakageError", "QueryError"]
 
@@ -15,7 +15,3 @@ class QueryError(KumoError):
         self.query = query
         self.position = max(0, min(position, len(query)))
         super().__init__(f"{message}\n  {query}\n  {' ' * self.position}^ (position {self.position + 1})")
-
-
-class LeakageError(KumoError):
-    """A training table breaks a no-future-leakage rule; nothing is written."""

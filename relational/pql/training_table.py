@@ -14,7 +14,7 @@ from relational.pql.binder import bind_query
 from relational.pql.bound import BoundQuery
 from relational.pql.compiler import SPLITS, compile_training_table
 from relational.pql.parser import parse_query
-from relational.pql.schema import GraphSchema
+from relational.schema import GraphSchema
 from relational.table_build import EVENT_TIME
 
 __all__ = ["TrainingTable", "build_training_table", "label_distribution"]

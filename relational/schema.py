@@ -1,4 +1,5 @@
-"""What the query binder needs to know about a graph: tables, columns with stypes, keys and times."""
+"""The schema vocabulary every layer shares: a graph's tables, columns with stypes, keys and times, and the
+names of the columns ingest adds (node ids, event times). Models import only this from the relational layer."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ from dataclasses import dataclass, field
 
 from relational.spec import ForeignKey, GraphSpec
 
-__all__ = ["GraphSchema", "TableSchema"]
+__all__ = ["EVENT_TIME", "NODE_ID", "GraphSchema", "TableSchema"]
+
+NODE_ID = "_kumo_id"  # the node id ingest gives every row of a table with a primary key
+EVENT_TIME = "_kumo_time"  # a row's time as UTC seconds since epoch, added by ingest
 
 
 @dataclass(frozen=True)
