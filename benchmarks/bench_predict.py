@@ -132,7 +132,8 @@ def _training_scorer(prepared: Plane, spec, family: str, member, rows_in: pl.Dat
     plane, graphs, features = resources
     if family == "gnn":
         return _gnn_training_scorer(prepared, member, rows_in, graphs, features, threads)
-    from models.propositional import PropositionalConfig, build_relational_features
+    from models.propositional import build_relational_features
+    from models.propositional_config import PropositionalConfig
     from relational.graph_tables import read_published_tables
     from relational.keys import NODE_ID
     from relational.schema import GraphSchema

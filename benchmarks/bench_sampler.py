@@ -29,7 +29,7 @@ from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.graph_store import EdgeList, build_graph_store, open_graph_store  # noqa: E402
 from stores.sampler import SamplerConfig, TemporalSampler  # noqa: E402
-from tests.sampler_reference import per_seed_view, reference_last  # noqa: E402
+from tests.support.sampler_reference import per_seed_view, reference_last  # noqa: E402
 
 
 def peak_rss_gib() -> float:

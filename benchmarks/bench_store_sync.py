@@ -23,7 +23,7 @@ from f1_setup import f1_setup  # the benchmarks folder is on sys.path
 from stores.data_plane import DataPlane
 from stores.object_store import ObjectStoreConnector
 from stores.store_sync import fetch_version, publish_version
-from tests.servers import free_port, port_open, running_server, venv_tool
+from tests.support.servers import free_port, port_open, running_server, venv_tool
 
 
 def folder_bytes(folder: Path) -> int:

@@ -26,7 +26,8 @@ from relational.pql.training_table import build_training_table
 from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
 from serving.served_model import ServingError
-from stores.data_plane import DataPlane, atomic_path
+from stores.atomic import atomic_path
+from stores.data_plane import DataPlane
 
 __all__ = ["main"]
 

@@ -27,7 +27,8 @@ from relational.spec_loader import load_spec
 from serving.daily import open_scoring_data
 from serving.predict import resolve_rows, write_predictions
 from serving.served_model import ServingError, load_served_model
-from stores.data_plane import DataPlane, atomic_path
+from stores.atomic import atomic_path
+from stores.data_plane import DataPlane
 from stores.environment import data_plane_root, graph_store_root, object_store_from_environment
 from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores

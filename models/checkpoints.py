@@ -1,49 +1,23 @@
-"""Where a trainer keeps its checkpoints: a local directory or any data plane (local or S3).
+"""Where a trainer keeps its checkpoints: any data plane (a local folder or S3).
 
-A checkpoint is one blob written atomically (temp file + rename locally, a single PUT on S3), so a trial
+A checkpoint is one blob the data plane writes atomically (`stores.atomic` locally, a single PUT on S3), so a trial
 killed mid-write leaves the previous checkpoint intact and a restarted trial resumes from it.
 """
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-__all__ = ["CheckpointStore", "DataPlaneCheckpoints", "DirectoryCheckpoints", "from_bytes", "to_bytes"]
+__all__ = ["CheckpointStore", "DataPlaneCheckpoints", "from_bytes", "to_bytes"]
 
 
 class CheckpointStore(Protocol):
     def save(self, name: str, data: bytes) -> None: ...
 
     def load(self, name: str) -> bytes | None: ...
-
-
-class DirectoryCheckpoints:
-    """Checkpoints as files in one local directory."""
-
-    def __init__(self, directory: str | Path) -> None:
-        self.directory = Path(directory)
-
-    def save(self, name: str, data: bytes) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=self.directory, prefix=f".{name}.")
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, self.directory / name)
-
-    def load(self, name: str) -> bytes | None:
-        path = self.directory / name
-        return path.read_bytes() if path.exists() else None
-
-    def __str__(self) -> str:
-        return str(self.directory)
 
 
 class DataPlaneCheckpoints:

@@ -7,8 +7,6 @@ families compare row for row on the same training table.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -18,9 +16,8 @@ import polars as pl
 
 from models.gbdt_outputs import (
     PER_OUTPUT_TASKS,
+    PerOutputBoosting,
     check_output_rows,
-    fit_per_output,
-    predict_per_output,
 )
 from models.metrics import compute_metrics, metric_direction, tune_metric
 
@@ -30,7 +27,6 @@ __all__ = [
     "GBDTModel",
     "feature_matrix",
     "fit_gbdt_for_task",
-    "write_json_atomically",
 ]
 
 SUPPORTED_TASK_TYPES = (
@@ -81,7 +77,7 @@ class GBDTConfig:
         return asdict(self)
 
 
-class GBDTModel:
+class GBDTModel(PerOutputBoosting):
     """LightGBM booster(s) with the task's label mapping, output clamp and feature names."""
 
     def __init__(self, config: GBDTConfig | None = None) -> None:
@@ -138,7 +134,7 @@ class GBDTModel:
         train_matrix = feature_matrix(train_x, self.feature_names)
         if task_type in PER_OUTPUT_TASKS:
             val_matrix = feature_matrix(val_x, self.feature_names)
-            fit_per_output(self, train_matrix, train_target, val_matrix, val_target, sample_weight)
+            self.fit_per_output(train_matrix, train_target, val_matrix, val_target, sample_weight)
             return self
         train_set = lgb.Dataset(train_matrix, train_target, weight=sample_weight, free_raw_data=False)
         val_set = lgb.Dataset(feature_matrix(val_x, self.feature_names), val_target, reference=train_set)
@@ -186,7 +182,7 @@ class GBDTModel:
             raise ValueError("the model is not fitted: call fit() or GBDTModel.load() first")
         matrix = feature_matrix(x, self.feature_names)
         if self.constants is not None:
-            return self._postprocess(predict_per_output(self, matrix))
+            return self._postprocess(self.predict_per_output(matrix))
         outputs = [
             np.asarray(booster.predict(matrix, num_iteration=best)).reshape(x.height, -1)
             for booster, best in zip(self.boosters, self.best_iterations, strict=True)
@@ -204,9 +200,9 @@ class GBDTModel:
         pairs = sorted(zip(self.feature_names, values.tolist(), strict=True), key=lambda item: -item[1])
         return {name: float(value) for name, value in pairs}
 
-    def save(self, path: str | Path) -> None:
-        """One JSON file (boosters as text, label mapping, names), written to a temporary file then renamed."""
-        write_json_atomically(self.state(), path)
+    def to_bytes(self) -> bytes:
+        """The model as one JSON document (boosters as text, label mapping, names); `load` reads it back."""
+        return json.dumps(self.state()).encode()
 
     def state(self) -> dict:
         """Everything `from_state` needs, JSON-able (boosters as LightGBM's text format)."""
@@ -350,20 +346,6 @@ def _check_task(task_type: str) -> None:
             f"the GBDT baseline supports {', '.join(SUPPORTED_TASK_TYPES)}; task type {task_type!r} needs the "
             "GNN (models/gnn.py)"
         )
-
-
-def write_json_atomically(state: dict, path: str | Path) -> None:
-    """Write JSON to a temporary file beside ``path``, then rename: readers never see half a model."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(state, stream)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def feature_matrix(x: pl.DataFrame, names: list[str]) -> np.ndarray:

@@ -11,7 +11,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from models.gbdt import GBDTConfig, GBDTModel, feature_matrix, write_json_atomically
+from models.gbdt import GBDTConfig, GBDTModel, feature_matrix
 from models.link_candidates import CandidateConfig
 
 __all__ = ["PAIR_KEYS", "LinkRanker", "PairMatrix"]
@@ -127,12 +127,12 @@ class LinkRanker:
             ranked[row] = np.r_[have, extra[: self.width - len(have)]]
         return ranked, scores
 
-    def save(self, path: str | Path) -> None:
-        """One JSON file (the scorer's boosters and the ranking settings), written to a temp file, renamed."""
+    def to_bytes(self) -> bytes:
+        """The ranker as one JSON document (the scorer's boosters and the ranking settings); `load` reads it."""
         state = {"format_version": _FORMAT_VERSION, "kind": "link_ranker", "top_k": self.top_k,
                  "n_targets": self.n_targets, "objective": self.objective, "classes": self.classes_,
                  "candidates": self.candidates.to_dict(), "scorer": self.scorer.state()}  # fmt: skip
-        write_json_atomically(state, path)
+        return json.dumps(state).encode()
 
     @classmethod
     def load(cls, path: str | Path) -> LinkRanker:

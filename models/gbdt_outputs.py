@@ -7,21 +7,10 @@ whose training labels are constant is stored as that constant instead of a model
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import lightgbm as lgb
 import numpy as np
 
-if TYPE_CHECKING:
-    from models.gbdt import GBDTModel
-
-__all__ = [
-    "BINARY_OUTPUT_TASKS",
-    "PER_OUTPUT_TASKS",
-    "check_output_rows",
-    "fit_per_output",
-    "predict_per_output",
-]
+__all__ = ["BINARY_OUTPUT_TASKS", "PER_OUTPUT_TASKS", "PerOutputBoosting", "check_output_rows"]
 
 BINARY_OUTPUT_TASKS = ("multilabel_classification", "ranking")  # multi-hot 0/1 rows over the categories
 PER_OUTPUT_TASKS = (*BINARY_OUTPUT_TASKS, "forecasting")
@@ -42,32 +31,54 @@ def check_output_rows(task_type: str, y: np.ndarray, outputs: int | None) -> np.
     return y.astype(np.float64)
 
 
-def fit_per_output(
-    model: GBDTModel, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
-    sample_weight: np.ndarray | None,
-) -> None:  # fmt: skip
-    """Categories early-stop on their validation log loss (always defined, unlike AUROC on a category that
-    validation never sets); horizons on the validation MAE of their clamped output (the tune metric)."""
-    model.boosters, model.best_iterations, model.best_scores, model.constants = [], [], [], []
-    binary = model.task_type in BINARY_OUTPUT_TASKS
-    percentiles = model.config.clamp_percentiles
-    if not binary and percentiles is not None and len(train_y):
-        low, high = np.percentile(train_y, percentiles, axis=0)
-        model.horizon_clamps = [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
-    for column in range(train_y.shape[1]):
-        target = train_y[:, column]
-        if not len(target) or target.min() == target.max():
-            model.constants.append(float(target[0]) if len(target) else 0.0)
-            continue
-        model.constants.append(None)
-        train_set = lgb.Dataset(train_x, target, weight=sample_weight, free_raw_data=False)
-        val_set = lgb.Dataset(val_x, val_y[:, column], reference=train_set)
-        if binary:
-            params = {"objective": "binary", "metric": "binary_logloss"}
-            model.boost_members(params, train_set, val_set, "binary_logloss", higher_better=False)
-        else:
-            clamp = model.horizon_clamps[column] if model.horizon_clamps else None
-            model.boost_members({}, train_set, val_set, "mae", False, _clamped_mae(val_y[:, column], clamp))
+class PerOutputBoosting:
+    """The per-output half of `models.gbdt.GBDTModel` (which inherits it): one booster group per output
+    column. Uses the model's ``config``, ``task_type`` and ``boost_members``."""
+
+    def fit_per_output(
+        self, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray, val_y: np.ndarray,
+        sample_weight: np.ndarray | None,
+    ) -> None:  # fmt: skip
+        """Categories early-stop on their validation log loss (always defined, unlike AUROC on a category that
+        validation never sets); horizons on the validation MAE of their clamped output (the tune metric)."""
+        self.boosters, self.best_iterations, self.best_scores, self.constants = [], [], [], []
+        binary = self.task_type in BINARY_OUTPUT_TASKS
+        percentiles = self.config.clamp_percentiles
+        if not binary and percentiles is not None and len(train_y):
+            low, high = np.percentile(train_y, percentiles, axis=0)
+            self.horizon_clamps = [(float(a), float(b)) for a, b in zip(low, high, strict=True)]
+        for column in range(train_y.shape[1]):
+            target = train_y[:, column]
+            if not len(target) or target.min() == target.max():
+                self.constants.append(float(target[0]) if len(target) else 0.0)
+                continue
+            self.constants.append(None)
+            train_set = lgb.Dataset(train_x, target, weight=sample_weight, free_raw_data=False)
+            val_set = lgb.Dataset(val_x, val_y[:, column], reference=train_set)
+            if binary:
+                params = {"objective": "binary", "metric": "binary_logloss"}
+                self.boost_members(params, train_set, val_set, "binary_logloss", higher_better=False)
+            else:
+                clamp = self.horizon_clamps[column] if self.horizon_clamps else None
+                self.boost_members(
+                    {}, train_set, val_set, "mae", False, _clamped_mae(val_y[:, column], clamp)
+                )
+
+    def predict_per_output(self, matrix: np.ndarray) -> np.ndarray:
+        """(n, outputs) raw outputs: probabilities per category, or values per horizon (before any clamp)."""
+        members = max(1, self.config.ensemble_size)
+        columns, learned = [], 0
+        for constant in self.constants:
+            if constant is not None:
+                columns.append(np.full(len(matrix), constant))
+                continue
+            chosen = range(learned, learned + members)
+            outputs = [
+                self.boosters[i].predict(matrix, num_iteration=self.best_iterations[i]) for i in chosen
+            ]
+            columns.append(np.mean(outputs, axis=0))
+            learned += members
+        return np.stack(columns, axis=1) if columns else np.zeros((len(matrix), 0))
 
 
 def _clamped_mae(truth: np.ndarray, clamp: tuple[float, float] | None):
@@ -76,18 +87,3 @@ def _clamped_mae(truth: np.ndarray, clamp: tuple[float, float] | None):
         return "mae", float(np.mean(np.abs(predicted - truth))), False
 
     return evaluate
-
-
-def predict_per_output(model: GBDTModel, matrix: np.ndarray) -> np.ndarray:
-    """(n, outputs) raw outputs: probabilities per category, or values per horizon (before any clamp)."""
-    members = max(1, model.config.ensemble_size)
-    columns, learned = [], 0
-    for constant in model.constants:
-        if constant is not None:
-            columns.append(np.full(len(matrix), constant))
-            continue
-        chosen = range(learned, learned + members)
-        outputs = [model.boosters[i].predict(matrix, num_iteration=model.best_iterations[i]) for i in chosen]
-        columns.append(np.mean(outputs, axis=0))
-        learned += members
-    return np.stack(columns, axis=1) if columns else np.zeros((len(matrix), 0))

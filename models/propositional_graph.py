@@ -9,17 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
+from models.propositional_config import PropositionalConfig
 from models.propositional_windows import DAY, RowSource, aggregate_source
 from relational.schema import EVENT_TIME, NODE_ID, GraphSchema
 from relational.spec import ForeignKey
-
-if TYPE_CHECKING:
-    from models.propositional import PropositionalConfig
 
 __all__ = ["FeatureGraph"]
 

@@ -8,7 +8,7 @@ tables; then, for every query of the graph that has a best model, the latest par
 ``predictions`` and ``embeddings``. Models, studies and best models are left alone unless a retraining
 rule fires (sensors/retraining.py); then that query's ``best_model`` is refit, never its study.
 
-Why two stages. Checked with Dagster 1.13 (tests/test_new_data_sensor.py): one run may materialise
+Why two stages. Checked with Dagster 1.13 (tests/integration/test_new_data_sensor.py): one run may materialise
 unpartitioned assets together with one partition of partitioned assets only when every partitioned asset in
 it shares one `PartitionsDefinition` (else "All selected assets must have the same or no partitions
 definition"); queries may start their daily partitions on different days, so their predictions never share

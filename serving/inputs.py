@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from models.propositional import PropositionalConfig, build_relational_features
+from models.propositional import build_relational_features
+from models.propositional_config import PropositionalConfig
 from relational.keys import NODE_ID
 from serving.predict import ScoringData
 from serving.scoring import top_features

@@ -19,7 +19,8 @@ import torch
 
 from models.blending import blend_outputs
 from models.heads import RANKING_TYPES
-from models.propositional import PropositionalConfig, build_relational_features
+from models.propositional import build_relational_features
+from models.propositional_config import PropositionalConfig
 from models.trainer import resolve_device
 from relational.keys import NODE_ID
 from relational.pql.errors import LeakageError

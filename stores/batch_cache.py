@@ -14,11 +14,12 @@ import contextlib
 import hashlib
 import os
 import struct
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stores.atomic import is_temporary, write_atomically
 
 __all__ = ["BatchCache", "CacheStats"]
 
@@ -93,15 +94,7 @@ class BatchCache:
     def write(self, key: str, payload: bytes) -> None:
         """Store ``payload`` atomically (temporary file, then rename), then keep the directory bounded."""
         header = _HEADER.pack(_MAGIC, _FORMAT, _digest(key.encode()), len(payload), _digest(payload))
-        handle, name = tempfile.mkstemp(prefix=".writing-", dir=self.directory)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(header)
-                out.write(payload)
-            os.replace(name, self._path(key))
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name)
+        write_atomically(self._path(key), header + payload)
         self.stats.bytes_written += len(header) + len(payload)
         self._evict()
 
@@ -176,7 +169,7 @@ class BatchCache:
                     stat = entry.stat()
                     entries.append((stat.st_mtime, stat.st_size, entry.path))
                     total += stat.st_size
-            elif entry.name.startswith(".writing-"):
+            elif is_temporary(entry.name):
                 with contextlib.suppress(FileNotFoundError):
                     if time.time() - entry.stat().st_mtime > self.lock_timeout:
                         os.unlink(entry.path)  # left by a writer that was killed

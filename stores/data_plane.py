@@ -6,39 +6,20 @@ into place; an S3 object appears only when its single PUT completes. Readers nev
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from stores.atomic import atomic_path
 from stores.object_store import ObjectStoreConnector
 
-__all__ = ["DataPlane", "atomic_path"]
-
-
-@contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; rename it onto ``target`` only if the block succeeds."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(handle)
-    temporary = Path(name)
-    try:
-        yield temporary
-        temporary.chmod(0o644)  # mkstemp creates 0600; artifacts are meant to be shared
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
+__all__ = ["DataPlane"]
 
 
 class DataPlane(BaseModel):

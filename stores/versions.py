@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from stores.atomic import write_atomically
+
 __all__ = ["VersionBuilder", "building_version", "publish", "read_manifest", "resolve_version", "save_array"]
 
 
@@ -72,10 +74,7 @@ def publish(
         shutil.rmtree(builder.staging)  # the same content is already published
     else:
         os.replace(builder.staging, target)
-    handle, name = tempfile.mkstemp(prefix=".CURRENT.", dir=root)
-    with os.fdopen(handle, "w") as pointer:
-        pointer.write(version)
-    os.replace(name, root / "CURRENT")
+    write_atomically(root / "CURRENT", version)
     return target, json.loads((target / manifest_name).read_text())
 
 

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, settings
 from relational.spec_loader import load_spec
 from stores.data_plane import DataPlane
 from stores.object_store import ObjectStoreConnector
-from tests.fake_db import write_fake_db
-from tests.servers import free_port, port_open, running_server, venv_tool
+from tests.support.fake_db import write_fake_db
+from tests.support.servers import free_port, port_open, running_server, venv_tool
 
 # Property tests: a quick profile by default, a thorough one with HYPOTHESIS_PROFILE=thorough.
 settings.register_profile("default", max_examples=100, deadline=None)
@@ -71,7 +71,7 @@ def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A real PostgreSQL server on 127.0.0.1 for the whole session (initdb in a temp dir, fsync off)."""
-    from tests.servers import running_postgres
+    from tests.support.servers import running_postgres
 
     with running_postgres() as url:
         yield url

@@ -19,7 +19,8 @@ from models.gbdt import GBDTConfig
 from models.gbdt_links import LinkRanker, PairMatrix
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log, popularity_order
 from models.metrics import compute_metrics
-from models.propositional import PropositionalConfig, as_of_times, build_relational_features, vocabulary_limit
+from models.propositional import as_of_times, build_relational_features, vocabulary_limit
+from models.propositional_config import PropositionalConfig
 from models.uncertainty import ScoredRows
 from relational.keys import NODE_ID
 from relational.schema import GraphSchema

@@ -8,11 +8,9 @@ validation/test metrics, predictions and embeddings.
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -23,13 +21,8 @@ from models.gbdt import GBDTConfig, GBDTModel
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.metrics import compute_metrics
-from models.propositional import (
-    ROW_CUTOFF,
-    PropositionalConfig,
-    build_relational_features,
-    stale_view_rows,
-    vocabulary_limit,
-)
+from models.propositional import ROW_CUTOFF, build_relational_features, stale_view_rows, vocabulary_limit
+from models.propositional_config import PropositionalConfig
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from models.uncertainty import ScoredRows
 from relational.keys import NODE_ID
@@ -249,10 +242,7 @@ class GBDTTrialResult:
 
     @property
     def model_bytes(self) -> bytes:
-        with tempfile.TemporaryDirectory() as scratch:
-            path = Path(scratch) / "model.lgb"
-            self.model.save(path)
-            return path.read_bytes()
+        return self.model.to_bytes()
 
 
 def with_frozen_views(

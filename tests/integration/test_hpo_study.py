@@ -1,0 +1,172 @@
+"""The hpo_study and best_model assets through Dagster, with trials as real subprocesses (Pipes)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import pytest
+from dagster import materialize
+from optuna.trial import TrialState
+
+from tests.support.hpo_helpers import (  # noqa: F401 (the shop fixture)
+    BEST,
+    STUDY,
+    load_study,
+    run_study,
+    shop_fixture,
+    start_cli_run,
+    study_config,
+)
+from training.study_summary import trials_within_noise
+
+
+def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerialised(shop):
+    defs, instance, tmp_path = shop
+    run = start_cli_run(instance, tmp_path, study_config())
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output[-3000:]
+    study = load_study(tmp_path)
+    first = {t.number: (t.state, t.value) for t in study.get_trials()}
+    assert sorted(state for state, _ in first.values()) == [TrialState.COMPLETE] * 4
+    families = {t.user_attrs["params"]["family"] for t in study.get_trials()}
+    assert families <= {"gnn", "gbdt"}
+    metadata = instance.get_latest_materialization_event(STUDY).asset_materialization.metadata
+    assert "| trial |" in metadata["leaderboard"].value and metadata["best_value"].value == study.best_value
+    assert (
+        "optimisation_history" in metadata
+        and "data:image/png;base64," in metadata["optimisation_history"].value
+    )
+    for trial in study.get_trials():
+        assert trial.user_attrs["placement"]["instance_type"] == "local" and trial.user_attrs["seconds"] > 0
+        interval = trial.user_attrs["val_interval"]  # the trial's validation value, resampled by entity
+        assert interval["estimate"] == trial.value and interval["groups"] > 1
+    best_interval = study.best_trial.user_attrs["val_interval"]
+    if not math.isnan(best_interval["low"]):
+        inside = sum(best_interval["low"] <= t.value <= best_interval["high"] for t in study.get_trials())
+        assert metadata["validation_noise"].value.startswith(f"{inside} of 4 complete trials")
+    # every run keeps its scored rows; with both families complete the study reports their blend
+    summary = json.loads(next((tmp_path / "plane").glob("shop/hpo/*/summary.json")).read_text())
+    for trial in study.get_trials():
+        assert next((tmp_path / "plane").glob(f"shop/models/*/{trial.user_attrs['run_key']}/scored.npz"))
+    if families == {"gnn", "gbdt"}:
+        blend = summary["family_blend"]
+        assert set(blend["trials"]) == families and len(blend["members"]) == 2
+        assert blend["metric"] == summary["metric"] and 0.0 <= blend["blend"] <= 1.0
+        assert metadata["family_blend"].value.startswith(f"validation {summary['metric']}:")
+    else:
+        assert summary["family_blend"] is None
+    servers = {t.user_attrs.get("forked_from") for t in study.get_trials()}
+    assert len(servers) == 1 and None not in servers  # every trial forked from the run's one warm server
+    # Two slots ran at once: some trial started before another one finished.
+    spans = sorted((t.user_attrs["started_at"], t.user_attrs["finished_at"]) for t in study.get_trials())
+    assert any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
+
+    assert run_study(defs, instance, n_trials=5).success  # a larger budget: one more trial, none rerun
+    study = load_study(tmp_path)
+    assert len(study.get_trials()) == 5
+    assert {t.number: (t.state, t.value) for t in study.get_trials() if t.number in first} == first
+
+    assets = [a for a in defs.assets if BEST in a.keys]
+    assert materialize(assets, resources=defs.resources, instance=instance).success
+    best = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
+    assert best["winning_trial"].value == study.best_trial.number
+    assert "test" in best["metrics"].value
+    check_the_blend_refit(defs, instance, tmp_path, assets)
+
+
+def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
+    """When the study's validation preferred blending its families' best trials, best_model refits both and
+    scores the rank-averaged blend on test (checked here against the members' stored test outputs)."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from models.blending import scored_rows_from_bytes
+
+    plane = tmp_path / "plane"
+    summary_path = next(plane.glob("shop/hpo/*/summary.json"))
+    summary = json.loads(summary_path.read_text())
+    winner = summary["best"]["params"]["family"]
+    other = {"gnn": {"family": "gbdt", "gbdt_trees": 30, "gbdt_leaves": 7},
+             "gbdt": {"family": "gnn", "channels": 8, "epochs": 1, "max_steps_per_epoch": 4}}[winner]  # fmt: skip
+    summary["family_blend"] = {
+        "metric": summary["metric"], "blend": 0.9, "members": {}, "blend_is_better": True,
+        "refits": {winner: {"number": summary["best"]["number"], "value": summary["best"]["value"],
+                            "params": summary["best"]["params"], "best_epoch": summary["best"]["best_epoch"]},
+                   other["family"]: {"number": 99, "value": 0.5, "params": {**other, "device": "cpu"},
+                                     "best_epoch": 0}},
+    }  # fmt: skip
+    summary_path.write_text(json.dumps(summary))
+    assert materialize(assets, resources=defs.resources, instance=instance).success
+    metadata = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
+    pointer = json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())
+    blend = pointer["blend"]
+    assert set(blend["members"]) == {"gnn", "gbdt"} and "| blend |" in metadata["blend"].value
+    stored = [scored_rows_from_bytes(next(plane.glob(f"shop/models/*/{member['run_key']}/scored.npz")).read_bytes())
+              for member in blend["members"].values()]  # fmt: skip
+    tests = [split["test"] for split in stored]
+    # each member's test score as its mid-rank among its own validation scores (what predictions serve)
+    ranks = np.mean([[(np.sum(split["val"].outputs < value) + (np.sum(split["val"].outputs == value) + 1) / 2)
+                      / len(split["val"].outputs) for value in split["test"].outputs] for split in stored], axis=0)  # fmt: skip
+    assert blend["test"]["auroc"] == pytest.approx(roc_auc_score(tests[0].labels, ranks))
+    assert set(blend["test"]) == {"auroc", "auprc"} and blend["intervals"]["test"]["metric"] == "auroc"
+
+    unblended = {"ops": {"shop__best_model__big_spender": {"config": {"blend": False}}}}
+    assert materialize(assets, resources=defs.resources, instance=instance, run_config=unblended).success
+    assert json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())["blend"] is None
+
+
+def test_trials_within_noise_counts_complete_trials_inside_the_winners_interval():
+    board = [{"state": "complete", "value": value} for value in (0.80, 0.78, 0.74, 0.70)]
+    board.append({"state": "pruned", "value": 0.79})
+    interval = {"low": 0.75, "high": 0.84, "groups": 42, "estimate": 0.80}
+    summary = {"best": {"val_interval": interval}, "leaderboard": board}
+    assert trials_within_noise(summary) == {
+        "trials": 2,
+        "complete": 4,
+        "low": 0.75,
+        "high": 0.84,
+        "entities": 42,
+    }
+    undefined = {"best": {"val_interval": {**interval, "low": float("nan")}}, "leaderboard": board}
+    assert trials_within_noise(undefined) is None
+    assert trials_within_noise({"best": None, "leaderboard": []}) is None
+
+
+def test_a_study_with_both_families_reports_the_blend_of_their_best_trials(tmp_path):
+    """family_blend on a real Optuna study and data plane: the best trial of each family (not the first), their
+    validation rows read back from the runs' scored.npz, and the blend's verdict."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import optuna
+
+    from models.blending import scored_rows_bytes
+    from models.uncertainty import ScoredRows
+    from stores.data_plane import DataPlane
+    from training.study_summary import family_blend
+
+    plane = DataPlane(root=str(tmp_path / "plane"))
+    rng = np.random.default_rng(0)
+    u, v = rng.normal(size=600), rng.normal(size=600)
+    labels, groups = (u + v > 0).astype(np.float64), np.arange(600) // 3
+    outputs = {"weak-gnn": rng.random(600), "gnn": 1 / (1 + np.exp(-u)), "gbdt": 1 / (1 + np.exp(-v))}
+    study = optuna.create_study(direction="maximize")
+    for run_key, family, value in (("weak-gnn", "gnn", 0.55), ("gnn", "gnn", 0.75), ("gbdt", "gbdt", 0.74)):
+        rows = ScoredRows(labels, outputs[run_key], groups)
+        plane.put_bytes(
+            scored_rows_bytes({"val": rows, "test": rows}), "shop", "models", "q", run_key, "scored.npz"
+        )
+        trial = study.ask()
+        trial.set_user_attr("params", {"family": family})
+        trial.set_user_attr("run_key", run_key)
+        study.tell(trial, value)
+    context = SimpleNamespace(task_type="binary_classification", space=SimpleNamespace(metric="auroc"),
+                              spec=SimpleNamespace(graph_name="shop"), query=SimpleNamespace(name="q"))  # fmt: skip
+    blend = family_blend(context, plane, study.get_trials())
+    assert blend["trials"] == {"gbdt": 2, "gnn": 1}
+    assert blend["blend_is_better"] and blend["blend"] > max(blend["members"].values())
+    ranked = SimpleNamespace(**{**vars(context), "task_type": "link_prediction"})
+    assert family_blend(ranked, plane, study.get_trials()) is None
+    assert family_blend(context, plane, study.get_trials()[:2]) is None  # one family only

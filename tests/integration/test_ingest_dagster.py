@@ -1,0 +1,186 @@
+"""Ingest through Dagster: the asset factory, checks, metadata, write-audit-publish, the CLI and F1."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import optuna
+import polars as pl
+import pytest
+from dagster import AssetKey, DagsterEventType, instance_for_test, materialize
+from optuna.trial import TrialState
+
+from kumo_assets.definitions import build_definitions
+from kumo_assets.ingest import build_ingest_assets
+from relational.spec_loader import load_spec
+from stores.data_plane import DataPlane
+from stores.tables import ingest_table, publish_table
+from tests.conftest import F1_SPEC, REPO_ROOT
+from tests.support.fake_db import make_tables, write_fake_db
+from tests.support.prediction_checks import check_f1_predictions
+from tests.support.servers import venv_tool
+from training.studies import StudyStorage
+
+F1_ROWS = {
+    "circuits": 77, "constructors": 212, "drivers": 864, "races": 1149, "results": 27118,
+    "driver_standings": 35235, "constructor_results": 12805, "constructor_standings": 13571, "qualifying": 10854,
+}  # fmt: skip
+
+
+def check_evaluations(result, asset_key: AssetKey) -> dict[str, bool]:
+    return {
+        evaluation.check_name: evaluation.passed
+        for evaluation in result.get_asset_check_evaluations()
+        if evaluation.asset_key == asset_key
+    }
+
+
+def test_pure_ingest_and_publish_without_dagster(fake_spec, data_plane):
+    for table in ["users", "products", "stores", "orders", "reviews"]:
+        meta = publish_table(fake_spec, ingest_table(fake_spec, table, data_plane), data_plane)
+        assert Path(meta["uri"]).is_file()
+    written = data_plane.get_json(fake_spec.graph_name, "tables", "reviews.json")
+    orders_meta = data_plane.get_json(fake_spec.graph_name, "tables", "orders.json")
+    assert written["parents"] == {"orders": orders_meta["content_hash"]}
+
+
+def test_fake_db_materialises_with_checks_and_metadata(fake_spec, data_plane, tmp_path):
+    assets = build_ingest_assets(fake_spec)
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        result = materialize(assets, resources={"data_plane": data_plane}, instance=instance)
+        assert result.success
+        orders_key = AssetKey([fake_spec.graph_name, "orders"])
+        checks = check_evaluations(result, orders_key)
+        assert checks == {
+            "primary_key": True,
+            "event_time": True,
+            "foreign_key_user_id": False,  # one dangling key, a warning
+            "foreign_key_product_id": True,
+            "foreign_key_store_id": True,
+            "column_types": True,
+        }
+        materialization = instance.get_latest_materialization_event(orders_key).asset_materialization
+        metadata = materialization.metadata
+        assert metadata["dagster/row_count"].value == make_tables()["orders"].height - 1
+        assert "| created_at | timestamp |" in metadata["stypes"].value
+        assert "| user_id | users | 1 | 1 |" in metadata["foreign_keys"].value
+        assert metadata["time_range"].value.startswith("2024-01-01")
+        assert (
+            len(metadata["dagster/column_schema"].value.columns)
+            == data_plane.get_frame(fake_spec.graph_name, "tables", "orders.parquet").width
+        )
+
+
+def test_blocking_check_stops_downstream_and_keeps_the_old_version(tmp_path, data_plane):
+    spec_path = write_fake_db(tmp_path / "db")
+    spec = load_spec(spec_path)
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert materialize(
+            build_ingest_assets(spec), resources={"data_plane": data_plane}, instance=instance
+        ).success
+        users_path = Path(data_plane.uri(spec.graph_name, "tables", "users.parquet"))
+        good_bytes = users_path.read_bytes()
+        orders_runs = len(
+            instance.fetch_materializations(AssetKey([spec.graph_name, "orders"]), limit=10).records
+        )
+
+        tables = make_tables()
+        tables["users"] = pl.concat([tables["users"], tables["users"].tail(1)])
+        write_fake_db(tmp_path / "db", tables=tables)
+        result = materialize(
+            build_ingest_assets(load_spec(spec_path)),
+            resources={"data_plane": data_plane},
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        failure = next(
+            event for event in result.all_events if event.event_type == DagsterEventType.STEP_FAILURE
+        )
+        assert "primary key ['user_id'] must be unique" in failure.event_specific_data.error.to_string()
+        assert check_evaluations(result, AssetKey([spec.graph_name, "users"]))["primary_key"] is False
+        assert users_path.read_bytes() == good_bytes  # nothing half-written, old version intact
+        orders_after = instance.fetch_materializations(
+            AssetKey([spec.graph_name, "orders"]), limit=10
+        ).records
+        assert len(orders_after) == orders_runs  # downstream did not run
+
+
+def test_definitions_load_from_environment(tmp_path, fake_spec_path):
+    defs = build_definitions([F1_SPEC, fake_spec_path], str(tmp_path / "plane"))
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"f1/results", "db/orders", "db/stores"} <= keys
+    with pytest.raises(ValueError, match="graph names must be unique"):
+        build_definitions([F1_SPEC, F1_SPEC], str(tmp_path / "plane"))
+
+
+def _dagster_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        "KUMO_DATA_PLANE": str(tmp_path / "plane"),
+    }
+    (tmp_path / "dagster_home").mkdir(exist_ok=True)
+    return subprocess.run(
+        [venv_tool("dagster"), *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def check_f1_study(plane_root: Path) -> None:
+    """The demo's driver-dnf study: 8 trials through the local launcher, up to 4 running at once."""
+    storage = StudyStorage().get_storage(str(plane_root))
+    names = [name for name in optuna.study.get_all_study_names(storage) if name.startswith("f1.driver_dnf.")]
+    study = optuna.load_study(study_name=names[0], storage=storage)
+    trials = study.get_trials()
+    assert len(names) == 1 and len(trials) >= 8
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs.get("failure"))
+                                                                   for t in trials]  # fmt: skip
+    assert 0.5 < study.best_value <= 1.0  # validation AUROC of a real model
+    events = sorted(
+        [(t.user_attrs["started_at"], 1) for t in trials]
+        + [(t.user_attrs["finished_at"], -1) for t in trials]
+    )
+    running = list(itertools.accumulate(step for _, step in events))
+    assert max(running) >= 3  # the slots really ran side by side
+    assert len({t.user_attrs["placement"]["cpu"] for t in trials}) == 1
+    summary = json.loads((plane_root / "f1" / "hpo" / "driver_dnf" / "summary.json").read_text())
+    assert summary["best"]["number"] == study.best_trial.number
+    pointer = json.loads((plane_root / "f1" / "best_model" / "driver_dnf" / "pointer.json").read_text())
+    assert pointer["trial"] == study.best_trial.number and 0.0 <= pointer["metrics"]["test"]["auroc"] <= 1.0
+
+
+def test_definitions_validate_cli(tmp_path):
+    completed = _dagster_cli(tmp_path, "definitions", "validate", "-w", "workspace.yaml")
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+
+@pytest.mark.integration
+def test_f1_materialises_through_the_cli(tmp_path):
+    """What `make demo` runs: the dagster CLI, a SQLite instance in DAGSTER_HOME, multiprocess execution."""
+    serving = 'key:"*/predictions/*" or key:"*/embeddings/*"'  # the Makefile's two demo steps
+    completed = _dagster_cli(tmp_path, "asset", "materialize", "--select", f"not ({serving})", "-m",
+                             "kumo_assets.definitions", "-c", str(F1_SPEC.parent / "demo_run.yaml"))  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    check_f1_study(tmp_path / "plane")
+    completed = _dagster_cli(tmp_path, "asset", "materialize", "--select", serving, "--partition", "2012-05-01",
+                             "-m", "kumo_assets.definitions")  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    check_f1_predictions(tmp_path, ["2012-05-01", "2024-06-01"])
+    assert (tmp_path / "dagster_home" / "history" / "runs.db").is_file()
+    plane = DataPlane(root=str(tmp_path / "plane"))
+    for table, rows in F1_ROWS.items():
+        meta = plane.get_json("f1", "tables", f"{table}.json")
+        assert meta["rows"] == rows, table
+        frame = plane.get_frame("f1", "tables", f"{table}.parquet")
+        assert frame.height == rows and frame["_kumo_id"].to_list() == list(range(rows))
+        assert all(fk["dangling_rows"] == 0 for fk in meta["foreign_keys"]), table
+    races = plane.get_frame("f1", "tables", "races.parquet", columns=["raceId", "_kumo_time"])
+    qualifying = plane.get_frame("f1", "tables", "qualifying.parquet", columns=["raceId", "_kumo_time"])
+    shifted = qualifying.join(races, on="raceId", suffix="_race")
+    assert ((shifted["_kumo_time_race"] - shifted["_kumo_time"]) == 86400).all()
+    # 2009 Australian GP (raceId 1): 2009-03-29 06:00:00 UTC.
+    assert races.filter(pl.col("raceId") == 1)["_kumo_time"].item() == 1238306400

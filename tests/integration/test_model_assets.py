@@ -1,0 +1,107 @@
+"""Model assets through Dagster: either family trains from the run config; a re-run resumes, never retrains."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import polars as pl
+import pytest
+import torch
+from dagster import AssetKey, instance_for_test, materialize
+
+from kumo_assets.definitions import build_definitions
+from tests.integration.test_tasks import QUERIES
+from tests.support.fake_db import data_assets, write_fake_db
+
+MODEL = AssetKey(["shop", "model", "big_spender"])
+OP = "shop__model__big_spender"
+
+
+def shop_definitions(tmp_path, queries: str = QUERIES, data_plane: str | None = None,
+                     graph_store_root: str | None = None):  # fmt: skip
+    """Definitions of the fake shop database with its queries (the hashing text encoder: the sentence model
+    is tested elsewhere); the data plane defaults to ``tmp_path / "plane"``."""
+    spec_path = write_fake_db(tmp_path / "shop")
+    (spec_path.parent / "queries.yaml").write_text(queries)
+    return build_definitions([spec_path], data_plane or str(tmp_path / "plane"), graph_store_root, "hashing")
+
+
+@pytest.fixture
+def shop(tmp_path):
+    return shop_definitions(tmp_path), tmp_path
+
+
+def run(defs, selection, instance, **config):
+    everything = [
+        *data_assets(defs),
+        *[a for a in defs.assets if MODEL in a.keys],
+    ]  # not the studies: tested apart
+    assets = [a for a in everything if not selection or any(key in selection for key in a.keys)]
+    run_config = {"ops": {OP: {"config": config}}} if config else None
+    return materialize(assets, resources=defs.resources, instance=instance, run_config=run_config,
+                       selection=selection)  # fmt: skip
+
+
+def test_gnn_model_trains_reports_metrics_and_resumes_instead_of_retraining(shop):
+    defs, tmp_path = shop
+    config = {"epochs": 2, "channels": 16, "fanouts": [4, 2], "batch_size": 8, "device": "cpu"}
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert run(defs, None, instance).success  # stores and tables, default model config
+        assert run(defs, [MODEL], instance, **config).success
+        first = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+        assert run(defs, [MODEL], instance, **config).success
+        again = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+    assert first["family"].value == "gnn" and "auroc" in first["metrics"].value
+    assert first["resumed_from_epoch"].value == "none"
+    assert again["resumed_from_epoch"].value == "1"  # the finished run's checkpoint: nothing retrained
+    assert again["metrics"].value == first["metrics"].value
+    folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / first["run_key"].value
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["task_type"] == "binary_classification" and set(summary["metrics"]) == {"val", "test"}
+    # each split's tune metric with its interval over resampled entities (users), not rows
+    table = pl.read_parquet(tmp_path / "plane" / "shop" / "training_tables" / "big_spender.parquet")
+    for split in ("val", "test"):
+        interval = summary["intervals"][split]
+        assert interval["estimate"] == pytest.approx(summary["metrics"][split]["auroc"])
+        assert interval["groups"] == table.filter(pl.col("split") == split)["entity"].n_unique()
+        assert interval["low"] <= interval["high"] or math.isnan(interval["low"])
+    assert "95% interval" in first["uncertainty"].value and "auroc" in first["uncertainty"].value
+    saved = torch.load(folder / "model.pt", weights_only=False)
+    assert saved["spec"]["task_type"] == "binary_classification" and saved["state_dict"]
+
+
+def test_gbdt_model_trains_from_the_same_asset(shop):
+    defs, tmp_path = shop
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert run(
+            defs, None, instance, family="gnn", epochs=1, channels=8, fanouts=[2], device="cpu"
+        ).success
+        assert run(defs, [MODEL], instance, family="gbdt", gbdt_trees=30).success
+        metadata = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
+    assert metadata["family"].value == "gbdt" and "auroc" in metadata["metrics"].value
+    assert "auroc" in metadata["uncertainty"].value
+    folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / metadata["run_key"].value
+    assert (folder / "model.lgb").stat().st_size > 0
+
+
+def test_unknown_family_fails_with_the_choices(shop):
+    defs, tmp_path = shop
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert run(defs, None, instance, epochs=1, channels=8, fanouts=[2], device="cpu").success
+        with pytest.raises(ValueError, match="choose gnn or gbdt"):
+            run(defs, [MODEL], instance, family="xgboost")
+        # the precision reaches the trainer and the sampling strategy the sampler: unknown ones fail there
+        with pytest.raises(ValueError, match="precision 'fp16': choose one of auto, tf32, bf16, fp32"):
+            run(defs, [MODEL], instance, epochs=1, channels=8, fanouts=[2], device="cpu", precision="fp16")
+        with pytest.raises(ValueError, match="strategy must be 'uniform' or 'last', got 'newest'"):
+            run(
+                defs,
+                [MODEL],
+                instance,
+                epochs=1,
+                channels=8,
+                fanouts=[2],
+                device="cpu",
+                sampling_strategy="newest",
+            )

@@ -1,0 +1,95 @@
+"""Training tables through Dagster (asset per query) and the `kumo` command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import polars as pl
+import pytest
+from dagster import AssetKey, instance_for_test, materialize
+
+from kumo_assets.definitions import build_definitions
+from relational.errors import SpecError
+from relational.pql.queries import load_queries
+from tests.conftest import F1_SPEC, REPO_ROOT
+from tests.support.fake_db import data_assets, write_fake_db
+from tests.support.servers import venv_tool
+
+QUERIES = """\
+big_spender:
+  query: PREDICT SUM(orders.amount, 0, 14, days) > 60 FOR EACH users.user_id
+  anchors: {timestamps: {train: [2024-02-01, 2024-03-01], val: [2024-04-01], test: [2024-05-01]}}
+spend: "PREDICT SUM(orders.amount, 0, 30) FOR EACH users.user_id WHERE COUNT(orders.*, -30, 0) > 0"
+"""
+
+
+def test_training_tables_materialise_with_metadata(tmp_path):
+    spec_path = write_fake_db(tmp_path / "shop")
+    (spec_path.parent / "queries.yaml").write_text(QUERIES)
+    defs = build_definitions([spec_path], str(tmp_path / "plane"))
+    with instance_for_test(temp_dir=str(tmp_path)) as instance:
+        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
+        event = instance.get_latest_materialization_event(AssetKey(["shop", "training_table", "big_spender"]))
+        metadata = event.asset_materialization.metadata
+    assert metadata["task_type"].value == "binary_classification"
+    assert metadata["leakage_audit"].value["passed"] is True
+    assert "train (" in metadata["label_plot"].value and "#" in metadata["label_plot"].value
+    table = pl.read_parquet(tmp_path / "plane" / "shop" / "training_tables" / "big_spender.parquet")
+    assert table.columns == ["entity", "anchor_time", "label", "split"]
+    assert table["split"].unique().sort().to_list() == ["test", "train", "val"]
+    assert set(table["entity"].to_list()) <= set(range(1, 41))  # the users' own ids, not node ids
+    written = json.loads((tmp_path / "plane" / "shop" / "training_tables" / "big_spender.json").read_text())
+    assert written["rows"]["train"] == int((table["split"] == "train").sum())
+
+
+def test_bad_query_fails_when_definitions_load(tmp_path):
+    spec_path = write_fake_db(tmp_path / "shop")
+    (spec_path.parent / "queries.yaml").write_text(
+        'oops: "PREDICT COUNT(orders.*, 0, 30 FOR EACH users.user_id"\n'
+    )
+    with pytest.raises(Exception, match=r"expected '\)' to close COUNT\("):
+        build_definitions([spec_path], str(tmp_path / "plane"))
+
+
+def test_queries_file_errors_name_the_line(tmp_path):
+    path = tmp_path / "queries.yaml"
+    path.write_text("a: PREDICT x.y FOR EACH x.id\nb:\n  query: PREDICT x.y FOR EACH x.id\n  anchor: {}\n")
+    with pytest.raises(SpecError, match=r"line 2: query 'b': unknown key\(s\) \['anchor'\]"):
+        load_queries(path)
+
+
+def kumo(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [venv_tool("kumo"), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_cli_explain_prints_json():
+    completed = kumo("query", "explain", "PREDICT MIN(qualifying.position, 0, 30) <= 3 FOR EACH drivers.driverId",
+                     "--spec", str(F1_SPEC))  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    explained = json.loads(completed.stdout)
+    assert explained["task_type"] == "binary_classification"
+    assert explained["windows"]["target0"]["window"] == "(0, 30] days"
+
+
+def test_cli_table_writes_parquet(tmp_path):
+    out = tmp_path / "top3.parquet"
+    completed = kumo(
+        "query", "table", "PREDICT MIN(qualifying.position, 0, 30, days) <= 3 FOR EACH drivers.driverId",
+        "--spec", str(F1_SPEC), "--val", "2005-01-01", "--test", "2010-01-01", "--eval-anchors", "40",
+        "--out", str(out),
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["rows"] == {"train": 1353, "val": 588, "test": 726}
+    assert pl.read_parquet(out).height == 1353 + 588 + 726
+
+
+def test_cli_reports_query_errors_with_a_caret():
+    completed = kumo("query", "explain", "PREDICT AVG(result.positionOrder, 0, 60) FOR EACH drivers.driverId",
+                     "--spec", str(F1_SPEC))  # fmt: skip
+    assert completed.returncode == 2
+    lines = completed.stderr.splitlines()
+    assert "unknown table 'result'; did you mean 'results'" in lines[0]
+    assert lines[2].index("^") == lines[1].index("result.")
