@@ -5,12 +5,8 @@ from __future__ import annotations
 import kubernetes_validate
 import pytest
 
-from resources.k8s_launcher import (
-    NODE_CACHE_MOUNT,
-    KubernetesTrialLauncher,
-    check_reachable_from_pods,
-    localise_trial_paths,
-)
+from cluster.pods import NODE_CACHE_MOUNT, check_reachable_from_pods, localise_trial_paths
+from resources.k8s_launcher import KubernetesTrialLauncher
 from tests.integration.test_k8s_pods import K8S_VERSION, LAUNCHER_CONFIG, PLACEMENTS
 
 

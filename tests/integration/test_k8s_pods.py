@@ -29,14 +29,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.placement import GPU_RESOURCE, Placement
-from resources.k8s_launcher import (
-    DNS1123_LABEL,
-    DO_NOT_DISRUPT,
-    NODE_CACHE_MOUNT,
-    TRIAL_CONTAINER,
-    KubernetesTrialLauncher,
-    trial_pod_name,
-)
+from cluster.pods import DNS1123_LABEL, DO_NOT_DISRUPT, NODE_CACHE_MOUNT, trial_pod_name
+from resources.k8s_launcher import TRIAL_CONTAINER, KubernetesTrialLauncher
 from resources.launchers import TRIAL_COMMAND
 from tests.support.fake_k8s_api import forbidding_api_server
 
