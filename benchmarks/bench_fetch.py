@@ -1,6 +1,7 @@
 """Feature gathers and the shared minibatch fetcher, measured against their baselines in the same run.
 
-(a) gather rows/s of the fetcher's feature gather (np.take from the memory map) vs torch.index_select into a preallocated
+(a) gather rows/s of the fetcher's feature gather (`gather_rows`: memory map -> new array, parallel copy
+    for big batches) vs torch.index_select into a preallocated
     buffer, same data; (b) 4 and 8 concurrent trial processes pulling the same epoch of F1 driver_dnf
     through the shared fetcher: sampler invocations, hit rate, extra RSS per trial / store size, batches/s
     against one process alone; (c) the share of a CPU training step spent waiting on data, prefetch on/off.
@@ -33,7 +34,7 @@ from relational.pql.training_table import build_training_table  # noqa: E402
 from relational.schema import GraphSchema  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.batch_cache import BatchCache  # noqa: E402
-from stores.feature_store import build_feature_store, open_feature_store  # noqa: E402
+from stores.feature_store import build_feature_store, gather_rows, open_feature_store  # noqa: E402
 from stores.fetcher import MinibatchFetcher, TrainingSplit  # noqa: E402
 from stores.graph_store import open_graph_store  # noqa: E402
 from stores.sampler import SamplerConfig  # noqa: E402
@@ -56,13 +57,13 @@ def gather_benchmark() -> float:
         out = torch.empty((batch, source.shape[1]), dtype=source.dtype)
         indices = [torch.from_numpy(np.random.default_rng(i).integers(0, rows, batch)) for i in range(30)]
         for index in indices[:3]:
-            torch.from_numpy(np.take(mapped, index.numpy(), axis=0))  # what the fetcher does
+            torch.from_numpy(gather_rows(mapped, index.numpy()))  # what the fetcher does
             torch.index_select(source, 0, index, out=out)
         best = {"ours": 0.0, "torch": 0.0}
         for _ in range(3):
             started = time.perf_counter()
             for index in indices:
-                torch.from_numpy(np.take(mapped, index.numpy(), axis=0))  # what the fetcher does
+                torch.from_numpy(gather_rows(mapped, index.numpy()))  # what the fetcher does
             best["ours"] = max(best["ours"], len(indices) * batch / (time.perf_counter() - started))
             started = time.perf_counter()
             for index in indices:
@@ -70,7 +71,7 @@ def gather_benchmark() -> float:
             best["torch"] = max(best["torch"], len(indices) * batch / (time.perf_counter() - started))
     print(f"(a) gather {rows:,} x {source.shape[1]} float32, batches of {batch:,} random rows, "
           f"{torch.get_num_threads()} threads")  # fmt: skip
-    print(f"    ours (np.take from the memory map, as the fetcher) {best['ours'] / 1e6:.1f} M rows/s; torch.index_select "
+    print(f"    ours (gather_rows from the memory map, as the fetcher) {best['ours'] / 1e6:.1f} M rows/s; torch.index_select "
           f"{best['torch'] / 1e6:.1f} M rows/s; ratio {best['ours'] / best['torch']:.2f}")  # fmt: skip
     return best["ours"] / best["torch"]
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import polars as pl
 from pydantic import BaseModel
@@ -27,6 +28,7 @@ __all__ = [
     "FeatureStores",
     "StoredFeatures",
     "build_feature_store",
+    "gather_rows",
     "open_feature_store",
 ]
 
@@ -120,6 +122,24 @@ def open_feature_store(root: str | Path, version: str | None = None) -> StoredFe
                 )
             stored.blocks[(node_type, block)] = array
     return stored
+
+
+PARALLEL_GATHER_ROWS = 4096  # below this, np.take's single thread is faster than starting numba's pool
+
+
+def gather_rows(block: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows ``ids`` of a (memory-mapped) feature block, as a new array; big batches copy rows in parallel."""
+    if block.ndim != 2 or len(ids) < PARALLEL_GATHER_ROWS:
+        return np.take(block, ids, axis=0)
+    out = np.empty((len(ids), block.shape[1]), dtype=block.dtype)
+    _gather_rows(block, np.asarray(ids, dtype=np.int64), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True, parallel=True)
+def _gather_rows(source, index, out):
+    for row in numba.prange(index.shape[0]):
+        out[row, :] = source[index[row], :]
 
 
 class FeatureStores(BaseModel):

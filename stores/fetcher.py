@@ -18,7 +18,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from stores.batch_cache import BatchCache
-from stores.feature_store import StoredFeatures
+from stores.feature_store import StoredFeatures, gather_rows
 from stores.graph_store import StoredGraph
 from stores.sampler import SamplerConfig, TemporalSampler
 
@@ -110,7 +110,7 @@ class MinibatchFetcher:
                 entry["time"] = torch.from_numpy(np.asarray(self.graph.node_times[node_type])[ids])
             for (group, block), array in self.features.blocks.items():
                 if group == node_type:
-                    entry[block] = torch.from_numpy(np.take(array, ids, axis=0))
+                    entry[block] = torch.from_numpy(gather_rows(array, ids))
             entry["num_sampled_nodes"] = torch.tensor(out.num_sampled_nodes[node_type])
             nodes[node_type] = entry
         edges = {

@@ -13,6 +13,7 @@ from stores.feature_store import (
     FeatureStoreError,
     NodeTable,
     build_feature_store,
+    gather_rows,
     open_feature_store,
 )
 
@@ -119,3 +120,16 @@ def test_text_columns_get_real_sentence_embeddings(tmp_path):
     build_feature_store(tmp_path, tables, embed_text=embed, text_width=width)
     text = np.asarray(open_feature_store(tmp_path).blocks[("items", "text")])
     assert text.shape == (3, 384) and np.allclose(text[0], vectors[0], atol=1e-5) and not text[1].any()
+
+
+@pytest.mark.parametrize("rows", [7, 5000])  # below and above the parallel-copy threshold
+def test_gathers_equal_the_stored_rows(stored, rows):
+    features, _ = stored
+    block = features.blocks[("items", "numerical")]
+    ids = np.random.default_rng(rows).integers(0, block.shape[0], rows)
+    gathered = gather_rows(block, ids)
+    assert gathered.dtype == block.dtype and np.array_equal(gathered, np.asarray(block)[ids])
+    codes = gather_rows(features.blocks[("items", "categorical")], ids)
+    assert codes.dtype == np.int32 and np.array_equal(
+        codes, np.asarray(features.blocks[("items", "categorical")])[ids]
+    )
