@@ -34,11 +34,11 @@ from kumo_assets.asset_keys import (
     predictions_key,
 )
 from kumo_assets.execution import CPU_BOUND
+from kumo_assets.partitions import query_partitions
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
-from sensors.partitions import query_partitions
-from sensors.retraining import RetrainRules
 from serving.daily import DayResult, embed_day, predict_day
+from serving.retraining import RetrainRules
 from stores.data_plane import DataPlane
 from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores

@@ -1,12 +1,12 @@
 """The new-data sensor: when a table's source changes, rebuild exactly what became stale, then rescore.
 
-Each tick fingerprints every table's source (sensors/fingerprints.py: local files by size, mtime and hash,
+Each tick fingerprints every table's source (relational/fingerprints.py: local files by size, mtime and hash,
 s3:// objects by ETag through the ``s3`` resource) and keeps the fingerprints in the cursor. The first tick
 only records them. A changed source makes stale: the table, implied tables its foreign keys feed, every
 table that reads a stale one (transitively), the graph store, the feature store and the graph's training
 tables; then, for every query of the graph that has a best model, the latest partition of its
 ``predictions`` and ``embeddings``. Models, studies and best models are left alone unless a retraining
-rule fires (sensors/retraining.py); then that query's ``best_model`` is refit, never its study.
+rule fires (serving/retraining.py); then that query's ``best_model`` is refit, never its study.
 
 Why two stages. Checked with Dagster 1.13 (tests/integration/test_new_data_sensor.py): one run may materialise
 unpartitioned assets together with one partition of partitioned assets only when every partitioned asset in
@@ -68,10 +68,10 @@ from kumo_assets.asset_keys import (
     training_table_key,
 )
 from relational.errors import KumoError
+from relational.fingerprints import FileFingerprints, SourceProbe, content_changed, table_fingerprints
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
-from sensors.fingerprints import FileFingerprints, SourceProbe, content_changed, table_fingerprints
-from sensors.retraining import RetrainRules, RetrainVerdict, evaluate_retraining
+from serving.retraining import RetrainRules, RetrainVerdict, evaluate_retraining
 from stores.data_plane import DataPlane
 
 __all__ = ["NewDataState", "TickInputs", "TickOutcome", "build_new_data_sensor", "evaluate_new_data",

@@ -4,7 +4,7 @@ schedule that materialises the latest partition of both: today's, anchored at 00
 Written against asset keys only (``[graph, "predictions", query]``, ``[graph, "embeddings", query]``), so
 the assets can live anywhere. The jobs take their partitions from the selected assets when `Definitions`
 resolves them (Dagster 1.13 deprecates giving ``define_asset_job`` a ``partitions_def``), so they cannot
-disagree with the assets; the assets build theirs with `sensors.partitions.query_partitions`. Schedules
+disagree with the assets; the assets build theirs with `kumo_assets.partitions.query_partitions`. Schedules
 start stopped (turn them on in the UI), so a fresh instance does not begin scoring by itself.
 """
 

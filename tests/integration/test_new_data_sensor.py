@@ -12,15 +12,15 @@ import pytest
 from dagster import AssetKey, EnvVar, instance_for_test
 from dagster._core.execution.api import create_execution_plan
 
-from relational.spec_loader import load_spec
-from resources.s3 import s3_resource_from_environment
-from sensors.fingerprints import (
+from relational.fingerprints import (
     content_changed,
     glob_regex,
     local_fingerprints,
     s3_fingerprints,
     table_fingerprints,
 )
+from relational.spec_loader import load_spec
+from resources.s3 import s3_resource_from_environment
 from sensors.new_data import (
     LAUNCH_GRACE_SECONDS,
     NewDataState,
@@ -29,7 +29,7 @@ from sensors.new_data import (
     stale_asset_keys,
     stale_tables,
 )
-from sensors.retraining import RetrainRules, RetrainVerdict
+from serving.retraining import RetrainRules, RetrainVerdict
 from stores.object_store import ObjectStoreConnector
 from tests.conftest import F1_SPEC
 from tests.support.fake_db import SPEC, make_tables

@@ -16,9 +16,14 @@ from dagster import (
     instance_for_test,
 )
 
+from kumo_assets.partitions import (
+    FALLBACK_START,
+    prediction_partitions,
+    prediction_start_date,
+    query_partitions,
+)
 from relational.pql.anchors import AnchorPlan
 from relational.pql.queries import NamedQuery
-from sensors.partitions import FALLBACK_START, prediction_partitions, prediction_start_date, query_partitions
 from sensors.refresh import build_refresh_schedules, refresh_job_name, refresh_schedule_name
 from tests.support.sensor_helpers import DAY, Shop, copy_shop, materialised_shop
 
