@@ -26,8 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from torch_geometric.nn import HeteroConv, SAGEConv  # noqa: E402
 
-from kumo_assets.features import node_tables  # noqa: E402
-from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.pql.queries import load_queries  # noqa: E402
 from relational.pql.training_table import build_training_table  # noqa: E402
@@ -38,6 +36,10 @@ from stores.feature_store import build_feature_store, gather_rows, open_feature_
 from stores.fetcher import MinibatchFetcher, TrainingSplit  # noqa: E402
 from stores.graph_store import open_graph_store  # noqa: E402
 from stores.sampler import SamplerConfig  # noqa: E402
+from stores.store_inputs import (  # noqa: E402
+    build_graph_from_tables,
+    node_tables,
+)
 
 SAMPLING = SamplerConfig((64, 32), "uniform")
 BATCH = 512

@@ -25,8 +25,6 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kumo_assets.features import node_tables  # noqa: E402
-from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from models.gbdt import GBDTConfig  # noqa: E402
 from models.gnn import GNNConfig  # noqa: E402
 from models.link_candidates import CandidateConfig, candidate_pairs, link_log  # noqa: E402
@@ -41,7 +39,11 @@ from relational.schema import GraphSchema  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.feature_store import build_feature_store, open_feature_store  # noqa: E402
 from stores.graph_store import open_graph_store  # noqa: E402
-from stores.store_inputs import fit_cutoff  # noqa: E402
+from stores.store_inputs import (  # noqa: E402
+    build_graph_from_tables,
+    fit_cutoff,
+    node_tables,
+)
 from training.link_trial import link_query, run_gbdt_link_trial  # noqa: E402
 from training.list_labels import label_vocabulary, multi_hot_splits  # noqa: E402
 from training.trial import GNNTrialConfig, make_splits, run_gnn_trial  # noqa: E402

@@ -24,11 +24,11 @@ sys.path.insert(0, str(ROOT))
 
 from kumo_relational_engine.relationallib import NeighborSampler  # noqa: E402
 
-from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.graph_store import EdgeList, build_graph_store, open_graph_store  # noqa: E402
 from stores.sampler import SamplerConfig, TemporalSampler  # noqa: E402
+from stores.store_inputs import build_graph_from_tables  # noqa: E402
 from tests.support.sampler_reference import per_seed_view, reference_last  # noqa: E402
 
 

@@ -16,8 +16,6 @@ import polars as pl
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kumo_assets.features import node_tables  # noqa: E402
-from kumo_assets.graph import build_graph_from_tables  # noqa: E402
 from relational.graph_tables import ingest_in_memory  # noqa: E402
 from relational.pql.queries import load_queries  # noqa: E402
 from relational.pql.training_table import build_training_table  # noqa: E402
@@ -25,7 +23,11 @@ from relational.schema import GraphSchema  # noqa: E402
 from relational.spec_loader import load_spec  # noqa: E402
 from stores.feature_store import StoredFeatures, build_feature_store, open_feature_store  # noqa: E402
 from stores.graph_store import StoredGraph, open_graph_store  # noqa: E402
-from stores.store_inputs import fit_cutoff  # noqa: E402
+from stores.store_inputs import (  # noqa: E402
+    build_graph_from_tables,
+    fit_cutoff,
+    node_tables,
+)
 
 F1_SPEC = ROOT / "kumo_assets" / "examples" / "f1" / "graph.yaml"
 TEST_TIMESTAMP = 1262304000  # 2010-01-01: RelBench's frozen regime hides every row after it

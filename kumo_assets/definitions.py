@@ -31,11 +31,10 @@ from dagster import Definitions, EnvVar, build_resources
 
 from kumo_assets.best_model import build_best_model_assets
 from kumo_assets.execution import run_executor
-from kumo_assets.features import build_feature_store_asset
-from kumo_assets.graph import build_graph_store_asset
 from kumo_assets.hpo_assets import build_hpo_assets
 from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.predictions import build_prediction_assets
+from kumo_assets.stores import build_feature_store_asset, build_graph_store_asset
 from kumo_assets.tasks import build_training_table_assets
 from kumo_assets.training import build_model_assets
 from relational.pql.queries import load_queries, queries_beside
