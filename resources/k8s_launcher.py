@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import kubernetes
+from dagster import PipesClientCompletedInvocation
 from dagster_k8s import PipesK8sClient
 from dagster_k8s.pipes import DEFAULT_CONTAINER_NAME, build_pod_body
 from dagster_pipes import DAGSTER_PIPES_CONTEXT_ENV_VAR, DAGSTER_PIPES_MESSAGES_ENV_VAR, encode_env_var
@@ -33,7 +34,7 @@ from cluster.pods import (
     trial_pod_name,
     trial_pod_spec,
 )
-from resources.launchers import TRIAL_COMMAND, TrialLauncher, trial_result
+from resources.launchers import TRIAL_COMMAND, TrialLaunch, TrialLauncher
 
 __all__ = ["TRIAL_CONTAINER", "KubernetesTrialLauncher"]
 
@@ -119,32 +120,23 @@ class KubernetesTrialLauncher(TrialLauncher):
         body = kubernetes.client.ApiClient().sanitize_for_serialization(pod)
         return {"apiVersion": "v1", "kind": "Pod", **body}
 
-    def launch(
-        self,
-        context,
-        *,
-        trial_name: str,
-        extras: Mapping[str, Any],
-        placement: Placement,
-        env: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        """Run the trial in a pod, stream its logs into the run, and return the result it reported."""
-        meta, spec = self.pod_parts(trial_name, placement)
+    def invoke(self, context, trial: TrialLaunch) -> PipesClientCompletedInvocation:
+        """Run the trial in a pod (created, followed and deleted by dagster-k8s's Pipes client)."""
+        meta, spec = self.pod_parts(trial.trial_name, trial.placement)
         out_of_cluster = bool(self.kubeconfig_file or self.kube_context)
         client = PipesK8sClient(
             load_incluster_config=self.load_incluster_config and not out_of_cluster,
             kubeconfig_file=self.kubeconfig_file,
             kube_context=self.kube_context,
         )
-        invocation = client.run(
+        return client.run(
             context=context,
             image=self.image,
             command=list(TRIAL_COMMAND),
             namespace=self.namespace,
-            env=trial_env(placement, self.env, env),
+            env=trial_env(trial.placement, self.env, trial.env),
             base_pod_meta=meta,
             base_pod_spec=spec,
-            extras={**localise_trial_paths(extras), "threads": pod_threads(placement)},
+            extras={**localise_trial_paths(trial.extras), "threads": pod_threads(trial.placement)},
             pod_wait_timeout=self.pod_wait_timeout,
         )
-        return trial_result(invocation.get_custom_messages(), trial_name)

@@ -11,17 +11,35 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from dagster import ConfigurableResource, PipesSubprocessClient
+from dagster import ConfigurableResource, PipesClientCompletedInvocation, PipesSubprocessClient
 
 from cluster.placement import Placement
 from training.warm_start import CLIENT_MODULE, trial_server_socket
 
-__all__ = ["TRIAL_COMMAND", "LocalTrialLauncher", "TrialFailed", "TrialLauncher", "trial_result"]
+__all__ = [
+    "TRIAL_COMMAND",
+    "LocalTrialLauncher",
+    "TrialFailed",
+    "TrialLaunch",
+    "TrialLauncher",
+    "trial_result",
+]
 
 TRIAL_MODULE = "training.trial_entry"
 TRIAL_COMMAND = ("python", "-m", TRIAL_MODULE)
+
+
+@dataclass(frozen=True)
+class TrialLaunch:
+    """One trial to start: its name, what to train (Pipes extras), where (placement), extra environment."""
+
+    trial_name: str
+    extras: dict[str, Any]
+    placement: Placement
+    env: dict[str, str]
 
 
 class TrialFailed(RuntimeError):
@@ -48,6 +66,12 @@ class TrialLauncher(ConfigurableResource):
         placement: Placement,
         env: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        """Run the trial, stream its logs into the run, and return the result it reported."""
+        invocation = self.invoke(context, TrialLaunch(trial_name, dict(extras), placement, dict(env or {})))
+        return trial_result(invocation.get_custom_messages(), trial_name)
+
+    def invoke(self, context, trial: TrialLaunch) -> PipesClientCompletedInvocation:
+        """Start the trial entry point through a Pipes client and wait for it (each launcher's own part)."""
         raise NotImplementedError
 
     @property
@@ -76,21 +100,13 @@ class LocalTrialLauncher(TrialLauncher):
     def runs_locally(self) -> bool:
         return True
 
-    def launch(
-        self,
-        context,
-        *,
-        trial_name: str,
-        extras: Mapping[str, Any],
-        placement: Placement,
-        env: Mapping[str, str] | None = None,
-    ) -> dict[str, Any]:
-        threads = self.threads_per_trial or max(1, int(placement.cpu))
+    def invoke(self, context, trial: TrialLaunch) -> PipesClientCompletedInvocation:
+        threads = self.threads_per_trial or max(1, int(trial.placement.cpu))
         trial_env = {
             **os.environ,
             "OMP_NUM_THREADS": str(threads),
             "MKL_NUM_THREADS": str(threads),
-            **(env or {}),
+            **trial.env,
         }
         python = self.python or sys.executable
         command = [python, "-m", TRIAL_MODULE]
@@ -99,7 +115,6 @@ class LocalTrialLauncher(TrialLauncher):
         )
         if server is not None:
             command = [python, "-m", CLIENT_MODULE, "--socket", server]
-        invocation = PipesSubprocessClient().run(
-            context=context, command=command, extras={**extras, "threads": threads}, env=trial_env
+        return PipesSubprocessClient().run(
+            context=context, command=command, extras={**trial.extras, "threads": threads}, env=trial_env
         )
-        return trial_result(invocation.get_custom_messages(), trial_name)
