@@ -15,13 +15,11 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     ResourceParam,
-    asset,
 )
 
 from kumo_assets.asset_keys import best_model_key, hpo_study_key
-from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ingest import markdown_table
-from kumo_assets.training import interval_table, model_metadata
+from kumo_assets.training import interval_table, model_asset, model_metadata
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
 from serving.pointer import serve_what_was_chosen, write_pointer
@@ -53,21 +51,11 @@ def build_best_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> 
 
 
 def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
-    @asset(
-        op_tags=CPU_BOUND,
-        key=best_model_key(spec, query.name),
-        deps=[hpo_study_key(spec, query.name)],
-        group_name=f"{spec.graph_name}_models",
-        description=f"The study's best configuration refit on train + val, scored on test, for `{query.text}`",
-        kinds={"pytorch", "lightgbm"},
-    )
-    def _best_model(
-        context: AssetExecutionContext,
-        config: BestModelConfig,
-        data_plane: ResourceParam[DataPlane],
-        graph_store: ResourceParam[GraphStores],
-        feature_store: ResourceParam[FeatureStores],
-    ) -> MaterializeResult:
+    @model_asset(spec, best_model_key(spec, query.name), [hpo_study_key(spec, query.name)],
+                 f"The study's best configuration refit on train + val, scored on test, for `{query.text}`")  # fmt: skip
+    def _best_model(context: AssetExecutionContext, config: BestModelConfig, data_plane: ResourceParam[DataPlane],
+                    graph_store: ResourceParam[GraphStores], feature_store: ResourceParam[FeatureStores],
+                    ) -> MaterializeResult:  # fmt: skip
         trained, run_config, summary = refit_winner(spec, query, data_plane, graph_store, feature_store,
                                                     context.log.info)  # fmt: skip
         metadata = model_metadata(trained, run_config)

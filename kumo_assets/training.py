@@ -4,15 +4,9 @@ The asset is thin: it calls `training.run.train_query_model` (plain, tested with
 metrics. Its run config is `training.run.ModelRunConfig`, offered to the launchpad as a Dagster `Config`.
 """
 
-from dagster import (
-    AssetExecutionContext,
-    AssetsDefinition,
-    Config,
-    MaterializeResult,
-    MetadataValue,
-    ResourceParam,
-    asset,
-)
+from collections.abc import Callable
+
+import dagster as dg
 from pydantic import create_model
 
 from kumo_assets.asset_keys import (
@@ -31,42 +25,36 @@ from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores
 from training.run import ModelRunConfig, TrainedModel, epoch_seconds, train_query_model
 
-__all__ = ["ModelRunAssetConfig", "build_model_assets", "interval_table", "model_metadata"]
+__all__ = ["ModelRunAssetConfig", "build_model_assets", "interval_table", "model_asset", "model_metadata"]
 
 # The same fields, defaults and descriptions as the plain `ModelRunConfig`, as a Dagster run config.
 ModelRunAssetConfig = create_model(
     "ModelRunConfig",
-    __base__=Config,
+    __base__=dg.Config,
     __doc__=ModelRunConfig.__doc__,
     **{name: (field.annotation, field) for name, field in ModelRunConfig.model_fields.items()},
 )
 
 
-def build_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+def build_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[dg.AssetsDefinition]:
     return [_model_asset(spec, query) for query in queries.values()]
 
 
-def _model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
-    @asset(
-        op_tags=CPU_BOUND,
-        key=model_key(spec, query.name),
-        deps=[
-            training_table_key(spec, query.name),
-            graph_store_key(spec),
-            feature_store_key(spec),
-            *[table_asset_key(spec, table) for table in spec.tables],
-        ],
-        group_name=f"{spec.graph_name}_models",
-        description=f"One trained model (GNN or GBDT, chosen in the run config) for `{query.text}`",
-        kinds={"pytorch", "lightgbm"},
-    )
-    def _model(
-        context: AssetExecutionContext,
-        config: ModelRunAssetConfig,
-        data_plane: ResourceParam[DataPlane],
-        graph_store: ResourceParam[GraphStores],
-        feature_store: ResourceParam[FeatureStores],
-    ) -> MaterializeResult:
+def model_asset(spec: GraphSpec, key: dg.AssetKey, deps: list[dg.AssetKey], description: str) -> Callable:
+    """The decorator of a per-query model asset: CPU-bound, in the graph's models group, PyTorch or LightGBM."""
+    return dg.asset(op_tags=CPU_BOUND, key=key, deps=deps, group_name=f"{spec.graph_name}_models",
+                 description=description, kinds={"pytorch", "lightgbm"})  # fmt: skip
+
+
+def _model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition:
+    inputs = [training_table_key(spec, query.name), graph_store_key(spec), feature_store_key(spec),
+              *[table_asset_key(spec, table) for table in spec.tables]]  # fmt: skip
+
+    @model_asset(spec, model_key(spec, query.name), inputs,
+                 f"One trained model (GNN or GBDT, chosen in the run config) for `{query.text}`")  # fmt: skip
+    def _model(context: dg.AssetExecutionContext, config: ModelRunAssetConfig,
+               data_plane: dg.ResourceParam[DataPlane], graph_store: dg.ResourceParam[GraphStores],
+               feature_store: dg.ResourceParam[FeatureStores]) -> dg.MaterializeResult:  # fmt: skip
         trained = train_query_model(
             spec,
             query,
@@ -76,7 +64,7 @@ def _model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
             feature_store,
             context.log.info,
         )
-        return MaterializeResult(metadata=model_metadata(trained, config))
+        return dg.MaterializeResult(metadata=model_metadata(trained, config))
 
     return _model
 
@@ -86,18 +74,18 @@ def model_metadata(trained: TrainedModel, config: ModelRunConfig) -> dict:
     rows = [[split, *[f"{values.get(name, float('nan')):.4f}" for name in names]]
             for split, values in trained.metrics.items()]  # fmt: skip
     return {
-        "family": MetadataValue.text(trained.family),
-        "task_type": MetadataValue.text(trained.task_type),
-        "metrics": MetadataValue.md(markdown_table(["split", *names], rows)),
-        "uncertainty": MetadataValue.md(interval_table(trained.intervals)),
-        "config": MetadataValue.json(config.model_dump()),
-        "run_key": MetadataValue.text(trained.run_key),
-        "resumed_from_epoch": MetadataValue.text(
+        "family": dg.MetadataValue.text(trained.family),
+        "task_type": dg.MetadataValue.text(trained.task_type),
+        "metrics": dg.MetadataValue.md(markdown_table(["split", *names], rows)),
+        "uncertainty": dg.MetadataValue.md(interval_table(trained.intervals)),
+        "config": dg.MetadataValue.json(config.model_dump()),
+        "run_key": dg.MetadataValue.text(trained.run_key),
+        "resumed_from_epoch": dg.MetadataValue.text(
             str(trained.resumed_from) if trained.resumed_from is not None else "none"
         ),
-        "observe_until": MetadataValue.text(format_time(epoch_seconds(config.observe_until), "none")),
-        "dagster/uri": MetadataValue.path(trained.uri),
-        "train_seconds": MetadataValue.float(round(trained.seconds, 2)),
+        "observe_until": dg.MetadataValue.text(format_time(epoch_seconds(config.observe_until), "none")),
+        "dagster/uri": dg.MetadataValue.path(trained.uri),
+        "train_seconds": dg.MetadataValue.float(round(trained.seconds, 2)),
     }
 
 
