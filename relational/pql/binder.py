@@ -9,18 +9,7 @@ import polars as pl
 
 from relational.errors import suggest_name
 from relational.normalise import to_epoch_seconds
-from relational.pql.ast import (
-    Aggregation,
-    BoolOp,
-    Column,
-    Comparison,
-    Condition,
-    Literal,
-    Membership,
-    Not,
-    NullCheck,
-    Query,
-)
+from relational.pql import ast as nodes
 from relational.pql.bound import BoundAggregation, BoundQuery, Window
 from relational.pql.errors import QueryError
 from relational.schema import GraphSchema, TableSchema
@@ -31,13 +20,13 @@ __all__ = ["bind_query"]
 _NUMERIC_FUNCTIONS = {"SUM", "AVG", "MIN", "MAX"}
 
 
-def bind_query(query: Query, schema: GraphSchema) -> BoundQuery:
+def bind_query(query: nodes.Query, schema: GraphSchema) -> BoundQuery:
     """Match every name of ``query`` to ``schema`` and check the rules of each clause."""
     return _Binder(query, schema).bind()
 
 
 class _Binder:
-    def __init__(self, query: Query, schema: GraphSchema) -> None:
+    def __init__(self, query: nodes.Query, schema: GraphSchema) -> None:
         self.query = query
         self.schema = schema
         self.aggregations: dict[str, BoundAggregation] = {}
@@ -60,9 +49,9 @@ class _Binder:
             )
         raise self.error(f"unknown {what} {name!r}{suggest_name(name, choices)}", position)
 
-    def column(self, column: Column, table: TableSchema) -> Column:
+    def column(self, column: nodes.Column, table: TableSchema) -> nodes.Column:
         name = self.match(column.column, list(table.stypes), f"column of {table.name}", column.position)
-        return Column(table.name, name, column.position)
+        return nodes.Column(table.name, name, column.position)
 
     def bind(self) -> BoundQuery:
         query = self.query
@@ -108,7 +97,7 @@ class _Binder:
             forecast_timeframes=query.forecast_timeframes,
             target_table=target_table,
             label_separator=self.schema.tables[target.table].separators.get(target.column)
-            if isinstance(target, Column)
+            if isinstance(target, nodes.Column)
             else None,
         )
 
@@ -124,28 +113,30 @@ class _Binder:
         return any(key.startswith("target") for key in self.aggregations)
 
     # -- conditions ------------------------------------------------------------------------------
-    def condition(self, node: Condition, role: str, table: TableSchema | None = None) -> Condition:
+    def condition(
+        self, node: nodes.Condition, role: str, table: TableSchema | None = None
+    ) -> nodes.Condition:
         """Bind a condition; ``table`` is the aggregated table inside an aggregation's WHERE."""
-        if isinstance(node, BoolOp):
+        if isinstance(node, nodes.BoolOp):
             return replace(node, items=tuple(self.condition(item, role, table) for item in node.items))
-        if isinstance(node, Not):
+        if isinstance(node, nodes.Not):
             return replace(node, item=self.condition(node.item, role, table))
-        if isinstance(node, Comparison):
+        if isinstance(node, nodes.Comparison):
             left = self.value(node.left, role, table)
             return replace(node, left=left, right=self.literal_for(left, node.right))
-        if isinstance(node, Membership):
+        if isinstance(node, nodes.Membership):
             value = self.value(node.value, role, table)
             return replace(node, value=value, options=tuple(self.literal_for(value, o) for o in node.options))
-        if isinstance(node, NullCheck):
+        if isinstance(node, nodes.NullCheck):
             return replace(node, value=self.value(node.value, role, table))
         return self.value(node, role, table)
 
     def value(self, node, role: str, table: TableSchema | None):
-        if isinstance(node, Aggregation):
+        if isinstance(node, nodes.Aggregation):
             if table is not None:
                 raise self.error("aggregations cannot be nested inside an aggregation's WHERE", node.position)
             return self.aggregation(node, role)
-        if isinstance(node, Column):
+        if isinstance(node, nodes.Column):
             owner = self.table(node.table, node.position)
             expected = table or self.entity_table
             if owner.name != expected.name:
@@ -161,7 +152,7 @@ class _Binder:
             return bound
         return node
 
-    def literal_for(self, left, literal: Literal) -> Literal:
+    def literal_for(self, left, literal: nodes.Literal) -> nodes.Literal:
         """Check a constant against what it is compared with; dates become epoch seconds for time columns."""
         stype = self.stype_of(left)
         if literal.kind == "null":
@@ -172,7 +163,7 @@ class _Binder:
                 if parsed is None:
                     raise self.error(f"{literal.value!r} is not a date or time (use 2024-01-31 or 2024-01-31 12:00:00)",
                                      literal.position)  # fmt: skip
-                return Literal(int(parsed), "number", literal.position)
+                return nodes.Literal(int(parsed), "number", literal.position)
             if literal.kind != "number":
                 raise self.error("compare a time column with a date such as '2024-01-31'", literal.position)
         elif stype in {"numerical", "count"} and literal.kind not in {"number", "boolean"}:
@@ -186,12 +177,12 @@ class _Binder:
             if node.function in _NUMERIC_FUNCTIONS:
                 return node.column_stype if node.column_stype == "timestamp" else "numerical"
             return node.column_stype
-        if isinstance(node, Column):
+        if isinstance(node, nodes.Column):
             return self.schema.tables[node.table].stypes[node.column]
         return None
 
     # -- aggregations ----------------------------------------------------------------------------
-    def aggregation(self, node: Aggregation, role: str) -> BoundAggregation:
+    def aggregation(self, node: nodes.Aggregation, role: str) -> BoundAggregation:
         table = self.table(node.target.table, node.target.position)
         column = None if node.target.column == "*" else self.column(node.target, table).column
         stype = table.stypes.get(column) if column else None
@@ -268,9 +259,9 @@ class _Binder:
         )
 
     # -- task type -------------------------------------------------------------------------------
-    def task_type(self, target: Condition) -> tuple[str, str | None]:
+    def task_type(self, target: nodes.Condition) -> tuple[str, str | None]:
         query = self.query
-        if isinstance(target, Column):
+        if isinstance(target, nodes.Column):
             stype = self.schema.tables[target.table].stypes[target.column]
             if query.forecast_timeframes:
                 raise self.error("FORECAST needs a numerical aggregation target", target.position)
