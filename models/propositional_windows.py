@@ -162,13 +162,8 @@ def _rows_before(
     return np.where(high > low, np.clip(found, low, high), low).astype(np.int64)
 
 
-def _rows_before_merged(
-    sorted_entity: np.ndarray,
-    sorted_time: np.ndarray,
-    q_entity: np.ndarray,
-    q_time: np.ndarray,
-    inclusive: bool,
-) -> np.ndarray:
+def _rows_before_merged(sorted_entity: np.ndarray, sorted_time: np.ndarray, q_entity: np.ndarray,
+                        q_time: np.ndarray, inclusive: bool) -> np.ndarray:  # fmt: skip
     """`_rows_before` by one merged sort of rows and queries: exact for any int64 ids and times."""
     n = len(sorted_entity)
     entity = np.concatenate([sorted_entity, q_entity.astype(np.int64)])

@@ -89,16 +89,8 @@ def grouped_bootstrap(
     )
 
 
-def paired_win_share(
-    task_type: str,
-    metric: str,
-    first: ScoredRows,
-    second: ScoredRows,
-    *,
-    k: int = 10,
-    resamples: int = 1000,
-    seed: int = 0,
-) -> float:
+def paired_win_share(task_type: str, metric: str, first: ScoredRows, second: ScoredRows, *, k: int = 10,
+                     resamples: int = 1000, seed: int = 0) -> float:  # fmt: skip
     """Share of entity resamples on which ``first`` scores strictly better than ``second`` on the same rows
     (ties count half): near 0.5, the data cannot tell the two models apart."""
     if not np.array_equal(first.groups, second.groups):

@@ -213,15 +213,8 @@ def _top_rows(
     return merged.sort("_score", descending=True, nulls_last=True, maintain_order=True).head(keep)
 
 
-def write_embeddings(
-    member: GNNMember,
-    data: ScoringData,
-    rows: pl.DataFrame,
-    publish: Callable[[Path], str],
-    entity_table: str,
-    chunk_rows: int = CHUNK_ROWS,
-    threads: int | None = None,
-) -> PredictionRun:
+def write_embeddings(member: GNNMember, data: ScoringData, rows: pl.DataFrame, publish: Callable[[Path], str],
+                     entity_table: str, chunk_rows: int = CHUNK_ROWS, threads: int | None = None) -> PredictionRun:  # fmt: skip
     """The GNN's entity embeddings as ``entity, anchor_time, embedding (fixed-size float32 list),
     model_version, data_version``, published as one Parquet file."""
     started = time.perf_counter()
