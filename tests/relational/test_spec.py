@@ -84,9 +84,9 @@ def test_bad_stype_lists_the_valid_ones(tmp_path):
     assert "'numerical'" in message and "'categorical'" in message
 
 
-def test_foreign_key_to_unknown_table(tmp_path):
-    message = spec_error(
-        tmp_path,
+# Each broken spec and the fragments its error must contain (the line to fix, the rule, the fix).
+SPEC_ERRORS = [
+    pytest.param(
         """
         tables:
           users: {source: u.csv, primary_key: id}
@@ -95,37 +95,28 @@ def test_foreign_key_to_unknown_table(tmp_path):
             foreign_keys:
               user_id: user
         """,
-    )
-    assert "line 7" in message and "unknown table 'user'" in message and "did you mean 'users'" in message
-
-
-def test_foreign_key_must_reference_the_primary_key(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["line 7", "unknown table 'user'", "did you mean 'users'"],
+        id="foreign_key_to_unknown_table",
+    ),
+    pytest.param(
         """
         tables:
           users: {source: u.csv, primary_key: id}
           orders: {source: o.csv, foreign_keys: {email: users.email}}
         """,
-    )
-    assert "line 4" in message and "primary key of 'users'" in message
-
-
-def test_foreign_key_to_table_without_key(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["line 4", "primary key of 'users'"],
+        id="foreign_key_must_reference_the_primary_key",
+    ),
+    pytest.param(
         """
         tables:
           events: {source: e.csv}
           other: {source: o.csv, foreign_keys: {event_id: events}}
         """,
-    )
-    assert "has no primary_key" in message
-
-
-def test_composite_key_arity_must_match(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["has no primary_key"],
+        id="foreign_key_to_table_without_key",
+    ),
+    pytest.param(
         """
         tables:
           weather: {source: w.csv, primary_key: [origin, hour]}
@@ -134,13 +125,10 @@ def test_composite_key_arity_must_match(tmp_path):
             foreign_keys:
               weather_hour: {table: weather, columns: [origin]}
         """,
-    )
-    assert "line 7" in message and "1 column(s)" in message and "['origin', 'hour']" in message
-
-
-def test_time_from_must_name_a_foreign_key(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["line 7", "1 column(s)", "['origin', 'hour']"],
+        id="composite_key_arity_must_match",
+    ),
+    pytest.param(
         """
         tables:
           races: {source: r.csv, primary_key: raceId, time_column: date}
@@ -149,37 +137,28 @@ def test_time_from_must_name_a_foreign_key(tmp_path):
             foreign_keys: {raceId: races}
             time_from: {foreign_key: race_id}
         """,
-    )
-    assert "line 7" in message and "did you mean 'raceId'" in message
-
-
-def test_time_from_parent_needs_a_time(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["line 7", "did you mean 'raceId'"],
+        id="time_from_must_name_a_foreign_key",
+    ),
+    pytest.param(
         """
         tables:
           races: {source: r.csv, primary_key: raceId}
           results: {source: x.csv, foreign_keys: {raceId: races}, time_from: {foreign_key: raceId}}
         """,
-    )
-    assert "no time to inherit" in message
-
-
-def test_time_column_and_time_from_exclusive(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["no time to inherit"],
+        id="time_from_parent_needs_a_time",
+    ),
+    pytest.param(
         """
         tables:
           races: {source: r.csv, primary_key: raceId, time_column: d}
           results: {source: x.csv, time_column: t, foreign_keys: {raceId: races}, time_from: {foreign_key: raceId}}
         """,
-    )
-    assert "either `time_column` or `time_from`" in message
-
-
-def test_bad_offset(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["either `time_column` or `time_from`"],
+        id="time_column_and_time_from_exclusive",
+    ),
+    pytest.param(
         """
         tables:
           races: {source: r.csv, primary_key: raceId, time_column: d}
@@ -188,45 +167,43 @@ def test_bad_offset(tmp_path):
             foreign_keys: {raceId: races}
             time_from: {foreign_key: raceId, offset: -1 month}
         """,
-    )
-    assert "line 7" in message and "months and years have no fixed length" in message
-
-
-def test_key_columns_cannot_be_features(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["line 7", "months and years have no fixed length"],
+        id="bad_offset",
+    ),
+    pytest.param(
         """
         tables:
           users: {source: u.csv, primary_key: id, stypes: {id: numerical}}
         """,
-    )
-    assert "keys are never features" in message
-
-
-def test_implied_table_rules(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["keys are never features"],
+        id="key_columns_cannot_be_features",
+    ),
+    pytest.param(
         """
         tables:
           stores: {implied: true, primary_key: store_id, source: s.csv}
           lonely: {implied: true, primary_key: id}
           sales: {source: s.csv, foreign_keys: {store_id: stores}}
         """,
-    )
-    assert "`source` cannot be set" in message
-    assert "no foreign key points at this implied table" in message
-
-
-def test_foreign_key_cycle_is_reported(tmp_path):
-    message = spec_error(
-        tmp_path,
+        ["`source` cannot be set", "no foreign key points at this implied table"],
+        id="implied_table_rules",
+    ),
+    pytest.param(
         """
         tables:
           a: {source: a.csv, primary_key: id, foreign_keys: {b_id: b}}
           b: {source: b.csv, primary_key: id, foreign_keys: {a_id: a}}
         """,
-    )
-    assert "cycle" in message and "a -> b -> a" in message
+        ["cycle", "a -> b -> a"],
+        id="foreign_key_cycle_is_reported",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "fragments"), SPEC_ERRORS)
+def test_a_broken_spec_names_the_line_the_rule_and_the_fix(tmp_path, text, fragments):
+    message = spec_error(tmp_path, textwrap.dedent(text))
+    assert all(fragment in message for fragment in fragments), (fragments, message)
 
 
 def test_self_reference_is_not_a_cycle(tmp_path):
