@@ -6,6 +6,8 @@ so the UI groups each graph's assets under its name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from dagster import AssetKey
 
 from relational.spec import GraphSpec
@@ -35,25 +37,20 @@ def feature_store_key(spec: GraphSpec) -> AssetKey:
     return AssetKey([spec.graph_name, "feature_store"])
 
 
-def training_table_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "training_table", name])
+def _query_key(kind: str) -> Callable[[GraphSpec, str], AssetKey]:
+    """The key function of a per-query asset: ``[graph, kind, query name]``."""
+
+    def key(spec: GraphSpec, name: str) -> AssetKey:
+        return AssetKey([spec.graph_name, kind, name])
+
+    key.__name__ = key.__qualname__ = f"{kind}_key"
+    key.__doc__ = f"The ``{kind}`` asset of query ``name``."
+    return key
 
 
-def model_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "model", name])
-
-
-def hpo_study_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "hpo_study", name])
-
-
-def best_model_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "best_model", name])
-
-
-def predictions_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "predictions", name])
-
-
-def embeddings_key(spec: GraphSpec, name: str) -> AssetKey:
-    return AssetKey([spec.graph_name, "embeddings", name])
+training_table_key = _query_key("training_table")
+model_key = _query_key("model")
+hpo_study_key = _query_key("hpo_study")
+best_model_key = _query_key("best_model")
+predictions_key = _query_key("predictions")
+embeddings_key = _query_key("embeddings")

@@ -63,9 +63,6 @@ class TrainerConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r}: choose one of {', '.join(PRECISIONS)}")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class FitResult:
@@ -297,7 +294,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "rng": _rng_state(),
-            "config": self.config.to_dict(),
+            "config": asdict(self.config),
         }
         self.checkpoints.save(CHECKPOINT, to_bytes(payload))
 

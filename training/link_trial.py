@@ -62,23 +62,12 @@ def link_query(parsed: Mapping) -> LinkQuery:
     return LinkQuery(window["table"], window["column"], tuple(window["via"]), parsed["target_table"])
 
 
-def run_gbdt_link_trial(
-    frames: Mapping[str, pl.DataFrame],
-    schema: GraphSchema,
-    entity_table: str,
-    entity_keys: pl.DataFrame,
-    table: pl.DataFrame,
-    link: LinkQuery,
-    config: GBDTConfig | None = None,
-    observe_until: int | None = None,
-    top_k: int = 10,
-    features: PropositionalConfig | None = None,
-    candidates: CandidateConfig | None = None,
-    objective: str = "lambdarank",
-    train_negatives: int | None = 40,
-    freeze_validation: bool = False,
-    simulate_staleness: bool = False,
-) -> GBDTTrialResult:
+def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema, entity_table: str,
+                        entity_keys: pl.DataFrame, table: pl.DataFrame, link: LinkQuery, config: GBDTConfig | None = None,
+                        observe_until: int | None = None, top_k: int = 10, features: PropositionalConfig | None = None,
+                        candidates: CandidateConfig | None = None, objective: str = "lambdarank",
+                        train_negatives: int | None = 40, freeze_validation: bool = False,
+                        simulate_staleness: bool = False) -> GBDTTrialResult:  # fmt: skip
     """Fit the pair scorer on train, early-stop on val, and score every split's top-``top_k`` rankings.
 
     ``entity_keys``: the entity table's key column and its ``_kumo_id``; ``observe_until`` freezes the

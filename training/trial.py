@@ -63,9 +63,6 @@ class GNNTrialConfig:
     batch_size: int = 512
     eval_batch_size: int = 1024
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
 class GNNTrialResult:
@@ -224,7 +221,7 @@ def _with_labels(split: TrainingSplit, labels: np.ndarray) -> TrainingSplit:
 
 def gnn_artifacts(result: GNNTrialResult) -> bytes:
     """The trained GNN as one blob: weights plus everything needed to rebuild and decode it."""
-    return to_bytes({"state_dict": result.model.state_dict(), "config": result.config.to_dict(),
+    return to_bytes({"state_dict": result.model.state_dict(), "config": asdict(result.config),
                      "spec": result.spec.to_dict(), "seed_type": result.model.seed_type,
                      "fit": asdict(result.fit), "metrics": result.metrics})  # fmt: skip
 

@@ -7,6 +7,7 @@ PREDICT <target> [FORECAST N TIMEFRAMES] [CLASSIFY | RANK TOP K]
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from relational.pql.ast import (
     Aggregation,
@@ -141,18 +142,18 @@ class _Parser:
         return int(token.value)
 
     def condition(self) -> Condition:
-        start = self.current.position
-        items = [self.conjunction()]
-        while self.accept("KEYWORD", "OR"):
-            items.append(self.conjunction())
-        return items[0] if len(items) == 1 else BoolOp("OR", tuple(items), start)
+        return self.joined("OR", self.conjunction)
 
     def conjunction(self) -> Condition:
+        return self.joined("AND", self.negation)
+
+    def joined(self, keyword: str, operand: Callable[[], Condition]) -> Condition:
+        """``operand (keyword operand)*`` as one `BoolOp` (AND binds tighter than OR: it is OR's operand)."""
         start = self.current.position
-        items = [self.negation()]
-        while self.accept("KEYWORD", "AND"):
-            items.append(self.negation())
-        return items[0] if len(items) == 1 else BoolOp("AND", tuple(items), start)
+        items = [operand()]
+        while self.accept("KEYWORD", keyword):
+            items.append(operand())
+        return items[0] if len(items) == 1 else BoolOp(keyword, tuple(items), start)
 
     def negation(self) -> Condition:
         token = self.accept("KEYWORD", "NOT")
