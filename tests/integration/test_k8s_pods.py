@@ -51,6 +51,11 @@ SPOT_TAINT = {
     "effect": "NoSchedule",
 }
 
+CPU_ONLY = Placement("m7i.2xlarge", "on-demand", gpus=0, trials_per_gpu=1, cpu=7.5, memory_gib=28.0,
+                     node_selector={"node.kubernetes.io/instance-type": "m7i.2xlarge"})  # fmt: skip
+MULTI_GPU = Placement("g5.12xlarge", "on-demand", gpus=4, trials_per_gpu=1, cpu=46.0, memory_gib=180.0,
+                      node_selector={"node.kubernetes.io/instance-type": "g5.12xlarge"},
+                      tolerations=[GPU_TAINT])  # fmt: skip
 PLACEMENTS = {
     "one-gpu-on-demand": Placement(
         "g5.xlarge",
@@ -91,25 +96,8 @@ PLACEMENTS = {
         ],
         hourly_cost=0.04,
     ),
-    "cpu-only": Placement(
-        "m7i.2xlarge",
-        "on-demand",
-        gpus=0,
-        trials_per_gpu=1,
-        cpu=7.5,
-        memory_gib=28.0,
-        node_selector={"node.kubernetes.io/instance-type": "m7i.2xlarge"},
-    ),
-    "multi-gpu": Placement(
-        "g5.12xlarge",
-        "on-demand",
-        gpus=4,
-        trials_per_gpu=1,
-        cpu=46.0,
-        memory_gib=180.0,
-        node_selector={"node.kubernetes.io/instance-type": "g5.12xlarge"},
-        tolerations=[GPU_TAINT],
-    ),
+    "cpu-only": CPU_ONLY,
+    "multi-gpu": MULTI_GPU,
 }
 
 LAUNCHER_CONFIG: dict[str, Any] = {

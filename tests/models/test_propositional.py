@@ -69,43 +69,30 @@ def shop_tables(
             }
         ),
         "products": pl.DataFrame({"pid": [7, 8], "price": [5.0, 50.0], NODE_ID: [0, 1]}),
-        "orders": pl.DataFrame(
-            {
-                "oid": list(range(len(orders))),
-                "amount": [row[3] for row in orders],
-                "status": [row[4] for row in orders],
-                "_kumo_fk__user_id": [row[0] for row in orders],
-                "_kumo_fk__product_id": [row[1] for row in orders],
-                EVENT_TIME: [row[2] * DAY for row in orders],
-                NODE_ID: list(range(len(orders))),
-            },
-            schema={
-                "oid": pl.Int64,
-                "amount": pl.Float64,
-                "status": pl.String,
-                "_kumo_fk__user_id": pl.Int64,
-                "_kumo_fk__product_id": pl.Int64,
-                EVENT_TIME: pl.Int64,
-                NODE_ID: pl.Int64,
-            },
+        "orders": _events(
+            orders,
+            "oid",
+            2,
+            amount=(3, pl.Float64),
+            status=(4, pl.String),
+            _kumo_fk__user_id=(0, pl.Int64),
+            _kumo_fk__product_id=(1, pl.Int64),
         ),
-        "returns": pl.DataFrame(
-            {
-                "rid": list(range(len(returns))),
-                "refund": [row[2] for row in returns],
-                "_kumo_fk__order_id": [row[0] for row in returns],
-                EVENT_TIME: [row[1] * DAY for row in returns],
-                NODE_ID: list(range(len(returns))),
-            },
-            schema={
-                "rid": pl.Int64,
-                "refund": pl.Float64,
-                "_kumo_fk__order_id": pl.Int64,
-                EVENT_TIME: pl.Int64,
-                NODE_ID: pl.Int64,
-            },
-        ),
+        "returns": _events(returns, "rid", 1, refund=(2, pl.Float64), _kumo_fk__order_id=(0, pl.Int64)),
     }
+
+
+def _events(rows: list[tuple], id_column: str, day: int, **columns: tuple[int, pl.DataType]) -> pl.DataFrame:
+    """An event table from tuples: a row id, ``columns`` (name=(tuple index, dtype)), event time, node id."""
+    data = {
+        id_column: list(range(len(rows))),
+        **{name: [row[i] for row in rows] for name, (i, _) in columns.items()},
+    }
+    schema = {id_column: pl.Int64, **{name: dtype for name, (_, dtype) in columns.items()}}
+    return pl.DataFrame(
+        {**data, EVENT_TIME: [row[day] * DAY for row in rows], NODE_ID: list(range(len(rows)))},
+        schema={**schema, EVENT_TIME: pl.Int64, NODE_ID: pl.Int64},
+    )
 
 
 SMALL = PropositionalConfig(windows_days=(30, None), last_events=(2,), top_categories=2)
