@@ -23,7 +23,7 @@ from dagster import (
 
 from kumo_assets.asset_keys import table_asset_key
 from kumo_assets.execution import CPU_BOUND
-from relational.checks import ingest_check_names
+from relational.checks import CheckOutcome, ingest_check_names
 from relational.spec import GraphSpec
 from relational.table_build import (
     BuiltTable,
@@ -31,7 +31,7 @@ from relational.table_build import (
 from stores.data_plane import DataPlane
 from stores.tables import ingest_table, publish_table
 
-__all__ = ["build_ingest_assets"]
+__all__ = ["build_ingest_assets", "check_result"]
 
 _BLOCKING = {"primary_key", "event_time"}
 _CHECK_DESCRIPTIONS = {
@@ -84,18 +84,19 @@ def _table_asset(spec: GraphSpec, table: str) -> AssetsDefinition:
         started = time.perf_counter()
         built = ingest_table(spec, table, data_plane, data_plane.object_store.storage_options())
         for outcome in built.checks:
-            yield AssetCheckResult(
-                check_name=outcome.name,
-                passed=outcome.passed,
-                severity=AssetCheckSeverity.ERROR if outcome.blocking else AssetCheckSeverity.WARN,
-                description=outcome.description,
-                metadata=outcome.metadata,
-            )
+            yield check_result(outcome)
         meta = publish_table(spec, built, data_plane)
         context.log.info(f"{table}: {meta['rows']} rows -> {meta['uri']}")
         yield MaterializeResult(metadata=table_metadata(built, time.perf_counter() - started))
 
     return _ingest
+
+
+def check_result(outcome: CheckOutcome) -> AssetCheckResult:
+    """A check computed without Dagster as the UI shows it: blocking failures are errors, others warnings."""
+    return AssetCheckResult(check_name=outcome.name, passed=outcome.passed, description=outcome.description,
+                            severity=AssetCheckSeverity.ERROR if outcome.blocking else AssetCheckSeverity.WARN,
+                            metadata=outcome.metadata)  # fmt: skip
 
 
 def table_metadata(built: BuiltTable, seconds: float) -> dict:

@@ -6,23 +6,16 @@ The asset is thin: `materialise_training_table` reads the published tables, buil
 
 import time
 
+import dagster as dg
 import polars as pl
-from dagster import (
-    AssetExecutionContext,
-    AssetsDefinition,
-    MaterializeResult,
-    MetadataValue,
-    ResourceParam,
-    asset,
-)
 
 from kumo_assets.asset_keys import table_asset_key, training_table_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.ingest import format_time, markdown_table
+from kumo_assets.ingest import check_result, format_time, markdown_table
 from relational.pql.compiler import SPLITS
 from relational.pql.parser import parse_query
 from relational.pql.queries import NamedQuery
-from relational.pql.training_table import TrainingTable
+from relational.pql.training_table import MIN_LABELS_PER_SPLIT, TrainingTable, training_table_checks
 from relational.spec import GraphSpec
 from stores.data_plane import DataPlane
 from stores.tables import materialise_training_table
@@ -30,29 +23,46 @@ from stores.tables import materialise_training_table
 __all__ = ["build_training_table_assets", "label_plot"]
 
 
-def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[dg.AssetsDefinition]:
     """One asset per named query; a syntax error fails at load time (so `definitions validate` catches it)."""
     for query in queries.values():
         parse_query(query.text)
     return [_training_table_asset(spec, query) for query in queries.values()]
 
 
-def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
-    @asset(
+# A failing leakage audit raises before anything is written, so nothing downstream runs: that is its block.
+# (Dagster's own blocking flag cannot be used here: the study's graph asset fans its inputs in.)
+_CHECKS = {
+    "leakage_audit": "No label or filter reads past its anchor and the splits are in time order (a failure "
+    "writes nothing).",
+    "labels_per_split": f"At least {MIN_LABELS_PER_SPLIT} labels per split, of each class when binary (warns).",
+}
+
+
+def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition:
+    key = training_table_key(spec, query.name)
+
+    @dg.asset(
         op_tags=CPU_BOUND,
-        key=training_table_key(spec, query.name),
+        key=key,
+        check_specs=[
+            dg.AssetCheckSpec(name, asset=key, description=description)
+            for name, description in _CHECKS.items()
+        ],
         deps=[table_asset_key(spec, table) for table in spec.tables],
         group_name=f"{spec.graph_name}_tasks",
         description=f"Training table for `{query.text}`",
         kinds={"polars", "parquet"},
     )
     def _training_table(
-        context: AssetExecutionContext, data_plane: ResourceParam[DataPlane]
-    ) -> MaterializeResult:
+        context: dg.AssetExecutionContext, data_plane: dg.ResourceParam[DataPlane]
+    ) -> dg.MaterializeResult:
         started = time.perf_counter()
         result, meta = materialise_training_table(spec, query, data_plane, context.log.info)
-        return MaterializeResult(
-            metadata=training_table_metadata(result, meta, time.perf_counter() - started)
+        checks = [check_result(outcome) for outcome in training_table_checks(meta)]
+        return dg.MaterializeResult(
+            metadata=training_table_metadata(result, meta, time.perf_counter() - started),
+            check_results=checks,
         )
 
     return _training_table
@@ -60,24 +70,29 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinitio
 
 def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -> dict:
     rows = [
-        [split, meta["rows"][split], meta["anchors"][split]["count"], format_time(meta["anchors"][split]["first"], ""),
-         format_time(meta["anchors"][split]["last"], "")]
+        [
+            split,
+            meta["rows"][split],
+            meta["anchors"][split]["count"],
+            format_time(meta["anchors"][split]["first"], ""),
+            format_time(meta["anchors"][split]["last"], ""),
+        ]
         for split in SPLITS
-    ]  # fmt: skip
+    ]
     return {
-        "dagster/row_count": MetadataValue.int(result.table.height),
-        "dagster/uri": MetadataValue.path(meta["uri"]),
-        "task_type": MetadataValue.text(meta["task_type"]),
-        "query": MetadataValue.md(f"```\n{meta['query']}\n```"),
-        "parsed": MetadataValue.json(meta["parsed"]),
-        "splits": MetadataValue.md(
+        "dagster/row_count": dg.MetadataValue.int(result.table.height),
+        "dagster/uri": dg.MetadataValue.path(meta["uri"]),
+        "task_type": dg.MetadataValue.text(meta["task_type"]),
+        "query": dg.MetadataValue.md(f"```\n{meta['query']}\n```"),
+        "parsed": dg.MetadataValue.json(meta["parsed"]),
+        "splits": dg.MetadataValue.md(
             markdown_table(["split", "rows", "anchors", "first anchor", "last anchor"], rows)
         ),
-        "label_distribution": MetadataValue.json(meta["label_distribution"]),
-        "label_plot": MetadataValue.md(label_plot(result.table, meta["task_type"])),
-        "leakage_audit": MetadataValue.json(meta["leakage_audit"]),
-        "content_hash": MetadataValue.text(meta["content_hash"]),
-        "build_seconds": MetadataValue.float(round(seconds, 3)),
+        "label_distribution": dg.MetadataValue.json(meta["label_distribution"]),
+        "label_plot": dg.MetadataValue.md(label_plot(result.table, meta["task_type"])),
+        "leakage_audit": dg.MetadataValue.json(meta["leakage_audit"]),
+        "content_hash": dg.MetadataValue.text(meta["content_hash"]),
+        "build_seconds": dg.MetadataValue.float(round(seconds, 3)),
     }
 
 

@@ -13,7 +13,6 @@ from kumo_assets.asset_keys import (
     feature_store_key,
     graph_store_key,
     model_key,
-    table_asset_key,
     training_table_key,
 )
 from kumo_assets.execution import CPU_BOUND
@@ -47,8 +46,8 @@ def model_asset(spec: GraphSpec, key: dg.AssetKey, deps: list[dg.AssetKey], desc
 
 
 def _model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition:
-    inputs = [training_table_key(spec, query.name), graph_store_key(spec), feature_store_key(spec),
-              *[table_asset_key(spec, table) for table in spec.tables]]  # fmt: skip
+    # the tables are upstream through the stores (a GBDT also reads them): the lineage shows the pipeline
+    inputs = [training_table_key(spec, query.name), graph_store_key(spec), feature_store_key(spec)]
 
     @model_asset(spec, model_key(spec, query.name), inputs,
                  f"One trained model (GNN or GBDT, chosen in the run config) for `{query.text}`")  # fmt: skip

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from relational.checks import CheckOutcome
 from relational.errors import KumoError
 from relational.pql.anchors import AnchorPlan, DataTimes, resolve_anchors
 from relational.pql.audit import audit_training_table
@@ -17,7 +18,13 @@ from relational.pql.parser import parse_query
 from relational.schema import GraphSchema
 from relational.table_build import EVENT_TIME
 
-__all__ = ["TrainingTable", "build_training_table", "label_distribution"]
+__all__ = [
+    "MIN_LABELS_PER_SPLIT",
+    "TrainingTable",
+    "build_training_table",
+    "label_distribution",
+    "training_table_checks",
+]
 
 
 @dataclass
@@ -114,3 +121,34 @@ def label_distribution(table: pl.DataFrame, task_type: str) -> dict:
             top = values.value_counts(sort=True).head(10).rows()
             result[split] = {"rows": labels.len(), "top": [[str(value), count] for value, count in top]}
     return result
+
+
+# Fewer labels than this in a split (of each class, for a binary task) and its metric is mostly noise.
+MIN_LABELS_PER_SPLIT = 20
+
+
+def training_table_checks(meta: dict, minimum: int = MIN_LABELS_PER_SPLIT) -> list[CheckOutcome]:
+    """The training table's checks from its metadata: the leakage audit (blocking: a failing audit raises
+    before anything is written) and enough labels in every split (warns)."""
+    audit = meta["leakage_audit"]
+    leakage = CheckOutcome(
+        "leakage_audit", bool(audit["passed"]), True,
+        "Every label reads only its window after the anchor, every filter and entity is at or before it, and "
+        "the splits are in time order (blocking: a failing audit writes nothing).",
+        {name: value for name, value in audit.items() if name != "passed"},
+    )  # fmt: skip
+    counts, thin = {}, []
+    for split, stats in meta["label_distribution"].items():
+        if meta["task_type"] == "binary_classification" and stats["rows"]:
+            counts[split] = {"positives": stats["positives"], "negatives": stats["rows"] - stats["positives"]}
+        else:
+            counts[split] = {"rows": stats["rows"]}
+        thin += [f"{split}: {count} {kind}" for kind, count in counts[split].items() if count < minimum]
+    verdict = "; ".join(thin) if thin else "every split has enough"
+    labels = CheckOutcome(
+        "labels_per_split", not thin, False,
+        f"At least {minimum} labels per split (of each class for a binary task): {verdict}. Fewer make that "
+        "split's metric mostly noise: widen the anchors (more timestamps) or the target window.",
+        {split: ", ".join(f"{count} {kind}" for kind, count in values.items()) for split, values in counts.items()},
+    )  # fmt: skip
+    return [leakage, labels]

@@ -105,3 +105,17 @@ def test_unknown_family_fails_with_the_choices(shop):
                 device="cpu",
                 sampling_strategy="newest",
             )
+
+
+def test_the_lineage_reads_as_the_pipeline(tmp_path):
+    defs = shop_definitions(tmp_path)
+    upstream = {tuple(a.key.path[1:]): {key.path[1] for key in a.dependency_keys} for a in defs.assets}
+    # a model reads its training table and the stores; the tables are upstream of those
+    stores = {"graph_store", "feature_store"}
+    assert (
+        upstream["model", "big_spender"]
+        == upstream["hpo_study", "big_spender"]
+        == {"training_table", *stores}
+    )
+    assert upstream["best_model", "big_spender"] == {"hpo_study"}
+    assert upstream["predictions", "big_spender"] == {"best_model", *stores}

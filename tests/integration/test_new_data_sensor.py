@@ -179,7 +179,11 @@ def test_changed_source_requests_exactly_the_table_and_its_downstream(tmp_path, 
     assert selection(request) == ingest_selection(stale)  # no model, study, best model, nor any partition
     assert request.partition_key is None and request.job_name == "__ASSET_JOB"
     checked = {check.asset_key.to_user_string() for check in request.asset_check_keys}
-    assert checked == {f"shop/{t}" for t in stale}  # checks run with their tables (blocking ones stop it)
+    # checks run with their assets (blocking ones stop the run): the stale tables' and the training tables'
+    assert checked == {f"shop/{t}" for t in stale} | {
+        "shop/training_table/big_spender",
+        "shop/training_table/spend",
+    }
     assert request.tags["kumo/changed_tables"] == f"shop/{table}" and request.tags["kumo/retrain"] == "none"
     assert request.run_key.startswith("new_data:") and request.run_key.endswith(":ingest")
     assert "best_model shop/spend: no best model yet" in request.tags["kumo/reason"]  # so nothing to rescore

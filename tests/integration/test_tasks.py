@@ -29,9 +29,19 @@ def test_training_tables_materialise_with_metadata(tmp_path):
     (spec_path.parent / "queries.yaml").write_text(QUERIES)
     defs = build_definitions([spec_path], str(tmp_path / "plane"))
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
-        assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
+        result = materialize(data_assets(defs), resources=defs.resources, instance=instance)
+        assert result.success
         event = instance.get_latest_materialization_event(AssetKey(["shop", "training_table", "big_spender"]))
         metadata = event.asset_materialization.metadata
+    checks = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()
+              if e.asset_key.path[1] == "training_table"}  # fmt: skip
+    assert set(checks) == {
+        (q, c) for q in ("big_spender", "spend") for c in ("leakage_audit", "labels_per_split")
+    }
+    assert all(checks[query, "leakage_audit"].passed for query in ("big_spender", "spend"))
+    # 40 users, 4 anchors: the fake shop's val and test splits hold too few labels to say much
+    thin = checks["big_spender", "labels_per_split"]
+    assert not thin.passed and "val:" in thin.description and thin.severity.value == "WARN"
     assert metadata["task_type"].value == "binary_classification"
     assert metadata["leakage_audit"].value["passed"] is True
     assert "train (" in metadata["label_plot"].value and "#" in metadata["label_plot"].value
