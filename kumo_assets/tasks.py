@@ -7,11 +7,11 @@ The asset is thin: `materialise_training_table` reads the published tables, buil
 import time
 
 import dagster as dg
-import polars as pl
 
 from kumo_assets.asset_keys import table_asset_key, training_table_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.ingest import check_result, format_time, markdown_table
+from kumo_assets.ingest import check_result, format_time
+from kumo_assets.ui_tables import ui_table
 from relational.pql.compiler import SPLITS
 from relational.pql.parser import parse_query
 from relational.pql.queries import NamedQuery
@@ -20,7 +20,7 @@ from relational.spec import GraphSpec
 from stores.data_plane import DataPlane
 from stores.tables import materialise_training_table
 
-__all__ = ["build_training_table_assets", "label_plot"]
+__all__ = ["build_training_table_assets", "label_table", "training_table_metadata"]
 
 
 def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[dg.AssetsDefinition]:
@@ -68,53 +68,44 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefini
     return _training_table
 
 
+SPLIT_COLUMNS = [("split", "string"), ("rows", "int"), ("anchors", "int"), ("first anchor", "string"),
+                 ("last anchor", "string")]  # fmt: skip
+
+
 def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -> dict:
-    rows = [
-        [
-            split,
-            meta["rows"][split],
-            meta["anchors"][split]["count"],
-            format_time(meta["anchors"][split]["first"], ""),
-            format_time(meta["anchors"][split]["last"], ""),
-        ]
-        for split in SPLITS
-    ]
+    """What the UI shows for a training table: the query, its splits and labels as tables, then the details."""
+    anchors = meta["anchors"]
+    splits = [[split, meta["rows"][split], anchors[split]["count"], format_time(anchors[split]["first"], ""),
+               format_time(anchors[split]["last"], "")] for split in SPLITS]  # fmt: skip
+    audited = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in meta["leakage_audit"].items()
+                        if name != "passed")  # fmt: skip
     return {
-        "dagster/row_count": dg.MetadataValue.int(result.table.height),
-        "dagster/uri": dg.MetadataValue.path(meta["uri"]),
-        "task_type": dg.MetadataValue.text(meta["task_type"]),
         "query": dg.MetadataValue.md(f"```\n{meta['query']}\n```"),
-        "parsed": dg.MetadataValue.json(meta["parsed"]),
-        "splits": dg.MetadataValue.md(
-            markdown_table(["split", "rows", "anchors", "first anchor", "last anchor"], rows)
-        ),
-        "label_distribution": dg.MetadataValue.json(meta["label_distribution"]),
-        "label_plot": dg.MetadataValue.md(label_plot(result.table, meta["task_type"])),
-        "leakage_audit": dg.MetadataValue.json(meta["leakage_audit"]),
-        "content_hash": dg.MetadataValue.text(meta["content_hash"]),
+        "task_type": dg.MetadataValue.text(meta["task_type"]),
+        "dagster/row_count": dg.MetadataValue.int(result.table.height),
+        "splits": ui_table(SPLIT_COLUMNS, splits),
+        "labels": label_table(meta["label_distribution"], meta["task_type"]),
+        "leakage_audit": dg.MetadataValue.text(f"passed: {audited}"),
         "build_seconds": dg.MetadataValue.float(round(seconds, 3)),
+        "dagster/uri": dg.MetadataValue.path(meta["uri"]),
+        "content_hash": dg.MetadataValue.text(meta["content_hash"]),
+        "parsed": dg.MetadataValue.json(meta["parsed"]),  # last: the structure is the point, for the curious
     }
 
 
-def label_plot(table: pl.DataFrame, task_type: str, width: int = 40) -> str:
-    """A text bar chart of the labels per split (Dagster shows it as Markdown)."""
-    lines = []
-    for split in SPLITS:
-        labels = table.filter(pl.col("split") == split).get_column("label")
-        lines.append(f"{split} ({labels.len()} rows)")
-        if labels.len() == 0:
-            continue
-        if isinstance(labels.dtype, pl.List):
-            labels = labels.explode(empty_as_null=True).drop_nulls()
-        if task_type in {"regression", "forecasting"} and labels.dtype.is_numeric():
-            counts = labels.hist(bin_count=10)
-            bars = [(f"{row[0]:>10.3g}", row[2]) for row in counts.rows()]
-        else:
-            bars = [
-                (f"{value!s:>10}", count) for value, count in labels.value_counts(sort=True).head(12).rows()
-            ]
-        peak = max(count for _, count in bars) or 1
-        lines += [
-            f"  {label} | {'#' * round(width * count / peak):<{width}} {count}" for label, count in bars
-        ]
-    return "```\n" + "\n".join(lines) + "\n```"
+def label_table(distribution: dict, task_type: str) -> dg.MetadataValue:
+    """The labels per split as a table: counts and positive rate (binary), moments (numeric), top classes."""
+    if task_type == "binary_classification":
+        rows = [[split, s["rows"], s.get("positives", 0), s.get("positive_rate", float("nan"))]
+                for split, s in distribution.items()]  # fmt: skip
+        return ui_table(
+            [("split", "string"), ("rows", "int"), ("positives", "int"), ("positive rate", "float")], rows
+        )
+    moments = ("mean", "std", "min", "median", "max")
+    if all("top" not in s for s in distribution.values()):
+        rows = [[split, s["rows"], *[s.get(name) if s.get(name) is not None else float("nan") for name in moments]]
+                for split, s in distribution.items()]  # fmt: skip
+        return ui_table([("split", "string"), ("rows", "int"), *[(name, "float") for name in moments]], rows)
+    rows = [[split, s["rows"], ", ".join(f"{value} ({count})" for value, count in s.get("top", [])[:6])]
+            for split, s in distribution.items()]  # fmt: skip
+    return ui_table([("split", "string"), ("rows", "int"), ("most frequent labels (count)", "string")], rows)

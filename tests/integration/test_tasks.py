@@ -10,6 +10,7 @@ import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
+from kumo_assets.tasks import label_table
 from relational.errors import SpecError
 from relational.pql.queries import load_queries
 from tests.conftest import F1_SPEC, REPO_ROOT
@@ -43,14 +44,19 @@ def test_training_tables_materialise_with_metadata(tmp_path):
     thin = checks["big_spender", "labels_per_split"]
     assert not thin.passed and "val:" in thin.description and thin.severity.value == "WARN"
     assert metadata["task_type"].value == "binary_classification"
-    assert metadata["leakage_audit"].value["passed"] is True
-    assert "train (" in metadata["label_plot"].value and "#" in metadata["label_plot"].value
+    assert metadata["leakage_audit"].value.startswith("passed: rows ")
+    labels = {record.data["split"]: record.data for record in metadata["labels"].value.records}
+    splits = {record.data["split"]: record.data for record in metadata["splits"].value.records}
+    assert list(labels) == ["train", "val", "test"] and 0 <= labels["train"]["positive rate"] <= 1
+    assert [column.name for column in metadata["labels"].value.schema.columns] == [
+        "split", "rows", "positives", "positive rate"]  # fmt: skip
     table = pl.read_parquet(tmp_path / "plane" / "shop" / "training_tables" / "big_spender.parquet")
     assert table.columns == ["entity", "anchor_time", "label", "split"]
     assert table["split"].unique().sort().to_list() == ["test", "train", "val"]
     assert set(table["entity"].to_list()) <= set(range(1, 41))  # the users' own ids, not node ids
     written = json.loads((tmp_path / "plane" / "shop" / "training_tables" / "big_spender.json").read_text())
-    assert written["rows"]["train"] == int((table["split"] == "train").sum())
+    assert written["rows"]["train"] == int((table["split"] == "train").sum()) == splits["train"]["rows"]
+    assert labels["train"]["positives"] == int(table.filter(pl.col("split") == "train")["label"].sum())
 
 
 def test_bad_query_fails_when_definitions_load(tmp_path):
@@ -103,3 +109,18 @@ def test_cli_reports_query_errors_with_a_caret():
     lines = completed.stderr.splitlines()
     assert "unknown table 'result'; did you mean 'results'" in lines[0]
     assert lines[2].index("^") == lines[1].index("result.")
+
+
+def test_label_tables_for_numeric_and_class_labels_are_rounded_for_reading():
+    numeric = {"train": {"rows": 3, "mean": 1.234567891, "std": 0.5, "min": 0.0, "median": 1.0, "max": 3.0},
+               "val": {"rows": 0}, "test": {"rows": 1, "mean": 2.0, "std": None, "min": 2.0, "median": 2.0, "max": 2.0}}  # fmt: skip
+    table = label_table(numeric, "regression").value
+    train, val, _ = (record.data for record in table.records)
+    assert train["mean"] == 1.235 and val["mean"] == "nan" and val["rows"] == 0
+    classes = {
+        "train": {"rows": 9, "top": [["a", 6], ["b", 3]]},
+        "val": {"rows": 0},
+        "test": {"rows": 1, "top": [["a", 1]]},
+    }
+    records = [record.data for record in label_table(classes, "multiclass_classification").value.records]
+    assert records[0]["most frequent labels (count)"] == "a (6), b (3)" and records[1]["rows"] == 0

@@ -1,0 +1,26 @@
+"""Tables for the Dagster UI: `MetadataValue.table` with a typed schema, numbers rounded for reading."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import dagster as dg
+
+__all__ = ["readable", "ui_table"]
+
+
+def readable(value: Any, digits: int = 4) -> Any:
+    """Floats to ``digits`` significant digits (NaN and inf as text); everything else as it is."""
+    if isinstance(value, float):
+        return f"{value}" if not math.isfinite(value) else float(f"{value:.{digits}g}")
+    return value
+
+
+def ui_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> dg.MetadataValue:
+    """A native table: ``columns`` as (name, type) with type one of string, int, float, bool."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
+    records = [dg.TableRecord({name: readable(value) for (name, _), value in zip(columns, row, strict=True)})
+               for row in rows]  # fmt: skip
+    return dg.MetadataValue.table(records=records, schema=schema)
