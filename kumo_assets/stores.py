@@ -14,7 +14,8 @@ from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Materiali
 
 from kumo_assets.asset_keys import feature_store_key, graph_store_key, table_asset_key
 from kumo_assets.execution import CPU_BOUND
-from kumo_assets.ingest import format_time, markdown_table
+from kumo_assets.ingest import format_time
+from kumo_assets.ui_tables import human_bytes, ui_table
 from relational.graph_tables import read_published_tables
 from relational.spec import GraphSpec
 from stores.feature_store import FeatureStores, build_feature_store
@@ -80,35 +81,39 @@ def _store_asset(spec: GraphSpec, key: AssetKey, resource: str, description: str
 
 
 def graph_metadata(manifest: dict, path: Path, seconds: float) -> dict:
+    """The graph store as the UI shows it: node and edge types as tables, then its size and format."""
     nodes = [
         [name, meta["count"], "yes" if meta["time"] else "static"]
         for name, meta in manifest["node_types"].items()
     ]
-    edges = [
-        ["/".join(meta["type"]), meta["edges"], f"{meta['degree']['mean']:.2f}", meta["degree"]["max"],
-         meta["dropped_rows"]]
-        for meta in manifest["edge_types"].values()
-    ]  # fmt: skip
+    edges = [["/".join(meta["type"]), meta["edges"], meta["degree"]["mean"], meta["degree"]["max"], meta["dropped_rows"]]
+             for meta in manifest["edge_types"].values()]  # fmt: skip
     return {
-        "version": MetadataValue.text(manifest["version"]),
-        "dagster/uri": MetadataValue.path(str(path)),
-        "nodes": MetadataValue.md(markdown_table(["node type", "nodes", "time"], nodes)),
-        "edges": MetadataValue.md(
-            markdown_table(
-                ["edge type", "edges", "mean degree", "max degree", "dropped (null/dangling)", "ids"], edges
-            )
+        "nodes": ui_table([("node type", "string"), ("nodes", "int"), ("time", "string")], nodes),
+        "edges": ui_table(
+            [
+                ("edge type", "string"),
+                ("edges", "int"),
+                ("mean degree", "float"),
+                ("max degree", "int"),
+                ("dropped (null/dangling)", "int"),
+            ],
+            edges,
         ),
         "total_edges": MetadataValue.int(manifest["edges"]),
+        "size": MetadataValue.text(human_bytes(manifest["bytes"])),
         "bytes_per_edge": MetadataValue.float(round(manifest["bytes_per_edge"], 3)),
         "id_dtypes": MetadataValue.text(
             f"indices {manifest['index_dtype']}, offsets {manifest['indptr_dtype']}"
         ),
-        "bytes": MetadataValue.int(manifest["bytes"]),
         "build_seconds": MetadataValue.float(round(seconds, 3)),
+        "version": MetadataValue.text(manifest["version"]),
+        "dagster/uri": MetadataValue.path(str(path)),
     }
 
 
 def feature_metadata(schema: dict, path, seconds: float) -> dict:
+    """The feature store as the UI shows it: per node type its rows, encoders' fit rows and blocks, as a table."""
     rows = []
     for node_type, meta in schema["node_types"].items():
         stypes: dict[str, int] = {}
@@ -117,17 +122,14 @@ def feature_metadata(schema: dict, path, seconds: float) -> dict:
         summary = ", ".join(f"{count} {stype}" for stype, count in sorted(stypes.items()))
         widths = ", ".join(f"{block} {width}" for block, width in meta["blocks"].items())
         rows.append([node_type, meta["rows"], meta["fit_rows"], summary or "none", widths or "none"])
-    cutoff = schema.get("fit_cutoff")
+    columns = [("node type", "string"), ("rows", "int"), ("rows fitting encoders", "int"),
+               ("columns per stype", "string"), ("block widths", "string")]  # fmt: skip
     return {
+        "node_types": ui_table(columns, rows),
+        "text_encoder": MetadataValue.text(schema.get("text_encoder", "hashing")),
+        "fit_cutoff": MetadataValue.text(format_time(schema.get("fit_cutoff"), "none (every row)")),
+        "size": MetadataValue.text(human_bytes(schema["bytes"])),
+        "build_seconds": MetadataValue.float(round(seconds, 3)),
         "version": MetadataValue.text(schema["version"]),
         "dagster/uri": MetadataValue.path(str(path)),
-        "node_types": MetadataValue.md(
-            markdown_table(
-                ["node type", "rows", "rows fitting encoders", "columns per stype", "block widths"], rows
-            )
-        ),
-        "text_encoder": MetadataValue.text(schema.get("text_encoder", "hashing")),
-        "fit_cutoff": MetadataValue.text(format_time(cutoff, "none (every row)")),
-        "bytes": MetadataValue.int(schema["bytes"]),
-        "build_seconds": MetadataValue.float(round(seconds, 3)),
     }

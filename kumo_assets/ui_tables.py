@@ -8,7 +8,7 @@ from typing import Any
 
 import dagster as dg
 
-__all__ = ["readable", "ui_table"]
+__all__ = ["human_bytes", "readable", "ui_table"]
 
 
 def readable(value: Any, digits: int = 4) -> Any:
@@ -24,3 +24,13 @@ def ui_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) 
     records = [dg.TableRecord({name: readable(value) for (name, _), value in zip(columns, row, strict=True)})
                for row in rows]  # fmt: skip
     return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def human_bytes(size: int) -> str:
+    """``1536`` -> ``1.5 KiB``: sizes a person reads at a glance."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
