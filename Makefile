@@ -25,15 +25,23 @@ install: $(BIN)/.installed
 
 # The day the demo predicts for: the eve of the 2025 season (each prediction sees only rows up to it).
 DEMO_DAY ?= 2025-03-01
-SERVING := key:"*/predictions/*" or key:"*/embeddings/*"
+DEMO_SPEC := kumo_assets/examples/f1/graph.yaml
+DEMO_RUN ?= kumo_assets/examples/f1/demo_run.yaml
+DEV_PORT ?= 3000
+SERVING := key:"*/*/predictions" or key:"*/*/embeddings"
+HAND_SET := key:"*/*/model"
 
 demo: install
 	@mkdir -p "$(DAGSTER_HOME)" "$(KUMO_DATA_PLANE)"
-	$(BIN)/dagster asset materialize --select 'not ($(SERVING))' -m kumo_assets.definitions -c kumo_assets/examples/f1/demo_run.yaml
+	$(BIN)/dagster asset materialize --select 'not ($(SERVING) or $(HAND_SET))' -m kumo_assets.definitions -c $(DEMO_RUN)
 	$(BIN)/dagster asset materialize --select '$(SERVING)' --partition $(DEMO_DAY) -m kumo_assets.definitions
-	@echo "Predictions: $(KUMO_DATA_PLANE)/f1/predictions/<query>/$(DEMO_DAY).parquet"
-	@echo "Embeddings:  $(KUMO_DATA_PLANE)/f1/embeddings/<query>/$(DEMO_DAY).parquet"
-	@echo "Artifacts: $(KUMO_DATA_PLANE)   Dagster instance: $(DAGSTER_HOME)   UI: make dev"
+	@echo; $(BIN)/kumo leaderboard --spec $(DEMO_SPEC)
+	@echo "Artifacts: $(KUMO_DATA_PLANE)   Dagster instance: $(DAGSTER_HOME)"
+	@echo "Look at it: make dev, then http://127.0.0.1:$(DEV_PORT) (lineage, each query's study and best_model pages)."
+	@echo "Automation is off until you turn it on (make dev runs the daemon that ticks it):"
+	@echo "  daily refresh: $(BIN)/dagster schedule start -m kumo_assets.definitions f1__driver_dnf__refresh_daily"
+	@echo "  new data:      $(BIN)/dagster sensor start -m kumo_assets.definitions new_data"
+	@echo "  capacity:      $(BIN)/dagster sensor start -m kumo_assets.definitions capacity_ahead_of_demand"
 
 test: install
 	$(BIN)/ruff check .
@@ -45,9 +53,12 @@ lint: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# The UI and the daemon (schedules, sensors): Dagster's webserver plus the route that serves the assets'
+# pictures (kumo_assets/webserver.py), on the same instance as make demo.
 dev: install
 	@mkdir -p "$(DAGSTER_HOME)" "$(KUMO_DATA_PLANE)"
-	$(BIN)/dagster dev -w workspace.yaml
+	$(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; trap "kill $$daemon" EXIT; \
+	$(BIN)/python -m kumo_assets.webserver -w workspace.yaml -h 127.0.0.1 -p $(DEV_PORT)
 
 # Re-resolve the lock after changing pyproject.toml dependencies.
 lock:

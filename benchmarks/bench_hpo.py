@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from kumo_assets.asset_keys import stage_of
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -33,12 +35,12 @@ from kumo_assets.definitions import DEFAULT_SPEC, build_definitions  # noqa: E40
 from training.studies import StudyStorage  # noqa: E402
 
 QUERY = "driver_dnf"
-STUDY = AssetKey(["f1", "hpo_study", QUERY])
+STUDY = AssetKey(["f1", QUERY, "study"])
 
 
 def upstream(defs) -> list:
-    wanted = {("f1", "training_table", QUERY)}
-    return [a for a in defs.assets if any(key.path[1] in {"raw", "graph_store", "feature_store"} or
+    wanted = {("f1", QUERY, "training_table")}
+    return [a for a in defs.assets if any(stage_of(key) in {"raw", "graph_store", "feature_store"} or
                                           len(key.path) == 2 or tuple(key.path) in wanted for key in a.keys)]  # fmt: skip
 
 
@@ -49,7 +51,7 @@ def run_study(defs, instance, scratch: Path, label: str, config: dict, env: dict
     shutil.rmtree(cache, ignore_errors=True)
     journal = scratch / "journals" / f"{label}.log"
     journal.parent.mkdir(parents=True, exist_ok=True)
-    op = "f1__hpo_study__" + QUERY
+    op = "f1__" + QUERY + "__study"
     command, env = materialize_command(
         STUDY.to_user_string(),
         {"ops": {op: {"config": config}}},

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from kumo_assets.asset_keys import stage_of
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -161,9 +163,9 @@ def prepare_plane(spec_path: Path, query: str, root: Path, log=print) -> Plane:
     defs = build_definitions([spec_path], str(root / "plane"))
     _, graphs, features = open_resources(root / "plane")  # the hashing text encoder, as the tests use
     resources = {**defs.resources, "graph_store": graphs, "feature_store": features}
-    wanted = AssetKey([spec.graph_name, "training_table", query])
+    wanted = AssetKey([spec.graph_name, query, "training_table"])
     assets = [a for a in defs.assets if len(a.key.path) == 2 or a.key == wanted
-              or a.key.path[1] in {"graph_store", "feature_store"}]  # fmt: skip
+              or stage_of(a.key) in {"graph_store", "feature_store"}]  # fmt: skip
     (root / "dagster").mkdir(exist_ok=True)
     with instance_for_test(temp_dir=str(root / "dagster")) as instance:
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}

@@ -3,6 +3,7 @@
 kumo query explain "PREDICT ..." --spec graph.yaml
 kumo query table "PREDICT ..." --spec graph.yaml --val 2005-01-01 --test 2010-01-01 --out table.parquet
 kumo predict --query driver_dnf --spec graph.yaml --entities rows.parquet --out predictions.parquet
+kumo leaderboard --spec graph.yaml   # per query: chosen model, baselines, holdout; where predictions are
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from relational.graph_tables import ingest_in_memory, read_published_tables
 from relational.pql.anchors import AnchorPlan
 from relational.pql.binder import bind_query
 from relational.pql.parser import parse_query
+from relational.pql.queries import load_queries, queries_beside
 from relational.pql.training_table import build_training_table
 from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
 from serving.served_model import ServingError
 from stores.atomic import atomic_path
 from stores.data_plane import DataPlane
+from stores.environment import data_plane_root, object_store_from_environment
+from training.leaderboard import format_leaderboard, read_leaderboard
 
 __all__ = ["main"]
 
@@ -63,16 +67,51 @@ def main(argv: list[str] | None = None) -> int:
         help="explicit anchors for a split",
     )
     add_predict_command(commands)
+    board = commands.add_parser("leaderboard", help="print each query's leaderboard stored by best_model")
+    board.add_argument(
+        "--spec", required=True, type=Path, help="graph.yaml (its queries.yaml names the queries)"
+    )
+    board.add_argument("--data-plane", default=None, help="default: $KUMO_DATA_PLANE, else .kumo/data")
     args = parser.parse_args(argv)
     try:
         if args.group == "predict":
             return run_predict(args)
+        if args.group == "leaderboard":
+            return _leaderboard(args)
         if args.command == "explain":
             return _explain(args)
         return _table(args)
     except (KumoError, ServingError) as exc:
         print(f"kumo: {exc}", file=sys.stderr)
         return 2
+
+
+def _leaderboard(args) -> int:
+    """Each query's leaderboard, then where its latest predictions and embeddings are."""
+    spec = load_spec(args.spec)
+    queries_file = queries_beside(spec.path)
+    plane = DataPlane(root=args.data_plane or data_plane_root(), object_store=object_store_from_environment())
+    missing = []
+    for name in load_queries(queries_file) if queries_file else {}:
+        try:
+            rows = read_leaderboard(plane, spec.graph_name, name)
+        except FileNotFoundError:
+            missing.append(name)
+            continue
+        print(format_leaderboard(name, rows))
+        for kind in ("predictions", "embeddings"):
+            days = (
+                []
+                if plane.is_remote
+                else sorted(Path(plane.uri(spec.graph_name, kind, name)).glob("*.parquet"))
+            )
+            if days:
+                print(f"  {kind}: {days[-1]}")
+        print()
+    if missing:
+        print(f"no leaderboard yet for {', '.join(missing)}: materialise {spec.graph_name}/<query>/best_model",
+              file=sys.stderr)  # fmt: skip
+    return 1 if missing else 0
 
 
 def _graph(args) -> tuple[GraphSchema, dict[str, pl.DataFrame]]:

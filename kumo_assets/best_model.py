@@ -1,78 +1,110 @@
-"""The ``best_model`` asset per query: refit the study's winner on train + val, score it on test, store it.
+"""The ``best_model`` asset per query: refit the study's choice on train + val, score it once on test, store it.
 
 The GNN refit trains for as many epochs as the winning trial's best epoch (+1) without early stopping, so
 no epoch count is chosen on data it trains on; the GBDT refit keeps the validation rows for early stopping.
 When the study found on validation that blending the best trial of each family beats the winner alone
 (``family_blend``), the other family's best trial is refit too and the test is scored on the blend.
+The page shows the validation leaderboard with trivial baselines, the one holdout number and pictures
+(`kumo_assets.best_model_report`).
 """
 
 from typing import Any
 
-from dagster import (
-    AssetExecutionContext,
-    AssetsDefinition,
-    Config,
-    MaterializeResult,
-    MetadataValue,
-    ResourceParam,
-)
+import dagster as dg
 
 from kumo_assets.asset_keys import best_model_key, hpo_study_key
-from kumo_assets.ingest import markdown_table
-from kumo_assets.training import interval_table, model_asset, model_metadata
+from kumo_assets.best_model_report import (
+    BEATS_BASELINE,
+    baseline_check,
+    leaderboard_table,
+    validation_pictures,
+)
+from kumo_assets.training import family_config, model_asset
+from kumo_assets.ui_tables import readable
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
 from serving.pointer import serve_what_was_chosen, write_pointer
 from stores.data_plane import DataPlane
 from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores
+from training.baselines import trivial_baselines
+from training.leaderboard import holdout_protocol, leaderboard_rows, published_numbers, write_leaderboard
 from training.refit import refit_blend, refit_winner
+from training.run import TrainedModel
 
 __all__ = ["BestModelConfig", "build_best_model_assets"]
 
 
-class BestModelConfig(Config):
+class BestModelConfig(dg.Config):
     blend: bool = True  # blend the best model of each family when the study's validation preferred the blend
 
 
-def blend_metadata(blend: dict[str, Any]) -> dict[str, MetadataValue]:
-    """The members' and the blend's test value of the tune metric, and the blend's interval."""
-    metric = blend["metric"]
-    rows = [[family, f"{member['test'][metric]:.4f}"] for family, member in blend["members"].items()]
-    rows.append(["blend", f"{blend['test'][metric]:.4f}"])
-    return {
-        "blend": MetadataValue.md(markdown_table(["model", f"test {metric}"], rows)),
-        "blend_uncertainty": MetadataValue.md(interval_table(blend["intervals"])),
-    }
-
-
-def build_best_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+def build_best_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[dg.AssetsDefinition]:
     return [_best_model_asset(spec, query) for query in queries.values()]
 
 
-def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
-    @model_asset(spec, best_model_key(spec, query.name), [hpo_study_key(spec, query.name)],
-                 f"The study's best configuration refit on train + val, scored on test, for `{query.text}`")  # fmt: skip
-    def _best_model(context: AssetExecutionContext, config: BestModelConfig, data_plane: ResourceParam[DataPlane],
-                    graph_store: ResourceParam[GraphStores], feature_store: ResourceParam[FeatureStores],
-                    ) -> MaterializeResult:  # fmt: skip
+def served_holdout(
+    trained: TrainedModel, blend: dict[str, Any] | None, summary: dict[str, Any]
+) -> dict[str, Any]:
+    """The one holdout number: the blend's when the blend is served, else the refit winner's (the tune
+    metric on test, with its interval over resampled entities)."""
+    if blend is not None:
+        model, interval = (
+            "blend of " + " + ".join(f.upper() for f in blend["members"]),
+            blend["intervals"]["test"],
+        )
+    else:
+        model, interval = (
+            f"{trained.family.upper()} trial {summary['best']['number']} refit",
+            trained.intervals["test"],
+        )
+    return {"model": model, "value": interval["estimate"], "interval": interval}
+
+
+def _served_text(served: dict[str, Any]) -> str:
+    members = " + ".join(f"{member['family']} {member['run_key']}" for member in served["members"])
+    threshold = served["threshold"]
+    return members + (f" (threshold {threshold['value']:.4f}, {threshold['rule']})" if threshold else "")
+
+
+def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition:
+    key = best_model_key(spec, query.name)
+    checks = [dg.AssetCheckSpec(BEATS_BASELINE, asset=key, description="The chosen model's validation metric "
+                                "beats every trivial baseline's on the same rows (warns)")]  # fmt: skip
+
+    @model_asset(spec, query.name, key, [hpo_study_key(spec, query.name)],
+                 f"The model served: the study's choice refit on train + val, scored once on test, for `{query.text}`",
+                 checks)  # fmt: skip
+    def _best_model(context: dg.AssetExecutionContext, config: BestModelConfig,
+                    data_plane: dg.ResourceParam[DataPlane], graph_store: dg.ResourceParam[GraphStores],
+                    feature_store: dg.ResourceParam[FeatureStores]) -> dg.MaterializeResult:  # fmt: skip
         trained, run_config, summary = refit_winner(spec, query, data_plane, graph_store, feature_store,
                                                     context.log.info)  # fmt: skip
-        metadata = model_metadata(trained, run_config)
         blend = (refit_blend(spec, query, summary, trained, data_plane, graph_store, feature_store, context.log.info)
                  if config.blend else None)  # fmt: skip
         served = serve_what_was_chosen(spec, query, data_plane, summary, trained, blend, graph_store, feature_store,
                                        context.log.info)  # fmt: skip
         write_pointer(spec, query, data_plane, summary, trained, run_config, blend, served)
-        metadata["served"] = MetadataValue.text(
-            " + ".join(f"{m['family']} {m['run_key']}" for m in served["members"])
-            + (f" (threshold {served['threshold']['value']:.4f}, {served['threshold']['rule']})" if served["threshold"] else "")
-        )  # fmt: skip
-        if blend is not None:
-            metadata.update(blend_metadata(blend))
-        metadata["study"] = MetadataValue.text(summary["study_name"])
-        metadata["winning_trial"] = MetadataValue.int(int(summary["best"]["number"]))
-        metadata["study_val_" + summary["metric"]] = MetadataValue.float(float(summary["best"]["value"]))
-        return MaterializeResult(metadata=metadata)
+        table = data_plane.get_frame(spec.graph_name, "training_tables", f"{query.name}.parquet")
+        baselines = trivial_baselines(table, summary["task_type"], summary["metric"])
+        holdout = {**served_holdout(trained, blend, summary), "observe_until": run_config.observe_until}
+        rows = leaderboard_rows(summary, baselines, holdout, published_numbers(spec.path, query.name))
+        write_leaderboard(data_plane, spec.graph_name, query.name, rows)
+        metric = summary["metric"]
+        metadata = {
+            "leaderboard": leaderboard_table(rows),
+            f"holdout_test_{metric}": dg.MetadataValue.float(readable(float(holdout["value"]))),
+            f"chosen_val_{metric}": dg.MetadataValue.float(readable(float(summary["best"]["value"]))),
+            **validation_pictures(data_plane, spec, query, summary, key, context.run_id[:8]),
+            "served": dg.MetadataValue.text(_served_text(served)),
+            "protocol": dg.MetadataValue.text(
+                f"chosen on validation rows only; holdout {metric}: {holdout_protocol(run_config.observe_until)}, "
+                "computed once, after the choice"
+            ),
+            "study": dg.MetadataValue.text(summary["study_name"]),
+            "config": dg.MetadataValue.json(family_config(run_config.model_dump())),
+            "dagster/uri": dg.MetadataValue.path(trained.uri),
+        }
+        return dg.MaterializeResult(metadata=metadata, check_results=[baseline_check(summary, baselines)])
 
     return _best_model

@@ -31,7 +31,7 @@ from dagster import Definitions, EnvVar, build_resources
 
 from kumo_assets.best_model import build_best_model_assets
 from kumo_assets.execution import run_executor
-from kumo_assets.hpo_assets import build_hpo_assets
+from kumo_assets.hpo_assets import build_hpo_assets, build_hpo_checks
 from kumo_assets.ingest import build_ingest_assets
 from kumo_assets.predictions import build_prediction_assets
 from kumo_assets.stores import build_feature_store_asset, build_graph_store_asset
@@ -80,7 +80,7 @@ def build_definitions(
         raise ValueError(
             f"graph names must be unique across specs, got {names}: set `name:` in each graph.yaml"
         )
-    assets, schedules, queries_by_graph = [], [], {}
+    assets, checks, schedules, queries_by_graph = [], [], [], {}
     for spec in specs:
         assets += build_ingest_assets(spec)
         assets.append(build_graph_store_asset(spec))
@@ -93,10 +93,12 @@ def build_definitions(
             assets += build_training_table_assets(spec, queries)
             assets += build_model_assets(spec, queries)
             assets += build_hpo_assets(spec, queries)
+            checks += build_hpo_checks(spec, queries)
             assets += build_best_model_assets(spec, queries)
             assets += build_prediction_assets(spec, queries)
     return Definitions(
         assets=assets,
+        asset_checks=checks,
         executor=run_executor(),
         resources={
             "data_plane": DataPlaneResource(

@@ -12,6 +12,9 @@ import os
 import time
 
 from dagster import (
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
     AssetIn,
     AssetsDefinition,
     Config,
@@ -23,6 +26,7 @@ from dagster import (
     Output,
     ResourceParam,
     RetryPolicy,
+    asset_check,
     config_mapping,
     graph_asset,
     op,
@@ -31,8 +35,16 @@ from dagster._core.storage.dagster_run import DagsterRunStatus
 
 from cluster.capacity import BUDGET_ATTR
 from cluster.provisioner import NodeProvisioner
-from kumo_assets.asset_keys import feature_store_key, graph_store_key, hpo_study_key, training_table_key
+from kumo_assets.asset_keys import (
+    feature_store_key,
+    graph_store_key,
+    hpo_study_key,
+    query_group,
+    training_table_key,
+)
 from kumo_assets.hpo_report import study_metadata
+from kumo_assets.study_progress import reporting_progress
+from kumo_assets.ui_tables import ui_table
 from relational.pql.queries import NamedQuery
 from relational.spec import GraphSpec
 from resources.launchers import TrialLauncher
@@ -43,9 +55,9 @@ from training.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_
 from training.hpo_trial import TrialRequest
 from training.studies import StudyStorage
 from training.study_setup import StudyContext, open_query_study
-from training.study_summary import write_study_summary
+from training.study_summary import complete_trials_by_family, read_study_summary, write_study_summary
 
-__all__ = ["HPOStudyConfig", "build_hpo_assets"]
+__all__ = ["HPOStudyConfig", "build_hpo_assets", "build_hpo_checks"]
 
 LIVE = {DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
         DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING}  # fmt: skip
@@ -84,7 +96,28 @@ class HPOStudyConfig(Config):
 
 
 def build_hpo_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
+    """Per query: the study, a graph asset."""
     return [_hpo_asset(spec, query) for query in queries.values()]
+
+
+def build_hpo_checks(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetChecksDefinition]:
+    """Per query: the study's ``families_completed`` check (it reads the summary the study wrote)."""
+    return [_families_check(spec, query) for query in queries.values()]
+
+
+def _families_check(spec: GraphSpec, query: NamedQuery) -> AssetChecksDefinition:
+    @asset_check(asset=hpo_study_key(spec, query.name), name="families_completed",
+                 description="Every model family the study searched finished at least one trial (warns)")  # fmt: skip
+    def families_completed(data_plane: ResourceParam[DataPlane]) -> AssetCheckResult:
+        counts = complete_trials_by_family(read_study_summary(data_plane, spec.graph_name, query.name))
+        return AssetCheckResult(
+            passed=bool(counts) and all(counts.values()),
+            severity=AssetCheckSeverity.WARN,
+            metadata={"complete trials": ui_table([("family", "string"), ("complete trials", "int")],
+                                                  sorted(counts.items()))},
+        )  # fmt: skip
+
+    return families_completed
 
 
 def _run_alive(context: OpExecutionContext):
@@ -167,10 +200,14 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
             return trial_launcher.launch(context, trial_name=f"{prefix}-t{trial.number}",
                                          extras=request.to_extras(), placement=placement)  # fmt: skip
 
-        outcome = run_slot(
-            study.study, study.space, f"{context.run_id}/{work['slot']}", work["quota"], work["deadline"],
-            place, launch, study.base_params, settings.trial_retries, context.log.info, settings.seed,
-        )  # fmt: skip
+        slot_key = f"{context.run_id}/{work['slot']}"
+        with reporting_progress(
+            context, hpo_study_key(spec, query.name), study.study, slot_key, study.space.metric
+        ):
+            outcome = run_slot(
+                study.study, study.space, slot_key, work["quota"], work["deadline"],
+                place, launch, study.base_params, settings.trial_retries, context.log.info, settings.seed,
+            )  # fmt: skip
         return Output({**outcome.__dict__, "config": work["config"]})
 
     @op(name=f"{prefix}__summarise")
@@ -186,7 +223,8 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         config = outcomes[0]["config"] if outcomes and "config" in outcomes[0] else {}
         study = study_context(config, data_plane, graph_store, feature_store, study_storage)
         summary = write_study_summary(study, data_plane, outcomes)
-        return Output(summary, metadata=study_metadata(study, summary))
+        key = hpo_study_key(spec, query.name)
+        return Output(summary, metadata=study_metadata(study, summary, data_plane, key, context.run_id[:8]))
 
     @config_mapping
     def study_config(config: HPOStudyConfig) -> dict:
@@ -204,8 +242,8 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
                 ("feature_store", feature_store_key(spec)),
             )
         },
-        group_name=f"{spec.graph_name}_models",
-        description=f"Optuna study (parallel trials) for `{query.text}`",
+        group_name=query_group(spec, query.name),
+        description=f"Search: an Optuna study of GNN and GBDT configurations (trials in parallel) for `{query.text}`",
         kinds={"optuna", "pytorch"},
     )
     def _hpo_study(training_table, graph_store, feature_store):

@@ -1,4 +1,4 @@
-"""What a study shows in the UI: a leaderboard, the best trial, and plots (history, importances, curves).
+"""What a study shows in the UI: pictures first, then the leaderboard and the per-family best as tables.
 
 The summary is also written to ``<graph>/hpo/<query>/summary.json`` on the data plane, which the
 ``best_model`` asset reads to find the study.
@@ -6,41 +6,57 @@ The summary is also written to ``<graph>/hpo/<query>/summary.json`` on the data 
 
 from __future__ import annotations
 
-import base64
-import io
-import math
 from typing import Any
 
-import optuna
-from dagster import MetadataValue
-from optuna.trial import TrialState
+import dagster as dg
 
-from kumo_assets.ingest import markdown_table
+from kumo_assets.ui_pictures import picture_metadata
+from kumo_assets.ui_tables import readable, ui_table
+from stores.data_plane import DataPlane
+from training.pictures import study_pictures
 from training.studies import dashboard_hint
 from training.study_setup import StudyContext
 
-__all__ = ["plots", "study_metadata"]
+__all__ = ["leaderboard_table", "study_metadata"]
+
+LEADERBOARD_ROWS = 20
+# the parameters a person compares at a glance, per family (a GNN's row never lists GBDT settings)
+SHOWN_PARAMS = {
+    "gnn": (
+        "conv",
+        "channels",
+        "layers",
+        "aggr",
+        "lr",
+        "batch_size",
+        "fanouts",
+        "sampling_strategy",
+        "epochs",
+    ),
+    "gbdt": ("gbdt_trees", "gbdt_leaves", "gbdt_learning_rate"),
+}
 
 
-def study_metadata(context: StudyContext, summary: dict[str, Any]) -> dict[str, MetadataValue]:
-    rows = [[row["number"], row["state"], row["family"] or "", _fmt(row["value"]), _fmt(row["seconds"], 1),
-             row["instance_type"] or "", _fmt(row["cost_usd"], 4), _short(row["params"])]
-            for row in summary["leaderboard"]]  # fmt: skip
-    metadata = {
-        "study": MetadataValue.text(context.name),
-        "storage": MetadataValue.text(context.storage_url),
-        "dashboard": MetadataValue.text(dashboard_hint(context.storage_url)),
-        "metric": MetadataValue.text(f"{summary['metric']} ({summary['direction']})"),
-        "trials": MetadataValue.json(summary["states"]),
-        "leaderboard": MetadataValue.md(markdown_table(
-            ["trial", "state", "family", summary["metric"], "seconds", "instance", "cost $", "params"], rows)),
-    }  # fmt: skip
-    if summary["best"] is not None:
-        metadata["best_value"] = MetadataValue.float(float(summary["best"]["value"]))
-        metadata["best_params"] = MetadataValue.json(summary["best"]["params"])
-    if summary.get("within_noise"):
-        noise = summary["within_noise"]
-        metadata["validation_noise"] = MetadataValue.text(
+def study_metadata(context: StudyContext, summary: dict[str, Any], data_plane: DataPlane, key: dg.AssetKey,
+                   version: str) -> dict[str, dg.MetadataValue]:  # fmt: skip
+    """Pictures (history, importances, learning curves), the leaderboard, the best per family, then facts."""
+    metric = summary["metric"]
+    metadata = picture_metadata(data_plane, key, study_pictures(context.study, metric), version)
+    metadata["leaderboard"] = leaderboard_table(summary["leaderboard"], metric)
+    best = summary["best"]
+    if best is not None:
+        metadata[f"best_val_{metric}"] = dg.MetadataValue.float(readable(float(best["value"])))
+        metadata["best_trial"] = dg.MetadataValue.int(int(best["number"]))
+    metadata["trials"] = ui_table([("state", "string"), ("trials", "int")], sorted(summary["states"].items()))
+    by_family = summary.get("best_by_family") or {}
+    if by_family:
+        metadata["best_by_family"] = ui_table(
+            [("family", "string"), ("trial", "int"), (f"val {metric}", "float")],
+            [[family, row["number"], row["value"]] for family, row in sorted(by_family.items())],
+        )
+    noise = summary.get("within_noise")
+    if noise:
+        metadata["validation_noise"] = dg.MetadataValue.text(
             f"{noise['trials']} of {noise['complete']} complete trials score inside the best trial's 95% interval "
             f"({noise['low']:.4f} .. {noise['high']:.4f}, {noise['entities']} validation entities resampled): "
             "the validation rows cannot rank those"
@@ -49,73 +65,32 @@ def study_metadata(context: StudyContext, summary: dict[str, Any]) -> dict[str, 
     if blend:
         members = ", ".join(f"{name} {value:.4f}" for name, value in blend["members"].items())
         verdict = "beats" if blend["blend_is_better"] else "does not beat"
-        metadata["family_blend"] = MetadataValue.text(
+        metadata["family_blend"] = dg.MetadataValue.text(
             f"validation {blend['metric']}: {members}; their blend {blend['blend']:.4f} {verdict} the better one"
         )
-    for name, image in plots(context.study).items():
-        metadata[name] = MetadataValue.md(f"![{name}](data:image/png;base64,{image})")
+    metadata["metric"] = dg.MetadataValue.text(f"{metric} ({summary['direction']}), validation rows only")
+    metadata["study"] = dg.MetadataValue.text(context.name)
+    metadata["storage"] = dg.MetadataValue.text(context.storage_url)
+    metadata["dashboard"] = dg.MetadataValue.text(dashboard_hint(context.storage_url))
     return metadata
 
 
-def _fmt(value, digits: int = 4) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
+def leaderboard_table(rows: list[dict[str, Any]], metric: str) -> dg.MetadataValue:
+    """The best trials first (at most 20): family, state, validation metric, time, where it ran, its parameters."""
+    columns = [("trial", "int"), ("family", "string"), ("state", "string"), (f"val {metric}", "float"),
+               ("seconds", "float"), ("instance", "string"), ("cost $", "float"), ("parameters", "string")]  # fmt: skip
+    shown = [[row["number"], row["family"] or "", row["state"], row["value"], row["seconds"],
+              row["instance_type"] or "", row["cost_usd"], _parameters(row["family"], row["params"])]
+             for row in rows[:LEADERBOARD_ROWS]]  # fmt: skip
+    return ui_table(columns, shown)
 
 
-def _short(params: dict) -> str:
-    keep = ("conv", "channels", "layers", "aggr", "lr", "batch_size", "fanouts", "epochs", "gbdt_leaves")
-    return ", ".join(f"{name}={_compact(params[name])}" for name in keep if name in params)
+def _parameters(family: str | None, params: dict) -> str:
+    names = SHOWN_PARAMS.get(family or "gnn", SHOWN_PARAMS["gnn"])
+    return ", ".join(
+        f"{name.removeprefix('gbdt_')}={_compact(params[name])}" for name in names if name in params
+    )
 
 
 def _compact(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value).replace(" ", "")
-
-
-def plots(study: optuna.Study) -> dict[str, str]:
-    """PNG plots as base64: optimisation history, parameter importances (3+ complete trials), learning curves."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    complete = [trial for trial in study.get_trials(deepcopy=False) if trial.state == TrialState.COMPLETE]
-    images: dict[str, str] = {}
-    if complete:
-        figure, axes = plt.subplots(figsize=(5, 3))
-        values = [trial.value for trial in complete]
-        best = max if study.direction == optuna.study.StudyDirection.MAXIMIZE else min
-        running = [best(values[: index + 1]) for index in range(len(values))]
-        axes.scatter([trial.number for trial in complete], values, s=12, label="trial")
-        axes.step(
-            [trial.number for trial in complete], running, where="post", color="C1", label="best so far"
-        )
-        axes.set_xlabel("trial"), axes.set_ylabel(study.user_attrs.get("metric", "value")), axes.legend()
-        images["optimisation_history"] = _png(figure, plt)
-    if len(complete) >= 3:
-        try:
-            importances = optuna.importance.get_param_importances(study)
-        except (RuntimeError, ValueError):
-            importances = {}
-        if importances:
-            figure, axes = plt.subplots(figsize=(5, 3))
-            names = list(importances)[::-1]
-            axes.barh(names, [importances[name] for name in names])
-            axes.set_xlabel("importance (fANOVA)")
-            images["parameter_importances"] = _png(figure, plt)
-    curves = [trial for trial in study.get_trials(deepcopy=False) if trial.intermediate_values]
-    if curves:
-        figure, axes = plt.subplots(figsize=(5, 3))
-        for trial in curves:
-            steps = sorted(trial.intermediate_values)
-            axes.plot(steps, [trial.intermediate_values[step] for step in steps], marker=".", alpha=0.7,
-                      linestyle="--" if trial.state == TrialState.PRUNED else "-")  # fmt: skip
-        axes.set_xlabel("epoch"), axes.set_ylabel("validation " + study.user_attrs.get("metric", "value"))
-        images["learning_curves"] = _png(figure, plt)
-    return images
-
-
-def _png(figure, plt) -> str:
-    buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format="png", dpi=80)
-    plt.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode()

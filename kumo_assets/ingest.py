@@ -21,7 +21,7 @@ from dagster import (
     asset,
 )
 
-from kumo_assets.asset_keys import table_asset_key
+from kumo_assets.asset_keys import table_asset_key, tables_group
 from kumo_assets.execution import CPU_BOUND
 from relational.checks import CheckOutcome, ingest_check_names
 from relational.spec import GraphSpec
@@ -76,7 +76,7 @@ def _table_asset(spec: GraphSpec, table: str) -> AssetsDefinition:
         key=key,
         deps=[table_asset_key(spec, parent) for parent in spec.parents(table)],
         check_specs=check_specs,
-        group_name=f"{spec.graph_name}_ingest",
+        group_name=tables_group(spec),
         description=description,
         kinds={"polars", "parquet"},
     )

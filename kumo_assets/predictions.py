@@ -32,6 +32,7 @@ from kumo_assets.asset_keys import (
     feature_store_key,
     graph_store_key,
     predictions_key,
+    query_group,
 )
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.partitions import query_partitions
@@ -96,7 +97,7 @@ def _daily_asset(spec: GraphSpec, query: NamedQuery, key: AssetKey, score_day: C
         deps=_upstream(spec, query),
         partitions_def=query_partitions(query),
         check_specs=checks or None,
-        group_name=f"{spec.graph_name}_serving",
+        group_name=query_group(spec, query.name),
         description=description,
         kinds=kinds,
     )

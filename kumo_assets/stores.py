@@ -12,7 +12,7 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from kumo_assets.asset_keys import feature_store_key, graph_store_key, table_asset_key
+from kumo_assets.asset_keys import feature_store_key, graph_store_key, stores_group, table_asset_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ingest import format_time
 from kumo_assets.ui_tables import human_bytes, ui_table
@@ -62,7 +62,7 @@ def _store_asset(spec: GraphSpec, key: AssetKey, resource: str, description: str
         op_tags=CPU_BOUND,
         key=key,
         deps=[table_asset_key(spec, table) for table in spec.tables],
-        group_name=f"{spec.graph_name}_graph",
+        group_name=stores_group(spec),
         description=description,
         kinds={"numpy"},
         required_resource_keys={"data_plane", resource},

@@ -7,10 +7,12 @@ The asset is thin: `materialise_training_table` reads the published tables, buil
 import time
 
 import dagster as dg
+import polars as pl
 
-from kumo_assets.asset_keys import table_asset_key, training_table_key
+from kumo_assets.asset_keys import query_group, table_asset_key, training_table_key
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ingest import check_result, format_time
+from kumo_assets.ui_pictures import picture_metadata
 from kumo_assets.ui_tables import ui_table
 from relational.pql.compiler import SPLITS
 from relational.pql.parser import parse_query
@@ -19,6 +21,7 @@ from relational.pql.training_table import MIN_LABELS_PER_SPLIT, TrainingTable, t
 from relational.spec import GraphSpec
 from stores.data_plane import DataPlane
 from stores.tables import materialise_training_table
+from training.pictures import label_histogram
 
 __all__ = ["build_training_table_assets", "label_table", "training_table_metadata"]
 
@@ -50,8 +53,8 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefini
             for name, description in _CHECKS.items()
         ],
         deps=[table_asset_key(spec, table) for table in spec.tables],
-        group_name=f"{spec.graph_name}_tasks",
-        description=f"Training table for `{query.text}`",
+        group_name=query_group(spec, query.name),
+        description=f"Labelled (entity, anchor time) rows per split, leakage-audited, for `{query.text}`",
         kinds={"polars", "parquet"},
     )
     def _training_table(
@@ -60,10 +63,10 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefini
         started = time.perf_counter()
         result, meta = materialise_training_table(spec, query, data_plane, context.log.info)
         checks = [check_result(outcome) for outcome in training_table_checks(meta)]
-        return dg.MaterializeResult(
-            metadata=training_table_metadata(result, meta, time.perf_counter() - started),
-            check_results=checks,
-        )
+        metadata = training_table_metadata(result, meta, time.perf_counter() - started)
+        histogram = label_pictures(result, meta["task_type"])
+        metadata = {**picture_metadata(data_plane, key, histogram, context.run_id[:8]), **metadata}
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _training_table
 
@@ -91,6 +94,17 @@ def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -
         "content_hash": dg.MetadataValue.text(meta["content_hash"]),
         "parsed": dg.MetadataValue.json(meta["parsed"]),  # last: the structure is the point, for the curious
     }
+
+
+def label_pictures(result: TrainingTable, task_type: str) -> dict[str, bytes | None]:
+    """The label distribution per split as a histogram (scalar labels; list labels have no single axis)."""
+    table = result.table
+    if isinstance(table.schema["label"], (pl.List, pl.Array)):
+        return {}
+    labels = {
+        split: table.filter(pl.col("split") == split)["label"].drop_nulls().to_numpy() for split in SPLITS
+    }
+    return {"label_distribution": label_histogram(labels, task_type)}
 
 
 def label_table(distribution: dict, task_type: str) -> dg.MetadataValue:

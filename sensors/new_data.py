@@ -63,7 +63,10 @@ from kumo_assets.asset_keys import (
     embeddings_key,
     feature_store_key,
     graph_store_key,
+    hpo_study_key,
+    model_key,
     predictions_key,
+    stage_of,
     table_asset_key,
     training_table_key,
 )
@@ -225,7 +228,7 @@ def _refresh_requests(pending: Mapping[str, Any], inputs: TickInputs) -> tuple[l
                 keys = [key for key in keys if inputs.assets[key] is None]
                 if not keys:
                     continue
-            line = f"{name}{' ' + partition if partition else ''}: {', '.join(k.path[1] for k in keys)}"
+            line = f"{name}{' ' + partition if partition else ''}: {', '.join(stage_of(k) for k in keys)}"
             line += f" ({why})" if why else ""
             tags = {"kumo/new_data": "refresh", "kumo/query": name, "kumo/retrain": why or "none",
                     "kumo/reason": f"after {pending['summary']}: {line}"}  # fmt: skip
@@ -339,8 +342,9 @@ def build_new_data_sensor(
     specs = list(specs)
     interval = minimum_interval_seconds or int(os.environ.get("KUMO_NEW_DATA_INTERVAL_SECONDS") or 60)
     graphs = [[spec.graph_name] for spec in specs]
-    trained = [[graph[0], kind] for graph in graphs for kind in ("model", "hpo_study")]
-    target = AssetSelection.key_prefixes(*graphs) - AssetSelection.key_prefixes(*trained)
+    trained = [key(spec, query) for spec in specs for query in queries_by_graph.get(spec.graph_name, {})
+               for key in (model_key, hpo_study_key)]  # fmt: skip
+    target = AssetSelection.key_prefixes(*graphs) - AssetSelection.assets(*trained)
 
     @sensor(name="new_data", minimum_interval_seconds=interval, asset_selection=target, default_status=default_status,
             description="Rebuilds what changed sources made stale, then rescores the latest day of each query "

@@ -1,7 +1,7 @@
 """Prediction refresh: per query, a job selecting its `predictions` and `embeddings` assets and a daily
 schedule that materialises the latest partition of both: today's, anchored at 00:00 UTC, the moment it runs.
 
-Written against asset keys only (``[graph, "predictions", query]``, ``[graph, "embeddings", query]``), so
+Written against asset keys only (``[graph, query, "predictions"]``, ``[graph, query, "embeddings"]``), so
 the assets can live anywhere. The jobs take their partitions from the selected assets when `Definitions`
 resolves them (Dagster 1.13 deprecates giving ``define_asset_job`` a ``partitions_def``), so they cannot
 disagree with the assets; the assets build theirs with `kumo_assets.partitions.query_partitions`. Schedules

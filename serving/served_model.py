@@ -122,7 +122,7 @@ def load_member(data_plane: Any, graph: str, query: str, family: str, run_key: s
         summary = data_plane.get_json(*parts, "summary.json")
     except FileNotFoundError:
         raise ServingError(f"model run {run_key} of {graph}/{query} is missing on the data plane "
-                           f"({data_plane.uri(*parts)}): re-materialise {graph}/best_model/{query}") from None  # fmt: skip
+                           f"({data_plane.uri(*parts)}): re-materialise {graph}/{query}/best_model") from None  # fmt: skip
     reference = None
     if data_plane.exists(*parts, SCORED_ROWS):
         scored = scored_rows_from_bytes(data_plane.get_bytes(*parts, SCORED_ROWS))
@@ -145,11 +145,11 @@ def load_served_model(data_plane: Any, graph: str, query: str) -> ServedModel:
         pointer = data_plane.get_json(*parts)
     except FileNotFoundError:
         raise ServingError(f"no stored model for {graph}/{query} ({data_plane.uri(*parts)} is missing): "
-                           f"materialise {graph}/hpo_study/{query} and then {graph}/best_model/{query}") from None  # fmt: skip
+                           f"materialise {graph}/{query}/study and then {graph}/{query}/best_model") from None  # fmt: skip
     served = pointer.get("served")
     if served is None:
         raise ServingError(f"{data_plane.uri(*parts)} was written before predictions existed: "
-                           f"re-materialise {graph}/best_model/{query}")  # fmt: skip
+                           f"re-materialise {graph}/{query}/best_model")  # fmt: skip
     members = [
         load_member(data_plane, graph, query, item["family"], item["run_key"]) for item in served["members"]
     ]

@@ -121,6 +121,18 @@ def open_hpo_study(
     return study
 
 
+def next_seed_trial(study: optuna.Study, space: SearchSpace) -> dict[str, Any] | None:
+    """The first of the space's seed trials (`SearchSpace.seed_trials`) that no trial of the study covers yet;
+    None once every family and sampling preset has a trial."""
+    trials = study.get_trials(deepcopy=False)
+    for seed in space.seed_trials():
+        if not any(
+            all(trial.params.get(name, value) == value for name, value in seed.items()) for trial in trials
+        ):
+            return seed
+    return None
+
+
 def recover_orphaned_trials(study: optuna.Study, run_alive: Callable[[str | None], bool]) -> list[int]:
     """Fail trials left RUNNING by a run that is gone, re-enqueueing their parameters to be resumed.
 
@@ -202,6 +214,9 @@ def run_slot(
         else:
             trials_so_far = len(study.get_trials(deepcopy=False))
             study.sampler = tpe_sampler(proposal_seed(seed, slot_key, trials_so_far), space.n_trials)
+            uncovered = next_seed_trial(study, space)
+            if uncovered is not None:  # every family and sampling preset gets a trial before TPE takes over
+                study.enqueue_trial(uncovered, user_attrs={"seeded": True})
             # Postgres heartbeats serve Study.optimize; an ask/tell driver claims its trials instead.
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")

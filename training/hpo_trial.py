@@ -29,6 +29,7 @@ from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores
 from stores.store_sync import fetch_version
 from training.hpo import make_pruner
+from training.progress import EPOCH_LOSSES
 from training.run import ModelRunConfig, query_top_k, train_query_model
 from training.trial_client import FORKED_FROM_ENV
 
@@ -112,8 +113,15 @@ def run_study_trial(request: TrialRequest, log=print) -> dict[str, Any]:
     metric = tune_metric(table_meta["task_type"], query_top_k(table_meta))
     last: dict[str, float] = {}
 
+    losses: list[float] = []
+
     def on_epoch(epoch: int, values: dict) -> None:
         last["value"], last["epoch"] = float(values[metric]), epoch
+        if (
+            "loss" in values
+        ):  # the training loss beside the reported validation value: live progress shows both
+            losses.append(float(values["loss"]))
+            trial.set_user_attr(EPOCH_LOSSES, losses)
         trial.report(float(values[metric]), epoch)
         _chaos_kill(epoch, request)
         if (

@@ -43,7 +43,7 @@ def refit_winner(
     summary = read_study_summary(data_plane, spec.graph_name, query.name)
     if summary.get("best") is None:
         raise ValueError(f"study {summary['study_name']} has no complete trial yet: materialise "
-                         f"{spec.graph_name}/hpo_study/{query.name} with a larger budget")  # fmt: skip
+                         f"{spec.graph_name}/{query.name}/study with a larger budget")  # fmt: skip
     config = refit_config(summary["best"])
     log(f"refitting trial {summary['best']['number']} ({summary['metric']}={summary['best']['value']:.4f})")
     trained = train_query_model(spec, query, config, data_plane, graph_store, feature_store, log)

@@ -18,6 +18,7 @@ best          100       sage, gin, gatv2, hgt      64, 128, 256 / 2, 3         1
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -133,6 +134,23 @@ class SearchSpace:
             "sampling_strategy": PRESET_STRATEGIES.get(preset, "uniform"),
             "max_steps_per_epoch": self.max_steps_per_epoch,
         }
+
+    def seed_trials(self) -> list[dict[str, Any]]:
+        """The first trials of a new study: one per family, and for the GNN one per sampling preset, so TPE
+        starts from every family and preset instead of starving one (``Study.enqueue_trial`` parameters; the
+        rest of each trial is drawn as usual)."""
+        seeds: list[dict[str, Any]] = []
+        for family in self.families:
+            if family != "gnn":
+                seeds.append({"family": family})
+                continue
+            for preset in self.sampling:
+                layers = len(SAMPLING_PRESETS[preset][1])
+                if layers in self.layers:
+                    seeds.append({"family": "gnn", "layers": layers, f"sampling_{layers}": preset})
+        # alternate families, so a small budget still reaches each family early
+        by_family = [[seed for seed in seeds if seed["family"] == family] for family in self.families]
+        return [seed for group in itertools.zip_longest(*by_family) for seed in group if seed is not None]
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

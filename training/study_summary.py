@@ -41,6 +41,7 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
         "direction": context.space.direction,
         "task_type": context.task_type,
         "settings": context.settings.to_dict(),
+        "families": list(context.space.families),
         "states": {name: count for name, count in states.items() if count},
         "best": None
         if best is None
@@ -60,11 +61,20 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
     return summary
 
 
+def complete_trials_by_family(summary: dict[str, Any]) -> dict[str, int]:
+    """How many complete trials each family the study searched has (0 for a family TPE never finished)."""
+    counts = dict.fromkeys(summary.get("families") or [], 0)
+    for row in summary["leaderboard"]:
+        if row["state"] == "complete" and row["family"] in counts:
+            counts[row["family"]] += 1
+    return counts
+
+
 def read_study_summary(data_plane: DataPlane, graph: str, query: str) -> dict[str, Any]:
     try:
         return data_plane.get_json(graph, "hpo", query, "summary.json")
     except FileNotFoundError as missing:
-        raise FileNotFoundError(f"no study summary for {graph}/{query}: materialise {graph}/hpo_study/{query} "
+        raise FileNotFoundError(f"no study summary for {graph}/{query}: materialise {graph}/{query}/study "
                                 "first") from missing  # fmt: skip
 
 

@@ -279,10 +279,10 @@ def test_gbdt_trains_a_link_query_through_dagster(tmp_path):
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
-        model = [a for a in defs.assets if a.key == AssetKey(["shop", "model", "next_products"])]
+        model = [a for a in defs.assets if a.key == AssetKey(["shop", "next_products", "model"])]
         for frozen in (False, True):  # frozen: validation as of its first anchor (as search_staleness does)
             config = {"family": "gbdt", "gbdt_trees": 20, "freeze_validation": frozen}
-            run_config = {"ops": {"shop__model__next_products": {"config": config}}}
+            run_config = {"ops": {"shop__next_products__model": {"config": config}}}
             assert materialize(
                 model, resources=defs.resources, instance=instance, run_config=run_config
             ).success

@@ -10,6 +10,8 @@ import pytest
 from dagster import materialize
 from optuna.trial import TrialState
 
+from kumo_assets.webserver import read_picture
+from stores.data_plane import DataPlane
 from tests.support.hpo_helpers import (  # noqa: F401 (the shop fixture)
     BEST,
     STUDY,
@@ -31,13 +33,29 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     first = {t.number: (t.state, t.value) for t in study.get_trials()}
     assert sorted(state for state, _ in first.values()) == [TrialState.COMPLETE] * 4
     families = {t.user_attrs["params"]["family"] for t in study.get_trials()}
-    assert families <= {"gnn", "gbdt"}
+    assert families == {"gnn", "gbdt"}  # the seeded first trials reach both families in a 4-trial study
     metadata = instance.get_latest_materialization_event(STUDY).asset_materialization.metadata
-    assert "| trial |" in metadata["leaderboard"].value and metadata["best_value"].value == study.best_value
-    assert (
-        "optimisation_history" in metadata
-        and "data:image/png;base64," in metadata["optimisation_history"].value
+    board = metadata["leaderboard"].value.records
+    assert sorted(record.data["trial"] for record in board) == [0, 1, 2, 3]
+    assert metadata["best_val_auroc"].value == pytest.approx(study.best_value, abs=1e-4)
+    # pictures are short inline markdown pointing at the PNG the webserver serves from the data plane
+    picture = metadata["optimisation_history"].value
+    assert len(picture) < 1000 and picture.startswith("![optimisation history](/kumo/pictures/shop/pictures/")
+    png = read_picture(
+        DataPlane(root=str(tmp_path / "plane")), picture.split("/kumo/pictures/")[1].rstrip(")")
     )
+    assert png is not None and png.startswith(b"\x89PNG")
+    # live progress: every epoch of every trial, and every finished trial, was observed on the study asset
+    observed = [
+        record.asset_observation.metadata for record in instance.fetch_observations(STUDY, 1000).records
+    ]
+    epochs = [metadata for metadata in observed if "epoch_val_auroc" in metadata]
+    assert len(epochs) == sum(len(trial.intermediate_values) for trial in study.get_trials())
+    finished = sorted(m["finished_trials"].value for m in observed if "finished_trials" in m)
+    assert len(finished) == 4 and finished[-1] == 4  # one per trial (two ending in one poll share a count)
+    boards = [m["leaderboard"].value.records for m in observed if "leaderboard" in m]  # newest first
+    assert len(boards) == 4 and sum(r.data["state"] == "complete" for r in boards[0]) == 4
+    assert all("epoch_train_loss" in metadata for metadata in epochs if "(gnn)" in metadata["progress"].value)
     for trial in study.get_trials():
         assert trial.user_attrs["placement"]["instance_type"] == "local" and trial.user_attrs["seconds"] > 0
         interval = trial.user_attrs["val_interval"]  # the trial's validation value, resampled by entity
@@ -71,8 +89,15 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     assets = [a for a in defs.assets if BEST in a.keys]
     assert materialize(assets, resources=defs.resources, instance=instance).success
     best = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
-    assert best["winning_trial"].value == study.best_trial.number
-    assert "test" in best["metrics"].value
+    chosen = best["leaderboard"].value.records[0].data
+    family = study.best_trial.user_attrs["params"]["family"].upper()
+    assert (
+        chosen["model"] == f"chosen: {family} trial {study.best_trial.number}"
+        and chosen["rows"] == "validation"
+    )
+    assert best["chosen_val_auroc"].value == pytest.approx(study.best_value, abs=1e-4)
+    # the chosen trial's validation rows drawn as ROC, precision-recall and calibration, before the refit
+    assert {"roc_curve", "precision_recall", "calibration"} <= set(best)
     check_the_blend_refit(defs, instance, tmp_path, assets)
 
 
@@ -98,11 +123,22 @@ def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
                                      "best_epoch": 0}},
     }  # fmt: skip
     summary_path.write_text(json.dumps(summary))
-    assert materialize(assets, resources=defs.resources, instance=instance).success
+    result = materialize(assets, resources=defs.resources, instance=instance)
+    assert result.success
+    (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == "beats_trivial_baselines"]
+    assert check.asset_key == BEST  # validation only: the chosen value against the constant and history
     metadata = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
     pointer = json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())
     blend = pointer["blend"]
-    assert set(blend["members"]) == {"gnn", "gbdt"} and "| blend |" in metadata["blend"].value
+    board = [record.data for record in metadata["leaderboard"].value.records]
+    (served,) = [row for row in board if row["model"].startswith("served: ")]  # one holdout number
+    assert set(blend["members"]) == {"gnn", "gbdt"} and served["model"].startswith("served: blend of")
+    assert (
+        served["value"] == pytest.approx(blend["test"]["auroc"], abs=1e-3)
+        and served["rows"] == "holdout (test)"
+    )
+    assert {row["rows"] for row in board if row["model"].startswith("baseline: ")} == {"validation"}
+    assert metadata["holdout_test_auroc"].value == served["value"]
     stored = [scored_rows_from_bytes(next(plane.glob(f"shop/models/*/{member['run_key']}/scored.npz")).read_bytes())
               for member in blend["members"].values()]  # fmt: skip
     tests = [split["test"] for split in stored]
@@ -112,9 +148,13 @@ def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
     assert blend["test"]["auroc"] == pytest.approx(roc_auc_score(tests[0].labels, ranks))
     assert set(blend["test"]) == {"auroc", "auprc"} and blend["intervals"]["test"]["metric"] == "auroc"
 
-    unblended = {"ops": {"shop__best_model__big_spender": {"config": {"blend": False}}}}
+    unblended = {"ops": {"shop__big_spender__best_model": {"config": {"blend": False}}}}
     assert materialize(assets, resources=defs.resources, instance=instance, run_config=unblended).success
     assert json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())["blend"] is None
+    board = [r.data for r in instance.get_latest_materialization_event(BEST).asset_materialization.metadata[
+        "leaderboard"].value.records]  # fmt: skip
+    assert [row["model"] for row in board if row["model"].startswith("served: ")] == [
+        f"served: {winner.upper()} trial {summary['best']['number']} refit"]  # fmt: skip
 
 
 def test_trials_within_noise_counts_complete_trials_inside_the_winners_interval():

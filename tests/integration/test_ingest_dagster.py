@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import subprocess
 from pathlib import Path
 
-import optuna
 import polars as pl
 import pytest
 from dagster import AssetKey, DagsterEventType, instance_for_test, materialize
-from optuna.trial import TrialState
 
 from kumo_assets.definitions import build_definitions
 from kumo_assets.ingest import build_ingest_assets
 from relational.spec_loader import load_spec
-from stores.data_plane import DataPlane
 from stores.tables import ingest_table, publish_table
 from tests.conftest import F1_SPEC, REPO_ROOT
 from tests.support.fake_db import make_tables, write_fake_db
-from tests.support.prediction_checks import check_f1_predictions
 from tests.support.servers import venv_tool
-from training.studies import StudyStorage
-
-F1_ROWS = {
-    "circuits": 77, "constructors": 212, "drivers": 864, "races": 1149, "results": 27118,
-    "driver_standings": 35235, "constructor_results": 12805, "constructor_standings": 13571, "qualifying": 10854,
-}  # fmt: skip
 
 
 def check_evaluations(result, asset_key: AssetKey) -> dict[str, bool]:
@@ -130,57 +118,6 @@ def _dagster_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def check_f1_study(plane_root: Path) -> None:
-    """The demo's driver-dnf study: 8 trials through the local launcher, up to 4 running at once."""
-    storage = StudyStorage().get_storage(str(plane_root))
-    names = [name for name in optuna.study.get_all_study_names(storage) if name.startswith("f1.driver_dnf.")]
-    study = optuna.load_study(study_name=names[0], storage=storage)
-    trials = study.get_trials()
-    assert len(names) == 1 and len(trials) >= 8
-    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs.get("failure"))
-                                                                   for t in trials]  # fmt: skip
-    assert 0.5 < study.best_value <= 1.0  # validation AUROC of a real model
-    events = sorted(
-        [(t.user_attrs["started_at"], 1) for t in trials]
-        + [(t.user_attrs["finished_at"], -1) for t in trials]
-    )
-    running = list(itertools.accumulate(step for _, step in events))
-    assert max(running) >= 3  # the slots really ran side by side
-    assert len({t.user_attrs["placement"]["cpu"] for t in trials}) == 1
-    summary = json.loads((plane_root / "f1" / "hpo" / "driver_dnf" / "summary.json").read_text())
-    assert summary["best"]["number"] == study.best_trial.number
-    pointer = json.loads((plane_root / "f1" / "best_model" / "driver_dnf" / "pointer.json").read_text())
-    assert pointer["trial"] == study.best_trial.number and 0.0 <= pointer["metrics"]["test"]["auroc"] <= 1.0
-
-
 def test_definitions_validate_cli(tmp_path):
     completed = _dagster_cli(tmp_path, "definitions", "validate", "-w", "workspace.yaml")
     assert completed.returncode == 0, completed.stdout + completed.stderr
-
-
-@pytest.mark.integration
-def test_f1_materialises_through_the_cli(tmp_path):
-    """What `make demo` runs: the dagster CLI, a SQLite instance in DAGSTER_HOME, multiprocess execution."""
-    serving = 'key:"*/predictions/*" or key:"*/embeddings/*"'  # the Makefile's two demo steps
-    completed = _dagster_cli(tmp_path, "asset", "materialize", "--select", f"not ({serving})", "-m",
-                             "kumo_assets.definitions", "-c", str(F1_SPEC.parent / "demo_run.yaml"))  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    check_f1_study(tmp_path / "plane")
-    completed = _dagster_cli(tmp_path, "asset", "materialize", "--select", serving, "--partition", "2012-05-01",
-                             "-m", "kumo_assets.definitions")  # fmt: skip
-    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
-    check_f1_predictions(tmp_path, ["2012-05-01", "2024-06-01"])
-    assert (tmp_path / "dagster_home" / "history" / "runs.db").is_file()
-    plane = DataPlane(root=str(tmp_path / "plane"))
-    for table, rows in F1_ROWS.items():
-        meta = plane.get_json("f1", "tables", f"{table}.json")
-        assert meta["rows"] == rows, table
-        frame = plane.get_frame("f1", "tables", f"{table}.parquet")
-        assert frame.height == rows and frame["_kumo_id"].to_list() == list(range(rows))
-        assert all(fk["dangling_rows"] == 0 for fk in meta["foreign_keys"]), table
-    races = plane.get_frame("f1", "tables", "races.parquet", columns=["raceId", "_kumo_time"])
-    qualifying = plane.get_frame("f1", "tables", "qualifying.parquet", columns=["raceId", "_kumo_time"])
-    shifted = qualifying.join(races, on="raceId", suffix="_race")
-    assert ((shifted["_kumo_time_race"] - shifted["_kumo_time"]) == 86400).all()
-    # 2009 Australian GP (raceId 1): 2009-03-29 06:00:00 UTC.
-    assert races.filter(pl.col("raceId") == 1)["_kumo_time"].item() == 1238306400

@@ -84,8 +84,8 @@ def test_list_queries_train_end_to_end(tmp_path):
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
         for query in ("next_products", "next_stores"):
-            model = [a for a in defs.assets if a.key == AssetKey(["shop", "model", query])]
-            run_config = {"ops": {f"shop__model__{query}": {"config": config}}}
+            model = [a for a in defs.assets if a.key == AssetKey(["shop", query, "model"])]
+            run_config = {"ops": {f"shop__{query}__model": {"config": config}}}
             assert materialize(
                 model, resources=defs.resources, instance=instance, run_config=run_config
             ).success
@@ -117,8 +117,8 @@ def test_gbdt_trains_a_classify_query_one_model_per_category(tmp_path):
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(data_assets(defs), resources=defs.resources, instance=instance).success
-        model = [a for a in defs.assets if a.key == AssetKey(["shop", "model", "next_stores"])]
-        run_config = {"ops": {"shop__model__next_stores": {"config": config}}}
+        model = [a for a in defs.assets if a.key == AssetKey(["shop", "next_stores", "model"])]
+        run_config = {"ops": {"shop__next_stores__model": {"config": config}}}
         assert materialize(model, resources=defs.resources, instance=instance, run_config=run_config).success
 
     (trained,) = (tmp_path / "plane" / "shop" / "models" / "next_stores").iterdir()

@@ -10,12 +10,13 @@ import pytest
 import torch
 from dagster import AssetKey, instance_for_test, materialize
 
+from kumo_assets.asset_keys import stage_of
 from kumo_assets.definitions import build_definitions
 from tests.integration.test_tasks import QUERIES
 from tests.support.fake_db import data_assets, write_fake_db
 
-MODEL = AssetKey(["shop", "model", "big_spender"])
-OP = "shop__model__big_spender"
+MODEL = AssetKey(["shop", "big_spender", "model"])
+OP = "shop__big_spender__model"
 
 
 def shop_definitions(tmp_path, queries: str = QUERIES, data_plane: str | None = None,
@@ -52,7 +53,9 @@ def test_gnn_model_trains_reports_metrics_and_resumes_instead_of_retraining(shop
         first = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
         assert run(defs, [MODEL], instance, **config).success
         again = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
-    assert first["family"].value == "gnn" and "auroc" in first["metrics"].value
+    assert first["family"].value == "gnn" and "auroc" in [
+        c.name for c in first["metrics"].value.schema.columns
+    ]
     assert first["resumed_from_epoch"].value == "none"
     assert again["resumed_from_epoch"].value == "1"  # the finished run's checkpoint: nothing retrained
     assert again["metrics"].value == first["metrics"].value
@@ -66,7 +69,11 @@ def test_gnn_model_trains_reports_metrics_and_resumes_instead_of_retraining(shop
         assert interval["estimate"] == pytest.approx(summary["metrics"][split]["auroc"])
         assert interval["groups"] == table.filter(pl.col("split") == split)["entity"].n_unique()
         assert interval["low"] <= interval["high"] or math.isnan(interval["low"])
-    assert "95% interval" in first["uncertainty"].value and "auroc" in first["uncertainty"].value
+    rows = {record.data["split"]: record.data for record in first["metrics"].value.records}
+    assert rows["test"]["auroc"] == pytest.approx(summary["metrics"]["test"]["auroc"], abs=1e-3)
+    assert rows["val"]["auroc 95% low"] == pytest.approx(summary["intervals"]["val"]["low"], abs=1e-3) or math.isnan(
+        summary["intervals"]["val"]["low"])  # fmt: skip
+    assert "gbdt_trees" not in first["config"].value  # a GNN's page lists GNN settings only
     saved = torch.load(folder / "model.pt", weights_only=False)
     assert saved["spec"]["task_type"] == "binary_classification" and saved["state_dict"]
 
@@ -79,8 +86,9 @@ def test_gbdt_model_trains_from_the_same_asset(shop):
         ).success
         assert run(defs, [MODEL], instance, family="gbdt", gbdt_trees=30).success
         metadata = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
-    assert metadata["family"].value == "gbdt" and "auroc" in metadata["metrics"].value
-    assert "auroc" in metadata["uncertainty"].value
+    assert metadata["family"].value == "gbdt"
+    assert {record.data["split"] for record in metadata["metrics"].value.records} == {"val", "test"}
+    assert "conv" not in metadata["config"].value and metadata["config"].value["gbdt_trees"] == 30
     folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / metadata["run_key"].value
     assert (folder / "model.lgb").stat().st_size > 0
 
@@ -109,13 +117,14 @@ def test_unknown_family_fails_with_the_choices(shop):
 
 def test_the_lineage_reads_as_the_pipeline(tmp_path):
     defs = shop_definitions(tmp_path)
-    upstream = {tuple(a.key.path[1:]): {key.path[1] for key in a.dependency_keys} for a in defs.assets}
+    upstream = {tuple(a.key.path[1:]): {stage_of(key) for key in a.dependency_keys} for a in defs.assets}
     # a model reads its training table and the stores; the tables are upstream of those
     stores = {"graph_store", "feature_store"}
-    assert (
-        upstream["model", "big_spender"]
-        == upstream["hpo_study", "big_spender"]
-        == {"training_table", *stores}
-    )
-    assert upstream["best_model", "big_spender"] == {"hpo_study"}
-    assert upstream["predictions", "big_spender"] == {"best_model", *stores}
+    assert upstream["big_spender", "model"] == upstream["big_spender", "study"] == {"training_table", *stores}
+    assert upstream["big_spender", "best_model"] == {"study"}
+    assert upstream["big_spender", "predictions"] == {"best_model", *stores}
+    # each node is labelled by what it is and grouped under its query, so four `big_spender`s no longer meet
+    groups = {a.key: a.group_names_by_key[a.key] for a in defs.assets if len(a.keys) == 1}
+    assert groups[AssetKey(["shop", "big_spender", "study"])] == "shop_big_spender"
+    assert groups[AssetKey(["shop", "graph_store"])] == "shop_stores"
+    assert groups[AssetKey(["shop", "orders"])] == "shop_tables"

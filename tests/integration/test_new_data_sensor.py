@@ -45,7 +45,7 @@ def selection(request) -> set[str]:
 def ingest_selection(tables: list[str]) -> set[str]:
     """What a change makes stale in the shop: the tables, both stores, both training tables."""
     return {f"shop/{t}" for t in tables} | {"shop/graph_store", "shop/feature_store",
-                                             "shop/training_table/big_spender", "shop/training_table/spend"}  # fmt: skip
+                                             "shop/big_spender/training_table", "shop/spend/training_table"}  # fmt: skip
 
 
 def rewrite(shop: Shop, table: str, seed: int = 1) -> None:
@@ -60,7 +60,7 @@ def health(shop: Shop, query: str, day: str) -> dict:
 
 def latest_day(shop: Shop, query: str) -> str:
     """The latest complete day of a query's predictions (what stage two rescores)."""
-    key = AssetKey(["shop", "predictions", query])
+    key = AssetKey(["shop", query, "predictions"])
     return shop.defs.resolve_asset_graph().get(key).partitions_def.get_last_partition_key()
 
 
@@ -181,8 +181,8 @@ def test_changed_source_requests_exactly_the_table_and_its_downstream(tmp_path, 
     checked = {check.asset_key.to_user_string() for check in request.asset_check_keys}
     # checks run with their assets (blocking ones stop the run): the stale tables' and the training tables'
     assert checked == {f"shop/{t}" for t in stale} | {
-        "shop/training_table/big_spender",
-        "shop/training_table/spend",
+        "shop/big_spender/training_table",
+        "shop/spend/training_table",
     }
     assert request.tags["kumo/changed_tables"] == f"shop/{table}" and request.tags["kumo/retrain"] == "none"
     assert request.run_key.startswith("new_data:") and request.run_key.endswith(":ingest")
@@ -203,13 +203,13 @@ def test_dagster_facts_the_two_stages_rest_on(tmp_path, instance):
     refits on."""
     shop = Shop.fresh(tmp_path)
     job = shop.defs.resolve_implicit_global_asset_job_def()
-    both = [AssetKey(["shop", "predictions", "big_spender"]), AssetKey(["shop", "predictions", "spend"])]
+    both = [AssetKey(["shop", "big_spender", "predictions"]), AssetKey(["shop", "spend", "predictions"])]
     with pytest.raises(Exception, match="PartitionsDefinition"):
         job.execute_in_process(instance=instance, asset_selection=both, partition_key="2024-06-01")
     assert not instance.get_runs()  # refused before any run started
 
-    best = AssetKey(["shop", "best_model", "big_spender"])
-    table = AssetKey(["shop", "training_table", "big_spender"])
+    best = AssetKey(["shop", "big_spender", "best_model"])
+    table = AssetKey(["shop", "big_spender", "training_table"])
     assert shop.defs.resolve_asset_graph().get(best).partitions_def is None
     # An internal: Dagster has no public API that shows which steps of a run wait for which (a real run would
     # show the order only by the chance of timing), and this fact is what rules out a one-run refresh.
@@ -217,7 +217,7 @@ def test_dagster_facts_the_two_stages_rest_on(tmp_path, instance):
     waits_for = {
         step.key: {key for i in step.step_inputs for key in i.dependency_keys} for step in plan.steps
     }
-    assert waits_for == {"shop__training_table__big_spender": set(), "shop__best_model__big_spender": set()}
+    assert waits_for == {"shop__big_spender__training_table": set(), "shop__big_spender__best_model": set()}
 
 
 def test_both_stages_really_execute_and_nothing_races(shop, instance, monkeypatch):
@@ -248,7 +248,7 @@ def test_both_stages_really_execute_and_nothing_races(shop, instance, monkeypatc
     assert set(requests) == {"shop/big_spender", "shop/spend"}
     for query in shop.queries:
         name, request, latest = f"shop/{query}", requests[f"shop/{query}"], latest_day(shop, query)
-        assert selection(request) == {f"shop/predictions/{query}", f"shop/embeddings/{query}"}  # no refit
+        assert selection(request) == {f"shop/{query}/predictions", f"shop/{query}/embeddings"}  # no refit
         assert request.partition_key == latest and request.tags["dagster/partition"] == latest
         reason = f"after tables changed: shop/orders: {name} {latest}: predictions, embeddings"
         assert request.tags["kumo/reason"] == reason
@@ -326,9 +326,9 @@ def test_rules_refit_best_model_and_say_why(shop, instance, monkeypatch):
     for query in shop.queries:
         request, latest = requests[f"shop/{query}"], latest_day(shop, query)
         assert selection(request) == {
-            f"shop/best_model/{query}",
-            f"shop/predictions/{query}",
-            f"shop/embeddings/{query}",
+            f"shop/{query}/best_model",
+            f"shop/{query}/predictions",
+            f"shop/{query}/embeddings",
         }  # fmt: skip  (the refit, never the study)
         assert request.tags["kumo/retrain"] == f"best_model shop/{query}: model age 41.0 days > 30"
         assert request.partition_key == latest

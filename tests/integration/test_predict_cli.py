@@ -15,6 +15,7 @@ import pytest
 from dagster import instance_for_test, materialize
 
 from cli.main import main
+from kumo_assets.asset_keys import stage_of
 from kumo_assets.definitions import build_definitions
 from stores.object_store import ObjectStoreConnector
 from tests.conftest import F1_SPEC, REPO_ROOT
@@ -52,10 +53,10 @@ def f1_cut_fixture(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("f1cut")
     truncated_f1(tmp_path / "f1")
     defs = build_definitions([tmp_path / "f1" / "graph.yaml"], str(tmp_path / "plane"))
-    wanted = [a for a in defs.assets if a.key.path[1] not in {"model", "predictions", "embeddings"}]
+    wanted = [a for a in defs.assets if stage_of(a.key) not in {"model", "predictions", "embeddings"}]
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
-        config = {"ops": {f"f1__hpo_study__{QUERY}": {"config": STUDY}}}
+        config = {"ops": {f"f1__{QUERY}__study": {"config": STUDY}}}
         assert materialize(wanted, resources=defs.resources, instance=instance, run_config=config).success
     return tmp_path
 

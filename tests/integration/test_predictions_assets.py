@@ -11,6 +11,7 @@ import pytest
 import torch
 from dagster import AssetKey, instance_for_test, materialize
 
+from kumo_assets.asset_keys import stage_of
 from relational.pql.errors import LeakageError
 from serving.scoring import _check_no_future
 from tests.integration.test_model_assets import shop_definitions
@@ -35,9 +36,9 @@ def shop_fixture(tmp_path_factory):
     """Every query's study and best_model, then two partitions of each query's predictions and embeddings."""
     tmp_path = tmp_path_factory.mktemp("serving")
     defs = shop_definitions(tmp_path, QUERIES)
-    unpartitioned = [a for a in defs.assets if a.key.path[1] not in {"model", "predictions", "embeddings"}]
+    unpartitioned = [a for a in defs.assets if stage_of(a.key) not in {"model", "predictions", "embeddings"}]
     studies = {"big_spender": GBDT_ONLY, "spend": TINY, "next_products": TINY}  # big_spender: a GBDT serves
-    config = {"ops": {f"shop__hpo_study__{name}": {"config": study} for name, study in studies.items()}}
+    config = {"ops": {f"shop__{name}__study": {"config": study} for name, study in studies.items()}}
     (tmp_path / "dagster").mkdir()
     with instance_for_test(temp_dir=str(tmp_path / "dagster")) as instance:
         assert materialize(
@@ -45,12 +46,12 @@ def shop_fixture(tmp_path_factory):
         ).success
         for name, study in studies.items():
             kinds = ("predictions",) if study is GBDT_ONLY else ("predictions", "embeddings")
-            serving = [a for a in defs.assets if a.key.path[1] in kinds and a.key.path[2] == name]
+            serving = [a for a in defs.assets if a.key.path[1:] in [[name, kind] for kind in kinds]]
             for day in DAYS:
                 assert materialize(
                     serving, resources=defs.resources, instance=instance, partition_key=day
                 ).success
-        gbdt_embeddings = [a for a in defs.assets if a.key == AssetKey(["shop", "embeddings", "big_spender"])]
+        gbdt_embeddings = [a for a in defs.assets if a.key == AssetKey(["shop", "big_spender", "embeddings"])]
         refused = materialize(gbdt_embeddings, resources=defs.resources, instance=instance, partition_key=DAYS[0],
                               raise_on_error=False)  # fmt: skip
         assert not refused.success
@@ -59,7 +60,7 @@ def shop_fixture(tmp_path_factory):
             "trained no GNN" in failure.step_failure_data.error.to_string()
         )  # the ServingError, with its fix
         metadata = instance.get_latest_materialization_event(
-            AssetKey(["shop", "predictions", "spend"])
+            AssetKey(["shop", "spend", "predictions"])
         ).asset_materialization.metadata  # fmt: skip
     return tmp_path / "plane" / "shop", metadata
 

@@ -57,12 +57,12 @@ def test_schedule_requests_the_day_it_runs_on_and_the_run_materialises_it(materi
         )
         job = shop.defs.resolve_job_def(request.job_name)
         assert job.execute_in_process(instance=instance, partition_key=request.partition_key).success
-        keys = [AssetKey(["shop", kind, query]) for kind in ("predictions", "embeddings")
+        keys = [AssetKey(["shop", query, kind]) for kind in ("predictions", "embeddings")
                 for query in shop.queries]  # fmt: skip
         events = {key.to_user_string(): instance.get_latest_materialization_event(key) for key in keys}
     assert {key: event and event.asset_materialization.partition for key, event in events.items()} == {
-        "shop/predictions/big_spender": "2024-06-03", "shop/embeddings/big_spender": "2024-06-03",
-        "shop/predictions/spend": None, "shop/embeddings/spend": None}  # fmt: skip
+        "shop/big_spender/predictions": "2024-06-03", "shop/big_spender/embeddings": "2024-06-03",
+        "shop/spend/predictions": None, "shop/spend/embeddings": None}  # fmt: skip
     scored = pl.read_parquet(shop.path("predictions", "big_spender", "2024-06-03.parquet"))
     assert scored["anchor_time"].unique().to_list() == [at("2024-06-03")]  # the partition's day is the anchor
     assert shop.path("embeddings", "big_spender", "2024-06-03.parquet").exists()
@@ -73,7 +73,7 @@ def test_each_query_has_its_own_job_partitioned_like_its_assets(shop):
         job = shop.defs.resolve_job_def(refresh_job_name(shop.spec, name))
         assert job.partitions_def == query_partitions(query)
         assert {key.to_user_string() for key in job.asset_layer.executable_asset_keys} == {
-            f"shop/predictions/{name}", f"shop/embeddings/{name}"}  # fmt: skip
+            f"shop/{name}/predictions", f"shop/{name}/embeddings"}  # fmt: skip
     assert query_partitions(shop.queries["big_spender"]).start.date() == dt.date(
         2024, 5, 1
     )  # its test anchor

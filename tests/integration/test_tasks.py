@@ -32,10 +32,10 @@ def test_training_tables_materialise_with_metadata(tmp_path):
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = materialize(data_assets(defs), resources=defs.resources, instance=instance)
         assert result.success
-        event = instance.get_latest_materialization_event(AssetKey(["shop", "training_table", "big_spender"]))
+        event = instance.get_latest_materialization_event(AssetKey(["shop", "big_spender", "training_table"]))
         metadata = event.asset_materialization.metadata
-    checks = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()
-              if e.asset_key.path[1] == "training_table"}  # fmt: skip
+    checks = {(e.asset_key.path[1], e.check_name): e for e in result.get_asset_check_evaluations()
+              if e.asset_key.path[-1] == "training_table"}  # fmt: skip
     assert set(checks) == {
         (q, c) for q in ("big_spender", "spend") for c in ("leakage_audit", "labels_per_split")
     }

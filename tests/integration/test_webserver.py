@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 QUERY = """
 {
-  assetNodes(group: {groupName: "f1_ingest", repositoryName: "__repository__", repositoryLocationName: "kumo"}) {
+  assetNodes(group: {groupName: "f1_tables", repositoryName: "__repository__", repositoryLocationName: "kumo"}) {
     assetKey { path }
     assetChecksOrError { ... on AssetChecks { checks { name blocking } } }
   }

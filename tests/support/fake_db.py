@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from kumo_assets.asset_keys import stage_of
+
 SPEC = """\
 tables:
   users:
@@ -112,6 +114,6 @@ def data_assets(defs) -> list:
         a
         for a in defs.assets
         if not any(
-            key.path[1] in {"model", "hpo_study", "best_model", "predictions", "embeddings"} for key in a.keys
+            stage_of(key) in {"model", "study", "best_model", "predictions", "embeddings"} for key in a.keys
         )
     ]

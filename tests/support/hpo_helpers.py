@@ -8,20 +8,21 @@ import optuna
 import pytest
 from dagster import AssetKey, instance_for_test, materialize
 
+from kumo_assets.asset_keys import stage_of
 from kumo_assets.dagster_cli import materialize_command
 from tests.integration.test_model_assets import shop_definitions
 from training.studies import StudyStorage
 
-STUDY = AssetKey(["shop", "hpo_study", "big_spender"])
-BEST = AssetKey(["shop", "best_model", "big_spender"])
-STUDY_OP = "shop__hpo_study__big_spender"
+STUDY = AssetKey(["shop", "big_spender", "study"])
+BEST = AssetKey(["shop", "big_spender", "best_model"])
+STUDY_OP = "shop__big_spender__study"
 TINY = {"max_steps_per_epoch": 4, "channels": [8, 16], "epochs": [3, 3]}
 
 
 def study_inputs(defs, query: str = "big_spender") -> list:
     """The assets a study of the shop's ``query`` reads: tables, both stores and its training table."""
-    return [a for a in defs.assets if a.key.path[1] in {"raw", "graph_store", "feature_store"} or
-            a.key == AssetKey(["shop", "training_table", query]) or len(a.key.path) == 2]  # fmt: skip
+    return [a for a in defs.assets if stage_of(a.key) in {"raw", "graph_store", "feature_store"} or
+            a.key == AssetKey(["shop", query, "training_table"]) or len(a.key.path) == 2]  # fmt: skip
 
 
 @pytest.fixture(name="shop")

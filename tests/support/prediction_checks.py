@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, materialize
 
+from kumo_assets.asset_keys import stage_of
 from kumo_assets.definitions import build_definitions
 from tests.conftest import F1_SPEC
 
@@ -21,18 +22,18 @@ COMMON = ["entity", "anchor_time"]
 TRAILING = ["model_version", "data_version", "data_age_days"]
 
 
-def check_f1_predictions(tmp_path: Path, days: list[str]) -> None:
+def check_f1_predictions(home: Path, days: list[str]) -> None:
     """The first day was materialised by the CLI (as `make demo` does); the others are materialised here,
     in process, on the same instance. Every partition: its anchor, every driver once, the task's columns."""
-    defs = build_definitions([F1_SPEC], str(tmp_path / "plane"))
-    serving = [a for a in defs.assets if a.key.path[1] in {"predictions", "embeddings"}]
-    with DagsterInstance.from_config(str(tmp_path / "dagster_home")) as instance:
+    defs = build_definitions([F1_SPEC], str(home / "data"))
+    serving = [a for a in defs.assets if stage_of(a.key) in {"predictions", "embeddings"}]
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
         for day in days[1:]:
             assert materialize(
                 serving, resources=defs.resources, instance=instance, partition_key=day
             ).success
         for name in F1_COLUMNS:
-            key = AssetKey(["f1", "predictions", name])
+            key = AssetKey(["f1", name, "predictions"])
             assert instance.get_materialized_partitions(key) == set(days)
             for check in ("score_drift", "input_drift", "unscored_share", "model_age"):
                 history = instance.event_log_storage.get_asset_check_execution_history(
@@ -43,7 +44,7 @@ def check_f1_predictions(tmp_path: Path, days: list[str]) -> None:
                 }
                 assert len(evaluated) == len(days), (name, check)  # one evaluation per partition's run
     drivers = set(pl.read_parquet(F1_SPEC.parent / "drivers.parquet")["driverId"].to_list())
-    plane = tmp_path / "plane" / "f1"
+    plane = home / "data" / "f1"
     for day in days:
         anchor = dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC)
         for name, columns in F1_COLUMNS.items():

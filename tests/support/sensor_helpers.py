@@ -24,6 +24,7 @@ from dagster import (
     materialize,
 )
 
+from kumo_assets.asset_keys import stage_of
 from kumo_assets.definitions import build_definitions
 from relational.pql.queries import NamedQuery, load_queries
 from relational.spec import GraphSpec
@@ -121,9 +122,9 @@ def materialised_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shop = Shop.fresh(root)
         # not the model assets (a default-config model per query, which nothing here reads)
         unpartitioned = [
-            a for a in shop.defs.assets if a.key.path[1] not in {"model", "predictions", "embeddings"}
+            a for a in shop.defs.assets if stage_of(a.key) not in {"model", "predictions", "embeddings"}
         ]
-        config = {"ops": {f"shop__hpo_study__{name}": {"config": TINY} for name in shop.queries}}
+        config = {"ops": {f"shop__{name}__study": {"config": TINY} for name in shop.queries}}
         (root / "dagster").mkdir()
         with instance_for_test(temp_dir=str(root / "dagster")) as instance:
             resources = shop.defs.resources
@@ -131,7 +132,7 @@ def materialised_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 unpartitioned, resources=resources, instance=instance, run_config=config
             ).success
             for name in shop.queries:
-                serving = [a for a in shop.defs.assets if a.key.path[1:] in (["predictions", name], ["embeddings", name])]  # fmt: skip
+                serving = [a for a in shop.defs.assets if a.key.path[1:] in ([name, "predictions"], [name, "embeddings"])]  # fmt: skip
                 assert materialize(serving, resources=resources, instance=instance, partition_key=DAY).success
         _MATERIALISED.append(root)
     return _MATERIALISED[0]

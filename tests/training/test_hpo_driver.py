@@ -152,3 +152,28 @@ def test_reopening_a_study_keeps_its_trials(tmp_path):
     with pytest.raises(ValueError, match="unknown pruner"):
         open_hpo_study(storage.get_storage(), "t", SPACE, StudySettings(pruner="hyperband!"))
     assert optuna.study.get_all_study_names(storage.get_storage()) == ["s"]
+
+
+def test_a_new_study_starts_with_each_family_and_sampling_preset(tmp_path):
+    space = search_space("binary_classification", "fast")
+    storage = StudyStorage(url=str(tmp_path / "journal.log")).get_storage()
+    study = open_hpo_study(storage, "seeded", space, StudySettings())
+
+    def either_family(trial, params, placement) -> dict:
+        value = params["gbdt_learning_rate"] if params["family"] == "gbdt" else params["lr"]
+        return {"state": "complete", "value": value, "seconds": 1.0, "family": params["family"]}
+
+    run_slot(study, space, "run/0", 4, time.time() + 60, lambda params: PLACEMENT, either_family,
+             {"seed": 0, "device": "cpu"}, 1, log=lambda message: None)  # fmt: skip
+    assert all(
+        trial.state == TrialState.COMPLETE and trial.user_attrs["seeded"] for trial in study.get_trials()
+    )
+    first = [trial.user_attrs["params"] for trial in study.get_trials()]
+    assert {params["family"] for params in first} == {"gnn", "gbdt"}
+    gnn = [params for params in first if params["family"] == "gnn"]
+    assert (
+        len({(p["batch_size"], tuple(p["fanouts"]), p["sampling_strategy"]) for p in gnn}) == 3
+    )  # 3 presets
+    # reopening a study that has trials seeds nothing more
+    again = open_hpo_study(storage, "seeded", space, StudySettings())
+    assert len(again.get_trials()) == 4

@@ -1,0 +1,192 @@
+"""Every command in the README, run as a newcomer would run it.
+
+`make demo` runs for real (the Makefile target, the dagster CLI, a SQLite instance) with a CI-sized run
+config (`tests/support/f1_demo_ci.yaml`; the full demo's time is measured in docs/benchmarks.md). The
+commands it prints, `make dev`, `kumo leaderboard` and the bring-your-own-database block run on what it made.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import optuna
+import polars as pl
+import pytest
+from dagster import DagsterInstance
+from optuna.trial import TrialState
+
+from stores.data_plane import DataPlane
+from tests.conftest import REPO_ROOT, SHARED_DATA
+from tests.support.prediction_checks import check_f1_predictions
+from tests.support.servers import free_port
+from training.studies import StudyStorage
+
+pytestmark = pytest.mark.integration
+
+README = REPO_ROOT / "README.md"
+F1_ROWS = {
+    "circuits": 77, "constructors": 212, "drivers": 864, "races": 1149, "results": 27118,
+    "driver_standings": 35235, "constructor_results": 12805, "constructor_standings": 13571, "qualifying": 10854,
+}  # fmt: skip
+
+
+def readme_commands() -> list[str]:
+    """Each command line of the README's bash blocks (comments stripped), in order."""
+    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def readme_inline_commands() -> list[str]:
+    """Commands quoted inline in the README's prose (``.venv/bin/...``)."""
+    return re.findall(r"`(\.venv/bin/[^`]+)`", README.read_text())
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """`make demo` on a fresh KUMO_HOME: returns its home, environment and output."""
+    home = tmp_path_factory.mktemp("kumo_home")
+    env = {**os.environ, "KUMO_HOME": str(home), "DAGSTER_HOME": str(home / "dagster"),
+           "KUMO_DATA_PLANE": str(home / "data")}  # fmt: skip
+    completed = subprocess.run(
+        ["make", "demo", "DEMO_RUN=tests/support/f1_demo_ci.yaml", "DEMO_DAY=2012-05-01"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return home, env, completed.stdout
+
+
+def test_the_readme_runs_only_commands_these_tests_run():
+    assert readme_commands()[:3] == ["make demo", "make test", "make dev"]
+    assert (REPO_ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")  # CI runs `make test`
+    assert all(command.startswith((".venv/bin/kumo ",)) for command in readme_inline_commands())
+
+
+def test_make_demo_trains_scores_and_prints_the_leaderboard(demo):
+    home, _, output = demo
+    plane = home / "data"
+    check_f1_study(plane)
+    for query in ("driver_dnf", "driver_top3", "driver_position"):
+        assert f"\n{query}:\n" in output
+        assert f"predictions: {plane / 'f1' / 'predictions' / query / '2012-05-01.parquet'}" in output
+    assert "baseline: own history" in output and "published: RelGNN" in output and "holdout (test)" in output
+    check_f1_predictions(home, ["2012-05-01", "2024-06-01"])
+    assert (home / "dagster" / "history" / "runs.db").is_file()
+    data = DataPlane(root=str(plane))
+    for table, rows in F1_ROWS.items():
+        meta = data.get_json("f1", "tables", f"{table}.json")
+        assert meta["rows"] == rows, table
+        frame = data.get_frame("f1", "tables", f"{table}.parquet")
+        assert frame.height == rows and frame["_kumo_id"].to_list() == list(range(rows))
+        assert all(fk["dangling_rows"] == 0 for fk in meta["foreign_keys"]), table
+    races = data.get_frame("f1", "tables", "races.parquet", columns=["raceId", "_kumo_time"])
+    qualifying = data.get_frame("f1", "tables", "qualifying.parquet", columns=["raceId", "_kumo_time"])
+    shifted = qualifying.join(races, on="raceId", suffix="_race")
+    assert ((shifted["_kumo_time_race"] - shifted["_kumo_time"]) == 86400).all()
+    # 2009 Australian GP (raceId 1): 2009-03-29 06:00:00 UTC.
+    assert races.filter(pl.col("raceId") == 1)["_kumo_time"].item() == 1238306400
+
+
+def test_the_automation_commands_the_demo_prints_turn_it_on(demo):
+    home, env, output = demo
+    commands = re.findall(
+        r"^\s+[a-z ]+:\s+(\S+/dagster (?:schedule|sensor) start .+)$", output, flags=re.MULTILINE
+    )
+    assert len(commands) == 3
+    for command in commands:
+        completed = subprocess.run(command.split(), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                                   timeout=300)  # fmt: skip
+        assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    with DagsterInstance.from_config(str(home / "dagster")) as instance:
+        running = {state.instigator_name for state in instance.all_instigator_state() if state.is_running}
+    assert {"f1__driver_dnf__refresh_daily", "new_data", "capacity_ahead_of_demand"} <= running
+
+
+def test_kumo_leaderboard_in_the_readme_prints_every_query(demo):
+    _, env, _ = demo
+    (command,) = [line for line in readme_inline_commands() if line.startswith(".venv/bin/kumo leaderboard")]
+    completed = subprocess.run(
+        command.split(), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert [line for line in completed.stdout.splitlines() if line.endswith(":") and not line.startswith(" ")] == [
+        "driver_dnf:", "driver_top3:", "driver_position:"]  # fmt: skip
+
+
+def test_make_dev_serves_the_ui_pictures_and_runs_the_daemon(demo):
+    home, env, _ = demo
+    port = free_port()
+    dev = subprocess.Popen(["make", "dev", f"DEV_PORT={port}"], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        info = wait_for(f"http://127.0.0.1:{port}/server_info", dev, timeout=120)
+        assert "dagster_webserver_version" in json.loads(info)
+        picture = next((home / "data" / "f1" / "pictures").rglob("optimisation_history-*.png"))
+        path = picture.relative_to(home / "data").as_posix()
+        served = urllib.request.urlopen(f"http://127.0.0.1:{port}/kumo/pictures/{path}", timeout=30).read()
+        assert served == picture.read_bytes()
+        with DagsterInstance.from_config(str(home / "dagster")) as instance:
+            deadline = time.monotonic() + 120
+            while not instance.get_daemon_heartbeats() and time.monotonic() < deadline:
+                time.sleep(1)
+            assert instance.get_daemon_heartbeats()  # the daemon that ticks schedules and sensors runs
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.wait(timeout=60)
+
+
+def test_bring_your_own_database_block_runs():
+    if not (SHARED_DATA / "completejourney").is_dir():
+        pytest.skip(f"{SHARED_DATA / 'completejourney'} is not on this machine")
+    block = [line for line in readme_commands() if "KUMO_GRAPH_SPEC" in line]
+    assert block and block[0].startswith("export KUMO_GRAPH_SPEC=$PWD/")
+    script = "set -euo pipefail\n" + "\n".join(block)
+    completed = subprocess.run(
+        ["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    explained = json.loads(completed.stdout)
+    assert explained["task_type"] == "regression" and explained["entity"]["table"] == "household"
+
+
+def wait_for(url: str, process: subprocess.Popen, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the server behind {url} exited with {process.returncode}")
+        try:
+            return urllib.request.urlopen(url, timeout=5).read()
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.5)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def check_f1_study(plane_root: Path) -> None:
+    """The CI demo's driver-dnf study: 4 trials through the local launcher, running side by side."""
+    storage = StudyStorage().get_storage(str(plane_root))
+    names = [name for name in optuna.study.get_all_study_names(storage) if name.startswith("f1.driver_dnf.")]
+    study = optuna.load_study(study_name=names[0], storage=storage)
+    trials = study.get_trials()
+    assert len(names) == 1 and len(trials) >= 4
+    assert all(t.state == TrialState.COMPLETE for t in trials), [(t.number, t.state, t.user_attrs.get("failure"))
+                                                                   for t in trials]  # fmt: skip
+    assert 0.5 < study.best_value <= 1.0  # validation AUROC of a real model
+    events = sorted(
+        [(t.user_attrs["started_at"], 1) for t in trials]
+        + [(t.user_attrs["finished_at"], -1) for t in trials]
+    )
+    assert max(itertools.accumulate(step for _, step in events)) >= 3  # the slots really ran side by side
+    assert len({t.user_attrs["placement"]["cpu"] for t in trials}) == 1
+    summary = json.loads((plane_root / "f1" / "hpo" / "driver_dnf" / "summary.json").read_text())
+    assert summary["best"]["number"] == study.best_trial.number
+    pointer = json.loads((plane_root / "f1" / "best_model" / "driver_dnf" / "pointer.json").read_text())
+    assert pointer["trial"] == study.best_trial.number and 0.0 <= pointer["metrics"]["test"]["auroc"] <= 1.0
