@@ -88,18 +88,29 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition
         table = data_plane.get_frame(spec.graph_name, "training_tables", f"{query.name}.parquet")
         baselines = trivial_baselines(table, summary["task_type"], summary["metric"])
         holdout = {**served_holdout(trained, blend, summary), "observe_until": run_config.observe_until}
-        rows = leaderboard_rows(summary, baselines, holdout, published_numbers(spec.path, query.name))
+        published = published_numbers(spec.path, query.name)
+        rows = leaderboard_rows(summary, baselines, holdout, published)
         write_leaderboard(data_plane, spec.graph_name, query.name, rows)
         metric = summary["metric"]
         metadata = {
             "leaderboard": leaderboard_table(rows),
             f"holdout_test_{metric}": dg.MetadataValue.float(readable(float(holdout["value"]))),
             f"chosen_val_{metric}": dg.MetadataValue.float(readable(float(summary["best"]["value"]))),
-            **validation_pictures(data_plane, spec, query, summary, key, context.run_id[:8]),
+            **validation_pictures(data_plane, spec, query, summary, key, context.run.run_id[:8]),
             "served": dg.MetadataValue.text(_served_text(served)),
             "protocol": dg.MetadataValue.text(
                 f"chosen on validation rows only; holdout {metric}: {holdout_protocol(run_config.observe_until)}, "
                 "computed once, after the choice"
+            ),
+            **(
+                {
+                    "published": dg.MetadataValue.text(
+                        "published numbers follow their paper's protocol (the note says which); when the database each "
+                        "test row sees differs from the served row's, the numbers are not comparable"
+                    )
+                }
+                if published
+                else {}
             ),
             "study": dg.MetadataValue.text(summary["study_name"]),
             "config": dg.MetadataValue.json(family_config(run_config.model_dump())),

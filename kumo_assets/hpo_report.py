@@ -76,20 +76,26 @@ def study_metadata(context: StudyContext, summary: dict[str, Any], data_plane: D
 
 
 def leaderboard_table(rows: list[dict[str, Any]], metric: str) -> dg.MetadataValue:
-    """The best trials first (at most 20): family, state, validation metric, time, where it ran, its parameters."""
+    """The best trials first (at most 20): family, state, validation metric, time, its parameters, and where it
+    ran and what it cost when any trial ran off this machine."""
+    shown = rows[:LEADERBOARD_ROWS]
+    placed = any((row["instance_type"] or "local") != "local" or row["cost_usd"] for row in shown)
     columns = [("trial", "int"), ("family", "string"), ("state", "string"), (f"val {metric}", "float"),
-               ("seconds", "float"), ("instance", "string"), ("cost $", "float"), ("parameters", "string")]  # fmt: skip
-    shown = [[row["number"], row["family"] or "", row["state"], row["value"], row["seconds"],
-              row["instance_type"] or "", row["cost_usd"], _parameters(row["family"], row["params"])]
-             for row in rows[:LEADERBOARD_ROWS]]  # fmt: skip
-    return ui_table(columns, shown)
+               ("seconds", "float"), *([("instance", "string"), ("cost $", "float")] if placed else []),
+               ("parameters", "string")]  # fmt: skip
+    return ui_table(columns, [[row["number"], row["family"] or "", row["state"], row["value"], row["seconds"],
+                               *([row["instance_type"] or "", row["cost_usd"]] if placed else []),
+                               _parameters(row["family"], row["params"])] for row in shown])  # fmt: skip
+
+
+SHORT_NAMES = {"sampling_strategy": "sampling", "batch_size": "batch", "learning_rate": "lr"}
 
 
 def _parameters(family: str | None, params: dict) -> str:
     names = SHOWN_PARAMS.get(family or "gnn", SHOWN_PARAMS["gnn"])
-    return ", ".join(
-        f"{name.removeprefix('gbdt_')}={_compact(params[name])}" for name in names if name in params
-    )
+    shown = [(SHORT_NAMES.get(name.removeprefix("gbdt_"), name.removeprefix("gbdt_")), params[name])
+             for name in names if name in params]  # fmt: skip
+    return ", ".join(f"{name}={_compact(value)}" for name, value in shown)
 
 
 def _compact(value) -> str:

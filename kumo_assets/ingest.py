@@ -23,6 +23,7 @@ from dagster import (
 
 from kumo_assets.asset_keys import table_asset_key, tables_group
 from kumo_assets.execution import CPU_BOUND
+from kumo_assets.ui_tables import human_bytes, ui_table
 from relational.checks import CheckOutcome, ingest_check_names
 from relational.spec import GraphSpec
 from relational.table_build import (
@@ -121,39 +122,23 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
             )
         ),
         "content_hash": MetadataValue.text(meta["content_hash"]),
-        "bytes": MetadataValue.int(meta["bytes"]),
+        "size": MetadataValue.text(human_bytes(meta["bytes"])),
         "build_seconds": MetadataValue.float(round(seconds, 3)),
-        "stypes": MetadataValue.md(
-            markdown_table(
-                ["column", "stype", "decided by", "reason", "null rate"],
-                [
-                    [column, d["stype"], d["source"], d["reason"], f"{null_rates.get(column, 0.0):.1%}"]
-                    for column, d in stypes.items()
-                ],
-            )
+        "stypes": ui_table(
+            [("column", "string"), ("stype", "string"), ("decided by", "string"), ("reason", "string"),
+             ("null rate", "float")],
+            [[column, d["stype"], d["source"], d["reason"], null_rates.get(column, 0.0)] for column, d in stypes.items()],
         ),
-        "preview": MetadataValue.md(
-            markdown_table(
-                user_columns, [list(map(str, row)) for row in frame.select(user_columns).head(5).rows()]
-            )
-        ),
-    }
+        "preview": ui_table([(column, "string") for column in user_columns],
+                            [[_preview_cell(value) for value in row] for row in frame.select(user_columns).head(5).rows()]),
+    }  # fmt: skip
     if meta["foreign_keys"]:
-        metadata["foreign_keys"] = MetadataValue.md(
-            markdown_table(
-                ["key", "points at", "null rows", "dangling rows", "dangling rate"],
-                [
-                    [
-                        fk["name"],
-                        fk["table"],
-                        fk["null_rows"],
-                        fk["dangling_rows"],
-                        f"{fk['dangling_rate']:.2%}",
-                    ]
-                    for fk in meta["foreign_keys"]
-                ],
-            )
-        )
+        metadata["foreign_keys"] = ui_table(
+            [("key", "string"), ("points at", "string"), ("null rows", "int"), ("dangling rows", "int"),
+             ("dangling rate", "float")],
+            [[fk["name"], fk["table"], fk["null_rows"], fk["dangling_rows"], fk["dangling_rate"]]
+             for fk in meta["foreign_keys"]],
+        )  # fmt: skip
     if meta["time"]:
         time_meta = meta["time"]
         metadata["time_range"] = MetadataValue.text(
@@ -174,10 +159,7 @@ def format_time(seconds: int | None, missing: str = "none") -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
 
 
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    def cell(value) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")[:80]
-
-    lines = ["| " + " | ".join(map(cell, header)) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in rows]
-    return "\n".join(lines)
+def _preview_cell(value) -> str:
+    """A preview cell as short text (a long string or list would widen the whole table)."""
+    text = "" if value is None else str(value)
+    return text if len(text) <= 40 else text[:39] + "…"

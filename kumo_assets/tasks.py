@@ -65,7 +65,7 @@ def _training_table_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefini
         checks = [check_result(outcome) for outcome in training_table_checks(meta)]
         metadata = training_table_metadata(result, meta, time.perf_counter() - started)
         histogram = label_pictures(result, meta["task_type"])
-        metadata = {**picture_metadata(data_plane, key, histogram, context.run_id[:8]), **metadata}
+        metadata = {**picture_metadata(data_plane, key, histogram, context.run.run_id[:8]), **metadata}
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return _training_table

@@ -47,15 +47,15 @@ def trivial_baselines(table: pl.DataFrame, task_type: str, metric: str) -> list[
     mean, median = float(train["label"].mean()), float(train["label"].median())
     if task_type == "binary_classification":
         candidates = {
-            "constant": ("the training positive rate for every row", np.full(len(labels), mean)),
-            "own history": ("the entity's own positive rate over its training rows (else the overall rate)",
+            "constant": ("the training positive rate, every row", np.full(len(labels), mean)),
+            "own history": ("the entity's training positive rate",
                             history["own"].fill_null(mean).to_numpy()),
         }  # fmt: skip
     else:
         candidates = {
-            "constant mean": ("the training mean for every row", np.full(len(labels), mean)),
-            "constant median": ("the training median for every row", np.full(len(labels), median)),
-            "own history": ("the entity's own mean over its training rows (else the overall median)",
+            "constant mean": ("the training mean, every row", np.full(len(labels), mean)),
+            "constant median": ("the training median, every row", np.full(len(labels), median)),
+            "own history": ("the entity's training mean",
                             history["own"].fill_null(median).to_numpy()),
         }  # fmt: skip
     return [Baseline(name, description, _interval(task_type, metric, labels, outputs, entities))

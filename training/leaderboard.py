@@ -18,7 +18,7 @@ from training.baselines import Baseline
 __all__ = ["REFIT_PROTOCOL", "format_leaderboard", "holdout_protocol", "leaderboard_rows", "published_numbers", "read_leaderboard",
            "write_leaderboard"]  # fmt: skip
 
-REFIT_PROTOCOL = "refit on train + val, scored once on test"
+REFIT_PROTOCOL = "refit on train + val, scored once"
 FIELDS = ("model", "rows", "metric", "value", "low", "high", "note")
 
 
@@ -36,27 +36,26 @@ def leaderboard_rows(summary: dict[str, Any], baselines: list[Baseline], holdout
     best, metric = summary["best"], summary["metric"]
     family = (best["params"].get("family") or "").upper()
     rows = [_row(f"chosen: {family} trial {best['number']}", "validation", metric, best["value"],
-                 best.get("val_interval"), "the study picked it on these rows")]  # fmt: skip
+                 best.get("val_interval"), "picked on these rows")]  # fmt: skip
     blend = summary.get("family_blend") or {}
     if blend.get("blend_is_better") and holdout["model"].startswith("blend"):
         rows.append(_row("blend of the best of each family", "validation", metric, blend["blend"], None,
-                         "validation preferred the blend, so it is served"))  # fmt: skip
+                         "preferred on validation: served"))  # fmt: skip
     rows += [_row(f"baseline: {b.name}", "validation", metric, b.interval.estimate, b.interval.to_dict(),
                   b.description) for b in baselines]  # fmt: skip
     if not baselines:
         rows.append(_row("baselines", "validation", metric, None, None,
                          f"none for {summary.get('task_type', 'this task type')}"))  # fmt: skip
     rows.append(_row(f"served: {holdout['model']}", "holdout (test)", metric, holdout["value"], holdout["interval"],
-                     f"{holdout_protocol(holdout.get('observe_until'))}; never used to choose"))  # fmt: skip
+                     holdout_protocol(holdout.get("observe_until"))))  # fmt: skip
     rows += [_row(f"published: {item['model']}", "holdout (test)", item["metric"], item["value"], None,
-                  f"{item['protocol']} ({item['source']})") for item in published]  # fmt: skip
+                  item["protocol"]) for item in published]  # fmt: skip
     return rows
 
 
 def holdout_protocol(observe_until: str | None) -> str:
     """How the holdout number was made: the refit, and what each test row could see of the database."""
-    view = (f"the database frozen at {observe_until}" if observe_until
-            else "each row sees the database up to its own anchor")  # fmt: skip
+    view = f"database frozen at {observe_until}" if observe_until else "each row sees data up to its anchor"
     return f"{REFIT_PROTOCOL}; {view}"
 
 

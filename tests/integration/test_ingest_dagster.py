@@ -54,8 +54,12 @@ def test_fake_db_materialises_with_checks_and_metadata(fake_spec, data_plane, tm
         materialization = instance.get_latest_materialization_event(orders_key).asset_materialization
         metadata = materialization.metadata
         assert metadata["dagster/row_count"].value == make_tables()["orders"].height - 1
-        assert "| created_at | timestamp |" in metadata["stypes"].value
-        assert "| user_id | users | 1 | 1 |" in metadata["foreign_keys"].value
+        stypes = {record.data["column"]: record.data["stype"] for record in metadata["stypes"].value.records}
+        assert stypes["created_at"] == "timestamp"
+        keys = {record.data["key"]: record.data for record in metadata["foreign_keys"].value.records}
+        assert (keys["user_id"]["points at"], keys["user_id"]["null rows"], keys["user_id"]["dangling rows"]) == (
+            "users", 1, 1)  # fmt: skip
+        assert len(metadata["preview"].value.records) == 5
         assert metadata["time_range"].value.startswith("2024-01-01")
         assert (
             len(metadata["dagster/column_schema"].value.columns)

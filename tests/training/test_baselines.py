@@ -61,8 +61,8 @@ def test_the_leaderboard_puts_validation_first_and_one_holdout_row(tmp_path):
     assert [row["rows"] for row in rows] == ["validation"] * 3 + ["holdout (test)"] * 2
     assert rows[0]["model"] == "chosen: GBDT trial 3" and rows[0]["low"] == 0.7
     assert sum(row["model"].startswith("served") for row in rows) == 1
-    assert "scored once on test; each row sees the database up to its own anchor" in rows[3]["note"]
-    assert "train rows only" in rows[4]["note"]
+    assert rows[3]["note"] == "refit on train + val, scored once; each row sees data up to its anchor"
+    assert rows[4]["note"] == "train rows only"
     text = format_leaderboard("q", rows)
     assert text.startswith("q:\n") and "0.77" in text and "0.7 .. 0.84" in text
     assert published_numbers(tmp_path / "graph.yaml", "other") == []
