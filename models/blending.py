@@ -58,12 +58,13 @@ def blend_outputs(
 
 
 def mid_rank_quantile(values: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """(references below + (references equal + 1) / 2) / len(reference): ``rankdata(values) / n`` when the
-    reference is ``values`` itself, and a fixed monotone map of any other score."""
+    """(references below + (references equal + 1) / 2) / len(reference), at most 1: ``rankdata(values) / n``
+    when the reference is ``values`` itself, and a fixed monotone map of any other score into [0, 1] (a score
+    above every reference would otherwise map to (n + 1/2) / n, which no metric reads as a probability)."""
     ordered = np.sort(np.asarray(reference, dtype=np.float64))
     below = np.searchsorted(ordered, values, side="left")
     equal = np.searchsorted(ordered, values, side="right") - below
-    return (below + (equal + 1) / 2) / max(len(ordered), 1)
+    return np.minimum((below + (equal + 1) / 2) / max(len(ordered), 1), 1.0)
 
 
 def blend_report(task_type: str, members: Mapping[str, ScoredRows], *, k: int = 10) -> dict:

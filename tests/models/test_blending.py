@@ -87,3 +87,12 @@ def test_scored_rows_round_trip_ranked_labels_included():
     (back,) = scored_rows_from_bytes(scored_rows_bytes({"val": ranked})).values()
     assert [labels.tolist() for labels in back.labels] == [[1, 2], [], [3]]
     assert back.outputs.shape == (3, 10)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(0, 1), min_size=1, max_size=30), st.lists(st.floats(0, 1), min_size=1, max_size=30))
+def test_a_binary_blend_of_scores_outside_the_references_stays_a_probability(scores, references):
+    # a test score above every validation score once mapped to (n + 1/2) / n and failed the metrics
+    blended = blend_outputs("binary_classification", [np.asarray(scores)] * 2, [np.asarray(references)] * 2)
+    assert ((blended >= 0) & (blended <= 1)).all()
+    compute_metrics("binary_classification", np.arange(len(scores)) % 2, blended)
