@@ -1,7 +1,7 @@
 """The ``best_model`` asset per query: refit the study's choice on train + val, score it once on test, store it.
 
-The GNN refit trains for as many epochs as the winning trial's best epoch (+1) without early stopping, so
-no epoch count is chosen on data it trains on; the GBDT refit keeps the validation rows for early stopping.
+The GNN refit trains for as many epochs as the winning trial's best epoch (+1), the GBDT refit for as many
+boosting rounds as its selection run kept; neither early-stops, so nothing is chosen on rows it trains on.
 When the study found on validation that blending the best trial of each family beats the winner alone
 (``family_blend``), the other family's best trial is refit too and the test is scored on the blend.
 The page shows the validation leaderboard with trivial baselines, the one holdout number and pictures

@@ -67,6 +67,9 @@ class GBDTConfig:
     lambda_l2: float = 1.0
     max_bin: int = 255
     seed: int = 0
+    # keep all n_estimators rounds, without early stopping: a refit on train + val reuses the round count its
+    # selection run chose on validation, so nothing is chosen on rows it trains on
+    fixed_rounds: bool = False
     ensemble_size: int = 1
     threads: int = 0
     objective: str | None = None
@@ -156,7 +159,7 @@ class GBDTModel(PerOutputBoosting):
         for member in range(max(1, self.config.ensemble_size)):
             history: dict[str, dict[str, list[float]]] = {}
             callbacks = [lgb.log_evaluation(0), lgb.record_evaluation(history)]
-            if self.config.early_stopping_rounds > 0:
+            if self.config.early_stopping_rounds > 0 and not self.config.fixed_rounds:
                 callbacks.append(lgb.early_stopping(self.config.early_stopping_rounds, verbose=False))
             booster = lgb.train(
                 {**self._params(self.config.seed + member), **extra_params},
@@ -168,7 +171,11 @@ class GBDTModel(PerOutputBoosting):
                 callbacks=callbacks,
             )
             curve = np.asarray(history["val"][metric], dtype=np.float64)
-            best = _smoothed_best(curve, higher_better, self.config.smoothing_rounds)
+            best = (
+                len(curve)
+                if self.config.fixed_rounds
+                else _smoothed_best(curve, higher_better, self.config.smoothing_rounds)
+            )
             self.boosters.append(booster)
             self.best_iterations.append(best)
             self.best_scores.append(float(curve[best - 1]))

@@ -100,6 +100,11 @@ class LinkRanker:
         scorer.boost_members(params, train_set, val_set, metric, True, feval)
         return self
 
+    @property
+    def best_iteration(self) -> int:
+        """The boosting rounds its scorer kept (what a refit reuses)."""
+        return self.scorer.best_iteration
+
     def rank(self, pairs: pl.DataFrame, n_rows: int, fallback: np.ndarray) -> np.ndarray:
         """(n_rows, width) target node ids, best first; a row with too few candidates is completed from
         ``fallback`` (targets in order of preference, e.g. by popularity)."""

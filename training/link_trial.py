@@ -67,7 +67,7 @@ def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema,
                         observe_until: int | None = None, top_k: int = 10, features: PropositionalConfig | None = None,
                         candidates: CandidateConfig | None = None, objective: str = "lambdarank",
                         train_negatives: int | None = 40, freeze_validation: bool = False,
-                        simulate_staleness: bool = False) -> GBDTTrialResult:  # fmt: skip
+                        simulate_staleness: bool = False, holdout: bool = True) -> GBDTTrialResult:  # fmt: skip
     """Fit the pair scorer on train, early-stop on val, and score every split's top-``top_k`` rankings.
 
     ``entity_keys``: the entity table's key column and its ``_kumo_id``; ``observe_until`` freezes the
@@ -113,7 +113,9 @@ def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema,
     del train  # LightGBM holds its binned copy
     ranker.classes_ = _target_keys(frames, schema, link.target_table, log.n_targets)
     metrics, scored = {}, {}
-    for split in ("val", "test", "val_frozen"):
+    for split in (
+        ("val", "test", "val_frozen") if holdout else ("val", "val_frozen")
+    ):  # test: a final model's only
         if not len(row_ids[split]):
             continue
         fallback = popularity_order(log, int(as_of[row_ids[split]].min()), candidates)

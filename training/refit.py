@@ -1,8 +1,9 @@
 """Refits of what a study chose: the winner on train + val, and the other family's best when validation
 preferred their blend (scored on test as the blend is served).
 
-The GNN refit trains for as many epochs as the winning trial's best epoch (+1) without early stopping, so
-no epoch count is chosen on data it trains on."""
+The GNN refit trains for as many epochs as the winning trial's best epoch (+1) and the GBDT refit for as many
+boosting rounds as its selection run kept, neither with early stopping, so nothing is chosen on data the
+refit trains on."""
 
 from __future__ import annotations
 
@@ -25,10 +26,15 @@ __all__ = ["refit_blend", "refit_config", "refit_winner"]
 def refit_config(best: dict[str, Any]) -> ModelRunConfig:
     """The winning trial's parameters as a final-fit run config."""
     params = dict(best["params"])
-    if params.get("family", "gnn") == "gnn" and best.get("best_epoch") is not None:
-        params["epochs"] = int(best["best_epoch"]) + 1
+    if best.get("best_epoch") is not None:  # what selection chose: a GNN's best epoch, a GBDT's rounds kept
+        if params.get("family", "gnn") == "gnn":
+            params["epochs"] = int(best["best_epoch"]) + 1
+        else:
+            params["gbdt_trees"] = max(1, int(best["best_epoch"]))
     known = set(ModelRunConfig.model_fields)
-    return ModelRunConfig(**{name: value for name, value in params.items() if name in known}, refit=True)
+    return ModelRunConfig(
+        **{**{name: value for name, value in params.items() if name in known}, "refit": True}
+    )
 
 
 def refit_winner(

@@ -151,10 +151,11 @@ def train_query_model(
     if config.family == "gbdt":
         frames, metas = read_published_tables(spec, data_plane)
         schema = GraphSchema.from_table_metadata(spec, metas)
+        # a refit keeps the rounds its selection run chose (refit_config): nothing is chosen on rows it trains on
         gbdt = GBDTConfig(n_estimators=config.gbdt_trees, learning_rate=config.gbdt_learning_rate,
-                          num_leaves=config.gbdt_leaves, seed=config.seed)  # fmt: skip
+                          num_leaves=config.gbdt_leaves, seed=config.seed, fixed_rounds=config.refit)  # fmt: skip
         keys = frames[entity_table].select(entity_column, NODE_ID)
-        if config.refit:  # validation rows train too; they still early-stop, so their metrics are optimistic
+        if config.refit:  # validation rows train too (their metrics are optimistic; only test is reported)
             table = pl.concat(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
@@ -162,12 +163,14 @@ def train_query_model(
             result = run_gbdt_link_trial(frames, schema, entity_table, keys, table, link_query(meta["parsed"]),
                                          gbdt, observe_until, query_top_k(meta),
                                          freeze_validation=_freezes_validation(config),
-                                         simulate_staleness=config.simulate_staleness)  # fmt: skip
+                                         simulate_staleness=config.simulate_staleness, holdout=config.refit)  # fmt: skip
         else:
             result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
                                     freeze_validation=_freezes_validation(config),
-                                    simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta))  # fmt: skip
-        metrics, resumed_from, best_epoch = result.metrics, None, None
+                                    simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta),
+                                    holdout=config.refit)  # fmt: skip
+        # a GBDT's "best epoch" is the number of boosting rounds it kept, which its refit reuses
+        metrics, resumed_from, best_epoch = result.metrics, None, result.model.best_iteration
         extra["vocabulary_limit"] = getattr(result, "vocabulary_limit", None)
         data_plane.put_bytes(result.model_bytes, *prefix, "model.lgb")
     elif config.family == "gnn":
@@ -198,6 +201,7 @@ def train_query_model(
             label_values=vocabulary.values if vocabulary else None,
             target_type=meta["parsed"].get("target_table") if task_type == "link_prediction" else None,
             threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
+            holdout=config.refit,
         )  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, result.fit.resumed_from, result.fit.best_epoch
         data_plane.put_bytes(gnn_artifacts(result), *prefix, "model.pt")

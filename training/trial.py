@@ -157,6 +157,7 @@ def run_gnn_trial(
     loss: str = "auto",
     label_values: list | None = None,
     target_type: str | None = None,
+    holdout: bool = True,
 ) -> GNNTrialResult:
     """Fit on ``splits['train']``, early-stop on ``val``, then score ``val`` and ``test`` (when present).
 
@@ -196,7 +197,7 @@ def run_gnn_trial(
 
     fit = trainer.fit(train_epoch, lambda: batches(splits["val"]))
     metrics, predictions, scored = {}, {}, {}
-    for name in ("val", "test"):
+    for name in ("val", "test") if holdout else ("val",):  # the holdout only for a final model
         if name in splits and len(splits[name].seeds):
             metrics[name], predictions[name] = trainer.evaluate(batches(splits[name]))
             entities = splits[name].seeds[predictions[name].input_id]
@@ -285,6 +286,7 @@ def run_gbdt_trial(
     freeze_validation: bool = False,
     simulate_staleness: bool = False,
     top_k: int = 10,
+    holdout: bool = True,
 ) -> GBDTTrialResult:
     """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
 
@@ -328,9 +330,10 @@ def run_gbdt_trial(
     if vocabulary is not None:
         model.classes_ = np.asarray(vocabulary.values)  # what each output column means, saved with the model
     # each evaluated split is predicted once: its metrics and its scored rows come from the same outputs
-    inputs = {
-        split: model.metric_inputs(*parts[split]) for split in ("val", "test", "val_frozen") if split in parts
-    }
+    evaluated = (
+        ("val", "test", "val_frozen") if holdout else ("val", "val_frozen")
+    )  # test: a final model's only
+    inputs = {split: model.metric_inputs(*parts[split]) for split in evaluated if split in parts}
     metrics = {split: compute_metrics(task_type, *pair, k=config.top_k) for split, pair in inputs.items()}
     if "val_frozen" in inputs:  # early stopping used the fresh view; selection across families uses this one
         metrics["val_fresh"], metrics["val"] = metrics["val"], metrics.pop("val_frozen")

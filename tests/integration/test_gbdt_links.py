@@ -294,7 +294,7 @@ def test_gbdt_trains_a_link_query_through_dagster(tmp_path):
     assert "val_fresh" in summaries[True][1]["metrics"] and "val_fresh" not in summaries[False][1]["metrics"]
     trained, summary = summaries[False]
     assert summary["family"] == "gbdt" and summary["task_type"] == "link_prediction"
-    assert {"map@5", "recall@5", "candidate_recall"} <= set(summary["metrics"]["test"])
+    assert {"map@5", "recall@5", "candidate_recall"} <= set(summary["metrics"]["val"])
     ranker = LinkRanker.load(trained / "model.lgb")
     products = pl.read_parquet(tmp_path / "plane" / "shop" / "tables" / "products.parquet")
     assert ranker.top_k == 5 and ranker.classes_ == products.sort(NODE_ID)["product_id"].to_list()

@@ -56,6 +56,12 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
     boards = [m["leaderboard"].value.records for m in observed if "leaderboard" in m]  # newest first
     assert len(boards) == 4 and sum(r.data["state"] == "complete" for r in boards[0]) == 4
     assert all("epoch_train_loss" in metadata for metadata in epochs if "(gnn)" in metadata["progress"].value)
+    # holdout discipline: neither the study's storage nor a trial's own summary holds a test metric
+    for trial in study.get_trials():
+        assert set(trial.user_attrs["metrics"]) == {"val"}, trial.user_attrs["metrics"]
+        run = json.loads((tmp_path / "plane").glob(f"shop/models/*/{trial.user_attrs['run_key']}/summary.json")
+                         .__next__().read_text())  # fmt: skip
+        assert set(run["metrics"]) == set(run["intervals"]) == {"val"}
     for trial in study.get_trials():
         assert trial.user_attrs["placement"]["instance_type"] == "local" and trial.user_attrs["seconds"] > 0
         interval = trial.user_attrs["val_interval"]  # the trial's validation value, resampled by entity

@@ -95,7 +95,7 @@ def test_list_queries_train_end_to_end(tmp_path):
     (ranked,) = (plane / "models" / "next_products").iterdir()
     summary = json.loads((ranked / "summary.json").read_text())
     assert summary["task_type"] == "link_prediction"
-    assert set(summary["metrics"]["test"]) == {"map@5", "recall@5", "precision@5", "ndcg@5"}  # the query's K
+    assert set(summary["metrics"]["val"]) == {"map@5", "recall@5", "precision@5", "ndcg@5"}  # the query's K
     artifact = from_bytes((ranked / "model.pt").read_bytes())
     assert artifact["spec"]["outputs"] == products.height == len(artifact["spec"]["classes"])
     assert artifact["spec"]["top_k"] == 5
@@ -124,7 +124,7 @@ def test_gbdt_trains_a_classify_query_one_model_per_category(tmp_path):
     (trained,) = (tmp_path / "plane" / "shop" / "models" / "next_stores").iterdir()
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["family"] == "gbdt" and summary["task_type"] == "multilabel_classification"
-    assert set(summary["metrics"]["test"]) == {"auroc", "auprc", "f1", "accuracy"}
+    assert set(summary["metrics"]["val"]) == {"auroc", "auprc", "f1", "accuracy"}
     model = GBDTModel.load(trained / "model.lgb")
     stores = model.classes_.tolist()
     assert stores == sorted(stores) and len(model.constants) == len(stores) > 1

@@ -11,9 +11,14 @@ import torch
 from dagster import AssetKey, instance_for_test, materialize
 
 from kumo_assets.asset_keys import stage_of
-from kumo_assets.definitions import build_definitions
+from kumo_assets.definitions import build_definitions, plain_resources
+from models.gbdt import GBDTModel
+from relational.pql.queries import load_queries, queries_beside
+from relational.spec_loader import load_spec
 from tests.integration.test_tasks import QUERIES
 from tests.support.fake_db import data_assets, write_fake_db
+from training.refit import refit_config
+from training.run import train_query_model
 
 MODEL = AssetKey(["shop", "big_spender", "model"])
 OP = "shop__big_spender__model"
@@ -61,16 +66,20 @@ def test_gnn_model_trains_reports_metrics_and_resumes_instead_of_retraining(shop
     assert again["metrics"].value == first["metrics"].value
     folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / first["run_key"].value
     summary = json.loads((folder / "summary.json").read_text())
-    assert summary["task_type"] == "binary_classification" and set(summary["metrics"]) == {"val", "test"}
-    # each split's tune metric with its interval over resampled entities (users), not rows
+    # a hand-set model is a selection run: validation only; holdout numbers belong to best_model alone
+    assert summary["task_type"] == "binary_classification" and set(summary["metrics"]) == {"val"}
+    assert set(summary["intervals"]) == {"val"}
+    # the tune metric with its interval over resampled entities (users), not rows
     table = pl.read_parquet(tmp_path / "plane" / "shop" / "training_tables" / "big_spender.parquet")
-    for split in ("val", "test"):
+    for split in ("val",):
         interval = summary["intervals"][split]
         assert interval["estimate"] == pytest.approx(summary["metrics"][split]["auroc"])
         assert interval["groups"] == table.filter(pl.col("split") == split)["entity"].n_unique()
         assert interval["low"] <= interval["high"] or math.isnan(interval["low"])
     rows = {record.data["split"]: record.data for record in first["metrics"].value.records}
-    assert rows["test"]["auroc"] == pytest.approx(summary["metrics"]["test"]["auroc"], abs=1e-3)
+    assert set(rows) == {"val"} and rows["val"]["auroc"] == pytest.approx(
+        summary["metrics"]["val"]["auroc"], abs=1e-3
+    )
     assert rows["val"]["auroc 95% low"] == pytest.approx(summary["intervals"]["val"]["low"], abs=1e-3) or math.isnan(
         summary["intervals"]["val"]["low"])  # fmt: skip
     assert "gbdt_trees" not in first["config"].value  # a GNN's page lists GNN settings only
@@ -87,10 +96,27 @@ def test_gbdt_model_trains_from_the_same_asset(shop):
         assert run(defs, [MODEL], instance, family="gbdt", gbdt_trees=30).success
         metadata = instance.get_latest_materialization_event(MODEL).asset_materialization.metadata
     assert metadata["family"].value == "gbdt"
-    assert {record.data["split"] for record in metadata["metrics"].value.records} == {"val", "test"}
+    assert {record.data["split"] for record in metadata["metrics"].value.records} == {"val"}
     assert "conv" not in metadata["config"].value and metadata["config"].value["gbdt_trees"] == 30
     folder = tmp_path / "plane" / "shop" / "models" / "big_spender" / metadata["run_key"].value
     assert (folder / "model.lgb").stat().st_size > 0
+    # the refit keeps exactly the boosting rounds its selection run chose on validation (no early stopping on
+    # the validation rows it now trains on), and only the refit is scored on test
+    selection = json.loads((folder / "summary.json").read_text())
+    rounds = selection["best_epoch"]
+    assert 1 <= rounds <= 30
+    config = refit_config({"params": metadata["config"].value, "best_epoch": rounds})
+    assert config.refit and config.gbdt_trees == rounds
+    resources = plain_resources(defs)
+    spec = load_spec(tmp_path / "shop" / "graph.yaml")
+    query = load_queries(queries_beside(spec.path))["big_spender"]
+    refit = train_query_model(spec, query, config, resources["data_plane"], resources["graph_store"],
+                              resources["feature_store"], lambda message: None)  # fmt: skip
+    model = GBDTModel.load(
+        tmp_path / "plane" / "shop" / "models" / "big_spender" / refit.run_key / "model.lgb"
+    )
+    assert model.best_iterations == [rounds] and model.boosters[0].num_trees() == rounds
+    assert set(refit.metrics) == {"val", "test"}
 
 
 def test_unknown_family_fails_with_the_choices(shop):
