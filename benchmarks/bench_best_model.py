@@ -1,11 +1,12 @@
 """The product's own path on one query: refit the latest study's best trial of each family (train + val, as
 the ``best_model`` asset does) with several seeds, and print each refit's and their blend's test metric.
 
-Run after materialising ``<graph>/hpo_study/<query>`` with trials of both families, in the same environment
+It prints holdout numbers only, so it needs ``--report-test`` (read them once, after every choice). Run after
+materialising ``<graph>/<query>/study`` with trials of both families, in the same environment
 (``KUMO_DATA_PLANE``, ``KUMO_GRAPH_SPEC``). docs/benchmarks.md, "The product's own path under RelBench's
 protocol", used seeds 0 1 2 on the three F1 driver tasks.
 
-    .venv/bin/python benchmarks/bench_best_model.py driver_dnf --seeds 0 1 2
+    .venv/bin/python benchmarks/bench_best_model.py driver_dnf --seeds 0 1 2 --report-test
 """
 
 from __future__ import annotations
@@ -31,7 +32,15 @@ def main() -> None:
     parser.add_argument("query")
     parser.add_argument("--graph", default="f1")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument(
+        "--report-test", action="store_true", help="required: this benchmark reports holdout numbers"
+    )
     args = parser.parse_args()
+    if not args.report_test:
+        raise SystemExit(
+            "bench_best_model scores refits on the test rows: pass --report-test to say you mean it "
+            "(read the numbers once, after every choice is made on validation)"
+        )
     resources = plain_resources(defs)
     plane, graphs, features = resources["data_plane"], resources["graph_store"], resources["feature_store"]
     specs = [load_spec(path) for path in spec_paths_from_environment()]  # as the Definitions load them
