@@ -28,7 +28,9 @@ from training.search_space import SearchSpace
 from training.studies import FINISHED_STATES, claim_trial, trial_owner_alive
 
 __all__ = [
+    "MAX_FAILED_IN_A_ROW",
     "StudySettings",
+    "TrialsKeepFailing",
     "leaderboard",
     "open_hpo_study",
     "recover_orphaned_trials",
@@ -177,6 +179,13 @@ class SlotOutcome:
     stopped_by_deadline: bool = False
 
 
+MAX_FAILED_IN_A_ROW = 3  # a slot whose trials fail this many times in a row stops (it would retry forever)
+
+
+class TrialsKeepFailing(RuntimeError):
+    """Several trials in a row failed even after their retries: something every trial needs is broken."""
+
+
 LaunchTrial = Callable[[optuna.trial.BaseTrial, dict[str, Any], Placement], dict[str, Any]]
 
 
@@ -198,6 +207,7 @@ def run_slot(
     A trial this slot already started (the step was retried after its process died) is resumed first.
     """
     outcome = SlotOutcome(slot=int(slot_key.rsplit("/", 1)[-1]))
+    failed_in_a_row = 0
     pending = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                if trial.user_attrs.get("slot_key") == slot_key]  # fmt: skip
     while len(outcome.finished) < quota:
@@ -233,7 +243,16 @@ def run_slot(
         if result is None:
             study.tell(trial.number, state=TrialState.FAIL)
             outcome.failed.append(trial.number)
+            failed_in_a_row += 1
+            if failed_in_a_row >= MAX_FAILED_IN_A_ROW:  # broken code or data: replacing trials will not help
+                raise TrialsKeepFailing(
+                    f"slot {slot_key}: {failed_in_a_row} trials in a row failed (trials {outcome.failed[-failed_in_a_row:]}), "
+                    f"so the slot stops instead of replacing them; the last failure: "
+                    f"{study.get_trials(deepcopy=False)[trial.number].user_attrs.get('failure', 'unknown')}. Fix it "
+                    "(each trial's log is in the run) and materialise the study again: finished trials are kept"
+                )  # fmt: skip
             continue
+        failed_in_a_row = 0
         _record(study, trial, result, placement)
         outcome.finished.append(trial.number)
     return outcome

@@ -10,7 +10,9 @@ from optuna.trial import TrialState
 
 from cluster.placement import Placement
 from training.hpo import (
+    MAX_FAILED_IN_A_ROW,
     StudySettings,
+    TrialsKeepFailing,
     leaderboard,
     open_hpo_study,
     recover_orphaned_trials,
@@ -91,6 +93,21 @@ def test_a_failing_trial_is_retried_then_replaced(study):
     assert attempts[1] == 2 and states[1] == TrialState.FAIL and outcome.failed == [1]
     assert len(outcome.finished) == 3  # the failed trial was replaced
     assert "always broken" in study.get_trials()[1].user_attrs["failure"]
+
+
+def test_a_slot_stops_when_every_trial_fails(study):
+    launched = []
+
+    def broken(trial, params, placement):
+        launched.append(trial.number)
+        raise ImportError("No module named 'torch_geometric'")  # every trial dies at start
+
+    with pytest.raises(
+        TrialsKeepFailing, match=r"3 trials in a row failed .*No module named 'torch_geometric'"
+    ):
+        slot(study, 8, broken, retries=1)
+    assert sorted(set(launched)) == [0, 1, 2] and len(launched) == 6  # 3 trials, each tried twice, then stop
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * MAX_FAILED_IN_A_ROW
 
 
 def test_pruned_and_valueless_results_get_their_states(study):
