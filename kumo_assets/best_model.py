@@ -8,7 +8,7 @@ The page shows the validation leaderboard with trivial baselines, the one holdou
 (`kumo_assets.best_model_report`).
 """
 
-from typing import Any
+from typing import Any, Literal
 
 import dagster as dg
 
@@ -37,6 +37,9 @@ __all__ = ["BestModelConfig", "build_best_model_assets"]
 
 class BestModelConfig(dg.Config):
     blend: bool = True  # blend the best model of each family when the study's validation preferred the blend
+    # the final model: "refit" on train + val for what selection chose, or "train_rows" (retrained as its trial
+    # was, on the training rows only: RelBench's protocol, for comparing with published numbers)
+    protocol: Literal["refit", "train_rows"] = "refit"
 
 
 def build_best_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[dg.AssetsDefinition]:
@@ -79,15 +82,16 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition
                     data_plane: dg.ResourceParam[DataPlane], graph_store: dg.ResourceParam[GraphStores],
                     feature_store: dg.ResourceParam[FeatureStores]) -> dg.MaterializeResult:  # fmt: skip
         trained, run_config, summary = refit_winner(spec, query, data_plane, graph_store, feature_store,
-                                                    context.log.info)  # fmt: skip
-        blend = (refit_blend(spec, query, summary, trained, data_plane, graph_store, feature_store, context.log.info)
-                 if config.blend else None)  # fmt: skip
+                                                    context.log.info, protocol=config.protocol)  # fmt: skip
+        blend = (refit_blend(spec, query, summary, trained, data_plane, graph_store, feature_store, context.log.info,
+                             config.protocol) if config.blend else None)  # fmt: skip
         served = serve_what_was_chosen(spec, query, data_plane, summary, trained, blend, graph_store, feature_store,
                                        context.log.info)  # fmt: skip
         write_pointer(spec, query, data_plane, summary, trained, run_config, blend, served)
         table = data_plane.get_frame(spec.graph_name, "training_tables", f"{query.name}.parquet")
         baselines = trivial_baselines(table, summary["task_type"], summary["metric"])
-        holdout = {**served_holdout(trained, blend, summary), "observe_until": run_config.observe_until}
+        holdout = {**served_holdout(trained, blend, summary), "observe_until": run_config.observe_until,
+                   "protocol": config.protocol}  # fmt: skip
         published = published_numbers(spec.path, query.name)
         rows = leaderboard_rows(summary, baselines, holdout, published)
         write_leaderboard(data_plane, spec.graph_name, query.name, rows)
@@ -99,7 +103,7 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition
             **validation_pictures(data_plane, spec, query, summary, key, context.run.run_id[:8]),
             "served": dg.MetadataValue.text(_served_text(served)),
             "protocol": dg.MetadataValue.text(
-                f"chosen on validation rows only; holdout {metric}: {holdout_protocol(run_config.observe_until)}, "
+                f"chosen on validation rows only; holdout {metric}: {holdout_protocol(run_config.observe_until, config.protocol)}, "
                 "computed once, after the choice"
             ),
             **(

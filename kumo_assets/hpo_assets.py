@@ -55,7 +55,7 @@ from training.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_
 from training.hpo_trial import TrialRequest
 from training.studies import StudyStorage
 from training.study_setup import StudyContext, open_query_study
-from training.study_summary import complete_trials_by_family, read_study_summary, write_study_summary
+from training.study_summary import complete_trials_by_family, read_study_summary, write_study_summaries
 
 __all__ = ["HPOStudyConfig", "build_hpo_assets", "build_hpo_checks"]
 
@@ -76,6 +76,7 @@ class HPOStudyConfig(Config):
     parallelism: int = 2
     families: list[str] = []
     seed: int = 0
+    n_study_seeds: int = 1  # run the search with seeds seed .. seed + n - 1 and report the spread over them
     pruner: str = "median"
     trial_retries: int = 1
     observe_until: str | None = None
@@ -93,6 +94,13 @@ class HPOStudyConfig(Config):
             simulate_staleness=self.simulate_staleness, search_staleness=self.search_staleness,
             device=self.device, share_batches=self.share_batches,
         )  # fmt: skip
+
+
+def study_seeds(config: HPOStudyConfig) -> list[int]:
+    """The study seeds one materialisation searches with: ``seed`` .. ``seed + n_study_seeds - 1``."""
+    if config.n_study_seeds < 1:
+        raise ValueError(f"n_study_seeds is {config.n_study_seeds}: set it to 1 or more (1 = one search)")
+    return [config.seed + index for index in range(config.n_study_seeds)]
 
 
 def build_hpo_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> list[AssetsDefinition]:
@@ -149,24 +157,36 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         study_storage: ResourceParam[StudyStorage],
         trial_launcher: TrialLauncher,
     ):
-        """Open (or continue) the study, fail trials orphaned by dead runs, split the remaining budget."""
-        study = study_context(config.model_dump(), data_plane, graph_store, feature_store, study_storage)
-        trial_launcher.check_reachable(data_plane.root, study.storage_url)
-        orphans = recover_orphaned_trials(study.study, _run_alive(context))
-        if orphans:
-            context.log.warning(
-                f"trials {orphans} were left running by a run that ended: re-enqueued to resume"
+        """Open (or continue) the study of each study seed, fail trials orphaned by dead runs, split the budget.
+
+        Each slot works the seeds in turn (seed k's trials start once the slot's quota of seed k - 1 is done),
+        so ``parallelism`` holds; seed k's timeout runs from the start of the run plus k timeouts."""
+        runs: dict[int, list[dict]] = {}
+        for index, seed in enumerate(study_seeds(config)):
+            study = study_context({**config.model_dump(), "seed": seed}, data_plane, graph_store, feature_store,
+                                  study_storage)  # fmt: skip
+            if index == 0:
+                trial_launcher.check_reachable(data_plane.root, study.storage_url)
+            orphans = recover_orphaned_trials(study.study, _run_alive(context))
+            if orphans:
+                context.log.warning(
+                    f"trials {orphans} of {study.name} were left running by a run that ended: re-enqueued to resume"
+                )
+            quotas = slot_quotas(study.study, study.space.n_trials, config.parallelism)
+            deadline = time.time() + 60 * study.space.timeout_minutes * (index + 1)
+            study.study.set_user_attr(BUDGET_ATTR, {  # what the capacity sensor plans nodes for
+                "n_trials": study.space.n_trials, "parallelism": config.parallelism, "deadline": deadline,
+                "launcher": "local" if trial_launcher.runs_locally else "cluster", "run_id": context.run_id,
+            })  # fmt: skip
+            context.log.info(
+                f"study {study.name} (seed {seed}): {sum(quotas)} trials to run on {len(quotas)} slots"
             )
-        quotas = slot_quotas(study.study, study.space.n_trials, config.parallelism) or [0]
-        deadline = time.time() + 60 * study.space.timeout_minutes
-        study.study.set_user_attr(BUDGET_ATTR, {  # what the capacity sensor plans nodes for
-            "n_trials": study.space.n_trials, "parallelism": config.parallelism, "deadline": deadline,
-            "launcher": "local" if trial_launcher.runs_locally else "cluster", "run_id": context.run_id,
-        })  # fmt: skip
-        context.log.info(f"study {study.name}: {sum(quotas)} trials to run on {len(quotas)} slots")
-        for slot, quota in enumerate(quotas):
-            yield DynamicOutput({"config": config.model_dump(), "slot": slot, "quota": quota, "deadline": deadline,
-                                 "slots": len(quotas)}, mapping_key=f"slot_{slot}")  # fmt: skip
+            for slot, quota in enumerate(quotas):
+                runs.setdefault(slot, []).append({"seed": seed, "quota": quota, "deadline": deadline})
+        runs = runs or {0: []}
+        for slot, seed_runs in runs.items():
+            yield DynamicOutput({"config": config.model_dump(), "slot": slot, "runs": seed_runs, "slots": len(runs)},
+                                mapping_key=f"slot_{slot}")  # fmt: skip
 
     @op(name=f"{prefix}__run_slot", retry_policy=RetryPolicy(max_retries=2, delay=1))
     def run_trials(
@@ -179,36 +199,42 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         trial_launcher: TrialLauncher,
         provisioner: ResourceParam[NodeProvisioner],
     ) -> Output[dict]:
-        """Ask, provision, launch and tell trials until this slot's quota or the deadline."""
-        study = study_context(work["config"], data_plane, graph_store, feature_store, study_storage)
-        settings = study.settings
+        """Ask, provision, launch and tell trials until this slot's quota or the deadline, seed by seed."""
         cores = os.cpu_count() or 1
-
-        def place(params):
-            if trial_launcher.runs_locally:
-                return provisioner.place_local(params, study.stats, max(1, cores // work["slots"]),
-                                               study.host_memory_gib / work["slots"])  # fmt: skip
-            return provisioner.place(params, study.stats)
-
-        def launch(trial, params, placement):
-            trial.set_user_attr("dagster_run_id", context.run_id)
-            request = TrialRequest.for_study(
-                study, trial_id=trial._trial_id, trial_number=trial.number, params=params,
-                data_plane_root=data_plane.root, graph_store_root=graph_store.root,
-                text_encoder=feature_store.text_encoder,
-            )  # fmt: skip
-            return trial_launcher.launch(context, trial_name=f"{prefix}-t{trial.number}",
-                                         extras=request.to_extras(), placement=placement)  # fmt: skip
-
         slot_key = f"{context.run_id}/{work['slot']}"
-        with reporting_progress(
-            context, hpo_study_key(spec, query.name), study.study, slot_key, study.space.metric
-        ):
-            outcome = run_slot(
-                study.study, study.space, slot_key, work["quota"], work["deadline"],
-                place, launch, study.base_params, settings.trial_retries, context.log.info, settings.seed,
-            )  # fmt: skip
-        return Output({**outcome.__dict__, "config": work["config"]})
+        outcomes = {}
+        for run in work["runs"]:
+            study = study_context({**work["config"], "seed": run["seed"]}, data_plane, graph_store, feature_store,
+                                  study_storage)  # fmt: skip
+
+            def place(params, study=study):
+                if trial_launcher.runs_locally:
+                    return provisioner.place_local(params, study.stats, max(1, cores // work["slots"]),
+                                                   study.host_memory_gib / work["slots"])  # fmt: skip
+                return provisioner.place(params, study.stats)
+
+            # trial numbers restart in each seed's study: names of later seeds' trials carry the seed
+            name = prefix if run["seed"] == work["config"]["seed"] else f"{prefix}-s{run['seed']}"
+
+            def launch(trial, params, placement, study=study, name=name):
+                trial.set_user_attr("dagster_run_id", context.run_id)
+                request = TrialRequest.for_study(
+                    study, trial_id=trial._trial_id, trial_number=trial.number, params=params,
+                    data_plane_root=data_plane.root, graph_store_root=graph_store.root,
+                    text_encoder=feature_store.text_encoder,
+                )  # fmt: skip
+                return trial_launcher.launch(context, trial_name=f"{name}-t{trial.number}",
+                                             extras=request.to_extras(), placement=placement)  # fmt: skip
+
+            with reporting_progress(
+                context, hpo_study_key(spec, query.name), study.study, slot_key, study.space.metric
+            ):
+                outcome = run_slot(
+                    study.study, study.space, slot_key, run["quota"], run["deadline"], place, launch,
+                    study.base_params, study.settings.trial_retries, context.log.info, run["seed"],
+                )  # fmt: skip
+            outcomes[str(run["seed"])] = outcome.__dict__
+        return Output({"seeds": outcomes, "config": work["config"]})
 
     @op(name=f"{prefix}__summarise")
     def summarise(
@@ -221,8 +247,11 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
     ) -> Output[dict]:
         """Leaderboard and plots of the whole study (every materialisation so far) as UI metadata."""
         config = outcomes[0]["config"] if outcomes and "config" in outcomes[0] else {}
-        study = study_context(config, data_plane, graph_store, feature_store, study_storage)
-        summary = write_study_summary(study, data_plane, outcomes)
+        contexts = {seed: study_context({**config, "seed": seed}, data_plane, graph_store, feature_store, study_storage)
+                    for seed in study_seeds(HPOStudyConfig(**config))}  # fmt: skip
+        by_seed = {seed: [outcome["seeds"][str(seed)] for outcome in outcomes if str(seed) in outcome.get("seeds", {})]
+                   for seed in contexts}  # fmt: skip
+        summary, study = write_study_summaries(contexts, data_plane, by_seed)
         key = hpo_study_key(spec, query.name)
         return Output(summary, metadata=study_metadata(study, summary, data_plane, key, context.run_id[:8]))
 

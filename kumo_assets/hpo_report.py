@@ -68,6 +68,21 @@ def study_metadata(context: StudyContext, summary: dict[str, Any], data_plane: D
         metadata["family_blend"] = dg.MetadataValue.text(
             f"validation {blend['metric']}: {members}; their blend {blend['blend']:.4f} {verdict} the better one"
         )
+    seeds = summary.get("study_seeds")
+    if seeds:
+        metadata["study_seeds"] = ui_table(
+            [("seed", "int"), ("complete trials", "int"), ("best family", "string"), ("best trial", "string"),
+             (f"best val {metric}", "float")],
+            [[row["seed"], row["complete"], row["best_family"] or "-", str(row["best_trial"]),
+              float("nan") if row["best_value"] is None else row["best_value"]]
+             for row in seeds["seeds"]],
+        )  # fmt: skip
+        if seeds["std"] is not None:
+            metadata["over_study_seeds"] = dg.MetadataValue.text(
+                f"best val {metric} over {len(seeds['seeds'])} study seeds: {seeds['mean']:.4f} +- {seeds['std']:.4f} "
+                f"(min {seeds['min']:.4f}, max {seeds['max']:.4f}); best_model refits seed {seeds['chosen_seed']}'s "
+                "best trial, the one that validates best"
+            )
     metadata["metric"] = dg.MetadataValue.text(f"{metric} ({summary['direction']}), validation rows only")
     metadata["study"] = dg.MetadataValue.text(context.name)
     metadata["storage"] = dg.MetadataValue.text(context.storage_url)

@@ -14,7 +14,14 @@ import numpy as np
 
 from models.metrics import compute_metrics, metric_direction, tune_metric
 
-__all__ = ["MetricInterval", "ScoredRows", "grouped_bootstrap", "metric_intervals", "paired_win_share"]
+__all__ = [
+    "MetricInterval",
+    "ScoredRows",
+    "grouped_bootstrap",
+    "metric_intervals",
+    "paired_difference",
+    "paired_win_share",
+]
 
 _RESAMPLED_ROWS_BUDGET = 20_000_000  # rows a model summary's intervals resample in all, per split
 _MIN_VALID_SHARE = 0.5  # below this share of defined resamples (e.g. one class only) the interval is nan
@@ -77,12 +84,16 @@ def grouped_bootstrap(
     values = np.array(
         [_metric(task_type, metric, scored, rows, k) for rows in _resampled_rows(scored, resamples, seed)]
     )
+    return _percentile_interval(metric, estimate, values, len(np.unique(scored.groups)), resamples, level)
+
+
+def _percentile_interval(metric: str, estimate: float, values: np.ndarray, groups: int, resamples: int,
+                         level: float) -> MetricInterval:  # fmt: skip
+    """The interval of the finite resampled ``values``; nan bounds when too few resamples were defined."""
     values = values[np.isfinite(values)]
-    groups = len(np.unique(scored.groups))
     if len(values) < _MIN_VALID_SHARE * resamples:
-        return MetricInterval(
-            metric, estimate, float("nan"), float("nan"), float("nan"), groups, resamples, level
-        )
+        nan = float("nan")
+        return MetricInterval(metric, estimate, nan, nan, nan, groups, resamples, level)
     low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
     return MetricInterval(
         metric, estimate, float(low), float(high), float(values.std()), groups, resamples, level
@@ -102,6 +113,20 @@ def paired_win_share(task_type: str, metric: str, first: ScoredRows, second: Sco
         if np.isfinite(a) and np.isfinite(b):
             wins.append(0.5 if a == b else float((a > b) == better))
     return float(np.mean(wins)) if wins else float("nan")
+
+
+def paired_difference(task_type: str, metric: str, first: ScoredRows, second: ScoredRows, *, k: int = 10,
+                      resamples: int = 1000, level: float = 0.95, seed: int = 0) -> MetricInterval:  # fmt: skip
+    """``metric`` of ``first`` minus that of ``second`` on the same rows, with its percentile interval over
+    resampled entities (both models see the same resample): above zero for a maximised metric, below for a
+    minimised one, means the rows show ``first`` better beyond noise."""
+    if not np.array_equal(first.groups, second.groups):
+        raise ValueError("paired_difference compares two models on the same rows: their groups differ")
+    whole = np.arange(len(first.groups))
+    estimate = _metric(task_type, metric, first, whole, k) - _metric(task_type, metric, second, whole, k)
+    values = np.array([_metric(task_type, metric, first, rows, k) - _metric(task_type, metric, second, rows, k)
+                       for rows in _resampled_rows(first, resamples, seed)])  # fmt: skip
+    return _percentile_interval(metric, estimate, values, len(np.unique(first.groups)), resamples, level)
 
 
 def _resampled_rows(scored: ScoredRows, resamples: int, seed: int):

@@ -33,6 +33,17 @@ SHARED_DATA = Path(os.environ.get("KUMO_SHARED_DATA", REPO_ROOT.parent / "shared
 F1_SPEC = REPO_ROOT / "kumo_assets" / "examples" / "f1" / "graph.yaml"
 
 
+@pytest.fixture(autouse=True)
+def _no_inherited_dagster_state_storage() -> Iterator[None]:
+    """Each test starts without a Dagster instance's definitions-state storage in context. CI once failed
+    `Definitions.resolve_asset_graph()` in a test that opens no instance: a storage left current by another
+    test's instance pointed at that dead instance ("Attempted to resolve undefined DagsterInstance weakref")."""
+    from dagster._core.storage.defs_state.base import set_defs_state_storage
+
+    with set_defs_state_storage(None):
+        yield
+
+
 @pytest.fixture
 def fake_spec_path(tmp_path: Path) -> Path:
     return write_fake_db(tmp_path / "db")

@@ -15,7 +15,7 @@ import polars as pl
 
 from models.uncertainty import MetricInterval, ScoredRows, grouped_bootstrap, summary_resamples
 
-__all__ = ["BASELINE_TASKS", "Baseline", "trivial_baselines"]
+__all__ = ["BASELINE_TASKS", "Baseline", "baseline_outputs", "trivial_baselines"]
 
 BASELINE_TASKS = ("binary_classification", "regression")
 
@@ -30,36 +30,60 @@ class Baseline:
 
 
 def trivial_baselines(table: pl.DataFrame, task_type: str, metric: str) -> list[Baseline]:
-    """Constant and own-history baselines on ``table``'s validation rows (columns entity, label, split).
+    """Constant and own-history baselines on ``table``'s validation rows (columns entity, anchor_time, label,
+    split), each with its entity-resampled interval. Other task types get none (an empty list), and say so
+    where they are shown."""
+    outputs = baseline_outputs(table, task_type, "val")
+    if not outputs:
+        return []
+    val = table.filter(pl.col("split") == "val")
+    labels, entities = val["label"].cast(pl.Float64).to_numpy(), val["entity"].to_numpy()
+    return [Baseline(name, description, _interval(task_type, metric, labels, scores, entities))
+            for name, (description, scores) in outputs.items()]  # fmt: skip
 
-    Binary: the training positive rate (AUROC 0.5 by construction) and each entity's own training positive
-    rate. Regression: the training mean and median, and each entity's own training mean. Other task types get
-    none (an empty list), and say so where they are shown.
-    """
+
+def baseline_outputs(table: pl.DataFrame, task_type: str, split: str) -> dict[str, tuple[str, np.ndarray]]:
+    """Each trivial baseline's output for every row of ``split`` (in table order), from the labels of the
+    splits before it only: train for "val"; train + val for "test" (the refit's rows, whose label windows the
+    compiler closes before the first test anchor).
+
+    Binary: the history positive rate (a constant: AUROC 0.5 by construction), the entity's own positive
+    rate and its own last label. Regression: the history mean and median, the entity's own mean and its own
+    last value. Entities without history get the overall rate (binary) or median (regression)."""
     if task_type not in BASELINE_TASKS:
-        return []
-    train = table.filter(pl.col("split") == "train").select("entity", pl.col("label").cast(pl.Float64))
-    val = table.filter(pl.col("split") == "val").select("entity", pl.col("label").cast(pl.Float64))
-    if train.is_empty() or val.is_empty():
-        return []
-    labels, entities = val["label"].to_numpy(), val["entity"].to_numpy()
-    history = val.join(train.group_by("entity").agg(own=pl.col("label").mean()), on="entity", how="left")
-    mean, median = float(train["label"].mean()), float(train["label"].median())
-    if task_type == "binary_classification":
-        candidates = {
-            "constant": ("the training positive rate, every row", np.full(len(labels), mean)),
-            "own history": ("the entity's training positive rate",
-                            history["own"].fill_null(mean).to_numpy()),
-        }  # fmt: skip
-    else:
-        candidates = {
-            "constant mean": ("the training mean, every row", np.full(len(labels), mean)),
-            "constant median": ("the training median, every row", np.full(len(labels), median)),
-            "own history": ("the entity's training mean",
-                            history["own"].fill_null(median).to_numpy()),
-        }  # fmt: skip
-    return [Baseline(name, description, _interval(task_type, metric, labels, outputs, entities))
-            for name, (description, outputs) in candidates.items()]  # fmt: skip
+        return {}
+    earlier = {"val": ("train",), "test": ("train", "val")}[split]
+    labelled = pl.col("label").cast(pl.Float64)
+    history = table.filter(pl.col("split").is_in(earlier)).select("entity", "anchor_time", labelled)
+    rows = table.filter(pl.col("split") == split).select("entity")
+    if history.is_empty() or rows.is_empty():
+        return {}
+    own = (
+        history.sort("anchor_time")
+        .group_by("entity")
+        .agg(own=pl.col("label").mean(), last=pl.col("label").last())
+    )
+    rows = rows.join(own, on="entity", how="left", maintain_order="left")
+    mean, median = float(history["label"].mean()), float(history["label"].median())
+    binary = task_type == "binary_classification"
+    fallback = mean if binary else median
+    what = " and ".join(earlier)
+    own_columns = {
+        "own history": (f"the entity's {what} {'positive rate' if binary else 'mean'}", "own"),
+        "own last value": (f"the entity's latest {what} label", "last"),
+    }
+    constants = (
+        {"constant": (f"the {what} positive rate, every row", mean)}
+        if binary
+        else {"constant mean": (f"the {what} mean, every row", mean),
+              "constant median": (f"the {what} median, every row", median)}
+    )  # fmt: skip
+    outputs = {
+        name: (description, np.full(len(rows), value)) for name, (description, value) in constants.items()
+    }
+    for name, (description, column) in own_columns.items():
+        outputs[name] = (description, rows[column].fill_null(fallback).to_numpy())
+    return outputs
 
 
 def _interval(task_type: str, metric: str, labels, outputs, entities) -> MetricInterval:

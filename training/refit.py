@@ -20,18 +20,29 @@ from stores.graph_store import GraphStores
 from training.run import SCORED_ROWS, ModelRunConfig, TrainedModel, query_top_k, train_query_model
 from training.study_summary import read_study_summary
 
-__all__ = ["refit_blend", "refit_config", "refit_winner"]
+__all__ = ["PROTOCOLS", "refit_blend", "refit_config", "refit_winner", "served_test_rows"]
 
 
-def refit_config(best: dict[str, Any]) -> ModelRunConfig:
-    """The winning trial's parameters as a final-fit run config."""
+PROTOCOLS = ("refit", "train_rows")  # the final model: refit on train + val, or retrained as its trial was
+
+
+def refit_config(best: dict[str, Any], protocol: str = "refit") -> ModelRunConfig:
+    """The winning trial's parameters as a final-fit run config: ``refit`` trains on train + val for what
+    selection chose; ``train_rows`` retrains exactly as the trial did (training rows, early stopping on
+    validation; RelBench's protocol) and scores the test rows too."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown final-model protocol {protocol!r}: choose one of {PROTOCOLS}")
     params = dict(best["params"])
+    known = set(ModelRunConfig.model_fields)
+    if protocol == "train_rows":
+        return ModelRunConfig(
+            **{**{name: value for name, value in params.items() if name in known}, "holdout": True}
+        )
     if best.get("best_epoch") is not None:  # what selection chose: a GNN's best epoch, a GBDT's rounds kept
         if params.get("family", "gnn") == "gnn":
             params["epochs"] = int(best["best_epoch"]) + 1
         else:
             params["gbdt_trees"] = max(1, int(best["best_epoch"]))
-    known = set(ModelRunConfig.model_fields)
     return ModelRunConfig(
         **{**{name: value for name, value in params.items() if name in known}, "refit": True}
     )
@@ -44,16 +55,38 @@ def refit_winner(
     graph_store: GraphStores,
     feature_store: FeatureStores,
     log=print,
+    study_seed: int | None = None,
+    protocol: str = "refit",
 ) -> tuple[TrainedModel, ModelRunConfig, dict[str, Any]]:
-    """Refit the best complete trial of the query's latest study; returns the model, its config, the summary."""
-    summary = read_study_summary(data_plane, spec.graph_name, query.name)
+    """Refit the best complete trial of the query's latest study (or of one of its study seeds); returns the
+    model, its config and the summary."""
+    summary = read_study_summary(data_plane, spec.graph_name, query.name, study_seed)
     if summary.get("best") is None:
         raise ValueError(f"study {summary['study_name']} has no complete trial yet: materialise "
                          f"{spec.graph_name}/{query.name}/study with a larger budget")  # fmt: skip
-    config = refit_config(summary["best"])
+    config = refit_config(summary["best"], protocol)
     log(f"refitting trial {summary['best']['number']} ({summary['metric']}={summary['best']['value']:.4f})")
     trained = train_query_model(spec, query, config, data_plane, graph_store, feature_store, log)
     return trained, config, summary
+
+
+def served_test_rows(
+    spec: GraphSpec, query: NamedQuery, data_plane: DataPlane, task_type: str, run_keys: list[str]
+) -> ScoredRows:
+    """The test rows as the served model scores them: one refit's outputs, or the blend of the refits named by
+    ``run_keys`` (binary scores blend as quantiles among each member's validation scores, as predictions
+    serve them)."""
+    parts = (spec.graph_name, "models", query.name)
+    splits = [
+        scored_rows_from_bytes(data_plane.get_bytes(*parts, run_key, SCORED_ROWS)) for run_key in run_keys
+    ]
+    scored = [split["test"] for split in splits]
+    if len(scored) == 1:
+        return scored[0]
+    check_same_rows(dict(zip(run_keys, scored, strict=True)))
+    references = [split["val"].outputs for split in splits]
+    blended = blend_outputs(task_type, [rows.outputs for rows in scored], references)
+    return ScoredRows(scored[0].labels, blended, scored[0].groups)
 
 
 def refit_blend(
@@ -65,6 +98,7 @@ def refit_blend(
     graph_store: GraphStores,
     feature_store: FeatureStores,
     log=print,
+    protocol: str = "refit",
 ) -> dict[str, Any] | None:
     """Refit the other family's best trial and score the blend of both refits on test; None when the study's
     validation did not prefer the blend (``write_pointer`` records it under ``blend``)."""
@@ -75,17 +109,9 @@ def refit_blend(
     for family, refit in blend["refits"].items():
         if family not in members:
             log(f"blending: refitting the best {family} trial {refit['number']} ({refit['value']:.4f})")
-            members[family] = train_query_model(spec, query, refit_config(refit), data_plane, graph_store,
+            members[family] = train_query_model(spec, query, refit_config(refit, protocol), data_plane, graph_store,
                                                 feature_store, log)  # fmt: skip
-    parts = (spec.graph_name, "models", query.name)
-    splits = [scored_rows_from_bytes(data_plane.get_bytes(*parts, member.run_key, SCORED_ROWS))
-              for member in members.values()]  # fmt: skip
-    scored = [split["test"] for split in splits]
-    check_same_rows(dict(zip(members, scored, strict=True)))
-    # binary scores blend as quantiles among each member's validation scores, exactly as predictions serve them
-    references = [split["val"].outputs for split in splits]
-    blended = blend_outputs(winner.task_type, [rows.outputs for rows in scored], references)
-    rows = ScoredRows(scored[0].labels, blended, scored[0].groups)
+    rows = served_test_rows(spec, query, data_plane, winner.task_type, [m.run_key for m in members.values()])
     k = query_top_k(data_plane.get_json(spec.graph_name, "training_tables", f"{query.name}.json"))
     metrics = compute_metrics(winner.task_type, rows.labels, rows.outputs, k=k)
     if winner.task_type == "binary_classification":  # blended ranks: order metrics only, no probabilities

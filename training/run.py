@@ -82,6 +82,9 @@ class ModelRunConfig(BaseModel):
     refit: bool = (
         False  # the final fit of a chosen configuration: train on train + val (val metrics optimistic)
     )
+    holdout: bool = (
+        False  # a final model trained on the training rows only (RelBench's protocol): score test too
+    )
     gbdt_trees: int = 1000
     gbdt_learning_rate: float = 0.05
     gbdt_leaves: int = 31
@@ -163,12 +166,12 @@ def train_query_model(
             result = run_gbdt_link_trial(frames, schema, entity_table, keys, table, link_query(meta["parsed"]),
                                          gbdt, observe_until, query_top_k(meta),
                                          freeze_validation=_freezes_validation(config),
-                                         simulate_staleness=config.simulate_staleness, holdout=config.refit)  # fmt: skip
+                                         simulate_staleness=config.simulate_staleness, holdout=config.refit or config.holdout)  # fmt: skip
         else:
             result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
                                     freeze_validation=_freezes_validation(config),
                                     simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta),
-                                    holdout=config.refit)  # fmt: skip
+                                    holdout=config.refit or config.holdout)  # fmt: skip
         # a GBDT's "best epoch" is the number of boosting rounds it kept, which its refit reuses
         metrics, resumed_from, best_epoch = result.metrics, None, result.model.best_iteration
         extra["vocabulary_limit"] = getattr(result, "vocabulary_limit", None)
@@ -201,7 +204,7 @@ def train_query_model(
             label_values=vocabulary.values if vocabulary else None,
             target_type=meta["parsed"].get("target_table") if task_type == "link_prediction" else None,
             threads=config.threads or max(1, (os.cpu_count() or 2) // 2),
-            holdout=config.refit,
+            holdout=config.refit or config.holdout,
         )  # fmt: skip
         metrics, resumed_from, best_epoch = result.metrics, result.fit.resumed_from, result.fit.best_epoch
         data_plane.put_bytes(gnn_artifacts(result), *prefix, "model.pt")

@@ -20,15 +20,68 @@ from training.study_setup import StudyContext
 __all__ = [
     "best_by_family",
     "family_blend",
+    "over_study_seeds",
     "read_study_summary",
+    "summarise_study",
     "trial_record",
     "trials_within_noise",
-    "write_study_summary",
+    "write_study_summaries",
 ]
 
 
-def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: list[dict]) -> dict[str, Any]:
-    """Summarise the whole study (all materialisations), store it on the data plane, and return it."""
+def write_study_summaries(
+    contexts: dict[int, StudyContext], data_plane: DataPlane, outcomes: dict[int, list[dict]]
+) -> tuple[dict[str, Any], StudyContext]:
+    """Summarise the study of each study seed and store what ``best_model`` refits as ``summary.json``.
+
+    One seed: its summary. Several (``n_study_seeds``): each seed's summary is kept under ``seeds/<seed>.json``
+    and ``summary.json`` is the seed whose best trial validates best (a choice on validation only), with
+    ``study_seeds``: every seed's best and their spread. Returns that summary and its study."""
+    summaries = {seed: summarise_study(context, data_plane, outcomes.get(seed, []))
+                 for seed, context in contexts.items()}  # fmt: skip
+    chosen = next(iter(contexts))
+    if len(contexts) > 1:
+        report = over_study_seeds(summaries)
+        chosen = report["chosen_seed"]
+        for seed, summary in summaries.items():
+            data_plane.put_json(summary, *_summary_parts(contexts[seed]), "seeds", f"{seed}.json")
+        summaries[chosen] = {**summaries[chosen], "study_seeds": report}
+    data_plane.put_json(summaries[chosen], *_summary_parts(contexts[chosen]), "summary.json")
+    return summaries[chosen], contexts[chosen]
+
+
+def _summary_parts(context: StudyContext) -> tuple[str, ...]:
+    return (context.spec.graph_name, "hpo", context.query.name)
+
+
+def over_study_seeds(summaries: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The same search run with different study seeds: each seed's best trial, the spread of their validation
+    values (how much the search's own randomness moves the result) and the seed whose best validates best."""
+    rows = []
+    for seed, summary in sorted(summaries.items()):
+        best = summary.get("best") or {}
+        family = (best.get("params") or {}).get("family")
+        complete = sum(row["state"] == "complete" for row in summary["leaderboard"])
+        rows.append({"seed": seed, "study_name": summary["study_name"], "complete": complete,
+                     "best_family": family, "best_trial": best.get("number"), "best_value": best.get("value")})  # fmt: skip
+    metric = next(iter(summaries.values()))["metric"]
+    values = [row["best_value"] for row in rows if row["best_value"] is not None]
+    chosen = None
+    for row in rows:
+        if row["best_value"] is not None and (
+            chosen is None or is_better(metric, row["best_value"], chosen["best_value"])
+        ):
+            chosen = row
+    if chosen is None:
+        chosen = rows[0]
+    mean = sum(values) / len(values) if values else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else None
+    return {"metric": metric, "seeds": rows, "chosen_seed": chosen["seed"], "mean": mean, "std": std,
+            "min": min(values) if values else None, "max": max(values) if values else None}  # fmt: skip
+
+
+def summarise_study(context: StudyContext, data_plane: DataPlane, outcomes: list[dict]) -> dict[str, Any]:
+    """Summarise the whole study (all materialisations): best trial, best per family, noise, family blend."""
     study = context.study
     trials = study.get_trials(deepcopy=False)
     states = {state.name.lower(): sum(trial.state == state for trial in trials) for state in TrialState}
@@ -57,7 +110,6 @@ def write_study_summary(context: StudyContext, data_plane: DataPlane, outcomes: 
     }
     summary["within_noise"] = trials_within_noise(summary)
     summary["family_blend"] = family_blend(context, data_plane, complete)
-    data_plane.put_json(summary, context.spec.graph_name, "hpo", context.query.name, "summary.json")
     return summary
 
 
@@ -70,12 +122,17 @@ def complete_trials_by_family(summary: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
-def read_study_summary(data_plane: DataPlane, graph: str, query: str) -> dict[str, Any]:
+def read_study_summary(
+    data_plane: DataPlane, graph: str, query: str, seed: int | None = None
+) -> dict[str, Any]:
+    """The summary ``best_model`` refits (``seed`` None), or one study seed's when the study ran several."""
+    name = ("summary.json",) if seed is None else ("seeds", f"{seed}.json")
     try:
-        return data_plane.get_json(graph, "hpo", query, "summary.json")
+        return data_plane.get_json(graph, "hpo", query, *name)
     except FileNotFoundError as missing:
-        raise FileNotFoundError(f"no study summary for {graph}/{query}: materialise {graph}/{query}/study "
-                                "first") from missing  # fmt: skip
+        what = "study summary" if seed is None else f"summary of study seed {seed}"
+        raise FileNotFoundError(f"no {what} for {graph}/{query}: materialise {graph}/{query}/study "
+                                "first" + ("" if seed is None else " with n_study_seeds covering it")) from missing  # fmt: skip
 
 
 def trials_within_noise(summary: dict[str, Any]) -> dict[str, Any] | None:

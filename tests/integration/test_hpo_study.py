@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 
+import optuna
 import pytest
 from dagster import materialize
 from optuna.trial import TrialState
@@ -21,7 +22,8 @@ from tests.support.hpo_helpers import (  # noqa: F401 (the shop fixture)
     start_cli_run,
     study_config,
 )
-from training.study_summary import trials_within_noise
+from training.studies import StudyStorage
+from training.study_summary import read_study_summary, trials_within_noise
 
 
 def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerialised(shop):
@@ -108,9 +110,12 @@ def test_a_study_runs_trials_in_parallel_processes_and_continues_when_rematerial
 
 
 def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
-    """When the study's validation preferred blending its families' best trials, best_model refits both and
-    scores the rank-averaged blend on test (checked here against the members' stored test outputs)."""
+    """The serving rule on the study's real trials (blend served exactly when their validation blend beats the
+    better family), then the blend's refit mechanics: with the summary's blend entry pointed at a configuration
+    of the other family, best_model refits both and scores the rank-averaged blend on test (checked against
+    the members' stored test outputs); ``blend: false`` serves the winner alone."""
     import numpy as np
+    from scipy.stats import rankdata
     from sklearn.metrics import roc_auc_score
 
     from models.blending import scored_rows_from_bytes
@@ -119,6 +124,20 @@ def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
     summary_path = next(plane.glob("shop/hpo/*/summary.json"))
     summary = json.loads(summary_path.read_text())
     winner = summary["best"]["params"]["family"]
+    # The rule, on the real trials: recompute from the two families' best trials' stored validation rows
+    # whether their rank-averaged blend beats the better one; best_model must serve exactly that.
+    val = {family: scored_rows_from_bytes(next(plane.glob(f"shop/models/*/{best['run_key']}/scored.npz"))
+                                          .read_bytes())["val"]
+           for family, best in summary["best_by_family"].items()}  # fmt: skip
+    assert set(val) == {"gnn", "gbdt"}
+    labels = val["gnn"].labels
+    ranks = np.mean([rankdata(rows.outputs) / len(rows.outputs) for rows in val.values()], axis=0)
+    members = [roc_auc_score(labels, rows.outputs) for rows in val.values()]
+    verdict = roc_auc_score(labels, ranks) > max(members)
+    assert summary["family_blend"]["blend_is_better"] == verdict
+    served = json.loads(next(plane.glob("shop/best_model/*/pointer.json")).read_text())["served"]
+    assert served["blend"] == verdict
+    assert served["members"][0]["family"] == winner
     other = {"gnn": {"family": "gbdt", "gbdt_trees": 30, "gbdt_leaves": 7},
              "gbdt": {"family": "gnn", "channels": 8, "epochs": 1, "max_steps_per_epoch": 4}}[winner]  # fmt: skip
     summary["family_blend"] = {
@@ -186,7 +205,6 @@ def test_a_study_with_both_families_reports_the_blend_of_their_best_trials(tmp_p
     from types import SimpleNamespace
 
     import numpy as np
-    import optuna
 
     from models.blending import scored_rows_bytes
     from models.uncertainty import ScoredRows
@@ -216,3 +234,36 @@ def test_a_study_with_both_families_reports_the_blend_of_their_best_trials(tmp_p
     ranked = SimpleNamespace(**{**vars(context), "task_type": "link_prediction"})
     assert family_blend(ranked, plane, study.get_trials()) is None
     assert family_blend(context, plane, study.get_trials()[:2]) is None  # one family only
+
+
+def test_a_study_with_several_study_seeds_reports_each_seeds_best_and_refits_the_one_that_validates_best(
+    shop,
+):
+    """n_study_seeds: one materialisation searches with seeds 3 and 4 (two studies, each its own trials), keeps
+    each seed's summary, and best_model refits the seed whose best trial validates best."""
+    defs, instance, tmp_path = shop
+    assert run_study(defs, instance, n_trials=2, seed=3, n_study_seeds=2, families=["gnn"]).success
+    storage = StudyStorage().get_storage(str(tmp_path / "plane"))
+    names = optuna.study.get_all_study_names(storage)
+    assert len(names) == 2
+    studies = [optuna.load_study(study_name=name, storage=storage) for name in names]
+    assert all(len(study.get_trials(states=(TrialState.COMPLETE,))) == 2 for study in studies)
+    plane = DataPlane(root=str(tmp_path / "plane"))
+    seeds = {seed: read_study_summary(plane, "shop", "big_spender", seed) for seed in (3, 4)}
+    assert {summary["study_name"] for summary in seeds.values()} == set(names)
+    assert {summary["settings"]["seed"] for summary in seeds.values()} == {3, 4}
+    summary = read_study_summary(plane, "shop", "big_spender")
+    report = summary["study_seeds"]
+    by_seed = {row["seed"]: row["best_value"] for row in report["seeds"]}
+    assert by_seed == {seed: seeds[seed]["best"]["value"] for seed in (3, 4)}
+    assert report["chosen_seed"] == max(by_seed, key=by_seed.get)  # AUROC: higher is better
+    assert summary["study_name"] == seeds[report["chosen_seed"]]["study_name"]
+    assert report["mean"] == pytest.approx(sum(by_seed.values()) / 2)
+    metadata = instance.get_latest_materialization_event(STUDY).asset_materialization.metadata
+    assert [record.data["seed"] for record in metadata["study_seeds"].value.records] == [3, 4]
+    assert "over 2 study seeds" in metadata["over_study_seeds"].value
+
+    assets = [a for a in defs.assets if BEST in a.keys]
+    assert materialize(assets, resources=defs.resources, instance=instance).success
+    best = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
+    assert best["study"].value == summary["study_name"]

@@ -117,6 +117,16 @@ def test_gbdt_model_trains_from_the_same_asset(shop):
     )
     assert model.best_iterations == [rounds] and model.boosters[0].num_trees() == rounds
     assert set(refit.metrics) == {"val", "test"}
+    # RelBench's protocol: the trial's configuration retrained as the trial was (training rows, early stopping
+    # on validation), so validation scores as in selection, and the test is scored once
+    retrained_config = refit_config({"params": metadata["config"].value, "best_epoch": rounds}, "train_rows")
+    assert not retrained_config.refit and retrained_config.holdout and retrained_config.gbdt_trees == 30
+    retrained = train_query_model(spec, query, retrained_config, resources["data_plane"], resources["graph_store"],
+                                  resources["feature_store"], lambda message: None)  # fmt: skip
+    assert set(retrained.metrics) == {"val", "test"}
+    assert retrained.metrics["val"] == pytest.approx(selection["metrics"]["val"])
+    with pytest.raises(ValueError, match="choose one of"):
+        refit_config({"params": {}}, "refit_twice")
 
 
 def test_unknown_family_fails_with_the_choices(shop):

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.metrics import compute_metrics
-from models.uncertainty import ScoredRows, grouped_bootstrap, paired_win_share, summary_resamples
+from models.uncertainty import (
+    ScoredRows,
+    grouped_bootstrap,
+    paired_difference,
+    paired_win_share,
+    summary_resamples,
+)
 
 BINARY = "binary_classification"
 
@@ -94,6 +100,24 @@ def test_paired_win_share_tells_a_better_model_from_a_copy() -> None:
     lower_is_better = paired_win_share("regression", "mae", ScoredRows(rows.labels, rows.labels, rows.groups),
                                        ScoredRows(rows.labels, rows.outputs, rows.groups), resamples=50)  # fmt: skip
     assert lower_is_better == 1.0
+
+
+def test_paired_difference_is_zero_for_a_copy_and_clear_of_zero_for_a_better_model() -> None:
+    rows = binary_rows(300, 5, np.arange(300) // 5)
+    oracle = ScoredRows(rows.labels, rows.labels * 0.98 + 0.01 * rows.outputs, rows.groups)
+    copy = paired_difference(BINARY, "auroc", rows, rows, resamples=50)
+    assert copy.estimate == copy.low == copy.high == 0.0
+    better = paired_difference(BINARY, "auroc", oracle, rows, resamples=200)
+    plain = grouped_bootstrap(BINARY, "auroc", oracle, resamples=10).estimate
+    assert better.estimate == pytest.approx(
+        plain - grouped_bootstrap(BINARY, "auroc", rows, resamples=10).estimate
+    )
+    assert 0 < better.low <= better.estimate <= better.high and better.groups == 60
+    mae = paired_difference("regression", "mae", ScoredRows(rows.labels, rows.labels, rows.groups),
+                            ScoredRows(rows.labels, rows.outputs, rows.groups), resamples=50)  # fmt: skip
+    assert mae.high < 0  # lower is better: the exact model's MAE minus the noisy one's is negative
+    with pytest.raises(ValueError, match="same rows"):
+        paired_difference(BINARY, "auroc", rows, ScoredRows(rows.labels, rows.outputs, rows.groups[::-1]))
 
 
 def test_bad_inputs_say_what_is_wrong() -> None:
