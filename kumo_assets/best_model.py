@@ -47,7 +47,7 @@ def build_best_model_assets(spec: GraphSpec, queries: dict[str, NamedQuery]) -> 
 
 
 def served_holdout(
-    trained: TrainedModel, blend: dict[str, Any] | None, summary: dict[str, Any]
+    trained: TrainedModel, blend: dict[str, Any] | None, summary: dict[str, Any], protocol: str = "refit"
 ) -> dict[str, Any]:
     """The one holdout number: the blend's when the blend is served, else the refit winner's (the tune
     metric on test, with its interval over resampled entities)."""
@@ -58,7 +58,8 @@ def served_holdout(
         )
     else:
         model, interval = (
-            f"{trained.family.upper()} trial {summary['best']['number']} refit",
+            f"{trained.family.upper()} trial {summary['best']['number']} "
+            + ("refit" if protocol == "refit" else "retrained on the training rows"),
             trained.intervals["test"],
         )
     return {"model": model, "value": interval["estimate"], "interval": interval}
@@ -90,7 +91,7 @@ def _best_model_asset(spec: GraphSpec, query: NamedQuery) -> dg.AssetsDefinition
         write_pointer(spec, query, data_plane, summary, trained, run_config, blend, served)
         table = data_plane.get_frame(spec.graph_name, "training_tables", f"{query.name}.parquet")
         baselines = trivial_baselines(table, summary["task_type"], summary["metric"])
-        holdout = {**served_holdout(trained, blend, summary), "observe_until": run_config.observe_until,
+        holdout = {**served_holdout(trained, blend, summary, config.protocol), "observe_until": run_config.observe_until,
                    "protocol": config.protocol}  # fmt: skip
         published = published_numbers(spec.path, query.name)
         rows = leaderboard_rows(summary, baselines, holdout, published)

@@ -181,6 +181,22 @@ def check_the_blend_refit(defs, instance, tmp_path, assets) -> None:
     assert [row["model"] for row in board if row["model"].startswith("served: ")] == [
         f"served: {winner.upper()} trial {summary['best']['number']} refit"]  # fmt: skip
 
+    # RelBench's protocol: the chosen trial retrained on the training rows only, its holdout labelled so
+    relbench = {
+        "ops": {"shop__big_spender__best_model": {"config": {"blend": False, "protocol": "train_rows"}}}
+    }
+    assert materialize(assets, resources=defs.resources, instance=instance, run_config=relbench).success
+    metadata = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
+    (served,) = [
+        r.data for r in metadata["leaderboard"].value.records if r.data["model"].startswith("served: ")
+    ]
+    assert (
+        served["model"]
+        == f"served: {winner.upper()} trial {summary['best']['number']} retrained on the training rows"
+    )
+    assert served["note"].startswith("trained on the training rows only (RelBench's protocol), scored once")
+    assert "RelBench's protocol" in metadata["protocol"].value
+
 
 def test_trials_within_noise_counts_complete_trials_inside_the_winners_interval():
     board = [{"state": "complete", "value": value} for value in (0.80, 0.78, 0.74, 0.70)]
