@@ -67,6 +67,12 @@ def main() -> None:
     parser.add_argument(
         "--scratch", help="keep tables, stores and studies here (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--reuse-stores",
+        action="store_true",
+        help="the scratch folder already holds these databases' tables and stores: build only the "
+        "training tables and continue the studies (their completed trials are kept)",
+    )
     parser.add_argument("--report-test", action="store_true", help="refit and score the holdout (read once)")
     parser.add_argument("--json", help="write every number here")
     parser.add_argument("--markdown", nargs="+", metavar="JSON", help="print earlier runs' --json as tables")
@@ -78,6 +84,8 @@ def main() -> None:
     shared = Path(os.environ.get("KUMO_SHARED_DATA", ROOT.parent / "shared" / "data"))
     scratch = Path(args.scratch or tempfile.mkdtemp(prefix="bench_quality-"))
     results = []
+    if args.reuse_stores:
+        _INGESTED.update(task.split("/")[0] for task in args.tasks)
     for task in args.tasks:
         graph, query = task.split("/")
         result = run_task(graph, query, scratch / graph, shared, args)

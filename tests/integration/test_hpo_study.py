@@ -283,3 +283,9 @@ def test_a_study_with_several_study_seeds_reports_each_seeds_best_and_refits_the
     assert materialize(assets, resources=defs.resources, instance=instance).success
     best = instance.get_latest_materialization_event(BEST).asset_materialization.metadata
     assert best["study"].value == summary["study_name"]
+    # the serving rule's one-family branch, on real trials: no family blend, the winner alone is served
+    pointer = json.loads(next((tmp_path / "plane").glob("shop/best_model/*/pointer.json")).read_text())
+    assert summary["family_blend"] is None and pointer["blend"] is None
+    assert pointer["served"]["blend"] is False and [m["family"] for m in pointer["served"]["members"]] == [
+        "gnn"
+    ]
