@@ -50,6 +50,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), help="<graph>/<query> of the examples")
     parser.add_argument("--study-seeds", type=int, default=3, help="n_study_seeds of each study (at least 3)")
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="study seeds first-seed .. first-seed + n - 1"
+    )
     parser.add_argument("--mode", default="fast", help="the study's mode (search space and default budgets)")
     parser.add_argument("--trials", type=int, default=8, help="trials per study seed")
     parser.add_argument(
@@ -107,7 +110,7 @@ def run_task(graph: str, query: str, scratch: Path, shared: Path, args) -> dict[
     from kumo_assets.definitions import build_definitions, plain_resources
 
     started = time.perf_counter()
-    config = {"mode": args.mode, "n_trials": args.trials, "n_study_seeds": args.study_seeds, "seed": 0,
+    config = {"mode": args.mode, "n_trials": args.trials, "n_study_seeds": args.study_seeds, "seed": args.first_seed,
               "parallelism": args.parallelism, "device": "cpu", "families": ["gnn", "gbdt"],
               "observe_until": args.observe_until, "space": json.loads(args.space)}  # fmt: skip
     run_config = {"ops": {f"{graph}__{query}__study": {"config": config}}}
@@ -131,7 +134,7 @@ def run_task(graph: str, query: str, scratch: Path, shared: Path, args) -> dict[
     from training.study_summary import read_study_summary
 
     seeds = (
-        list(range(args.study_seeds)) if args.study_seeds > 1 else [None]
+        list(range(args.first_seed, args.first_seed + args.study_seeds)) if args.study_seeds > 1 else [None]
     )  # one seed: no per-seed summaries
     summaries = {seed: read_study_summary(data_plane, graph, query, seed) for seed in seeds}
     result: dict[str, Any] = {

@@ -104,8 +104,9 @@ class NodeProvisioner(BaseModel):
             raise ProvisioningError(
                 f"trial {_describe(params)} needs about {need:.1f} GiB of memory (estimate "
                 f"{estimate.host_memory_gib:.1f} GiB + {self.headroom:.0%} headroom) but this machine offers "
-                f"{memory_gib:.1f} GiB: lower batch_size, fanouts or channels, run fewer trials at once, or "
-                "use the Kubernetes launcher"
+                f"{memory_gib:.1f} GiB: "
+                + ("lower batch_size, fanouts or channels, " if params.get("family", "gnn") == "gnn" else "")
+                + "run fewer trials at once (parallelism: 1 gives one trial all of it), or use the Kubernetes launcher"
             )
         minutes = estimate.cpu_minutes(cpu_count)
         reasons = [

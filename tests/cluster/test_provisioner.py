@@ -307,8 +307,13 @@ def test_place_local_checks_this_machines_memory():
     placement = NodeProvisioner().place_local(SMALL, shop(), cpu_count=2, memory_gib=24)
     assert (placement.instance_type, placement.gpus, placement.cpu) == ("local", 0, 2.0)
     assert placement.memory_gib <= 24 and placement.estimate["minutes"] > 0
-    with pytest.raises(ProvisioningError, match=r"needs about .* GiB .* this machine offers 1.0 GiB"):
+    with pytest.raises(
+        ProvisioningError, match=r"needs about .* GiB .* this machine offers 1.0 GiB: lower batch_size"
+    ):
         NodeProvisioner().place_local(BIG, shop(), cpu_count=2, memory_gib=1.0)
+    gbdt = {"family": "gbdt", "gbdt_trees": 400, "gbdt_leaves": 63}
+    with pytest.raises(ProvisioningError, match=r"offers 0.1 GiB: run fewer trials at once \(parallelism: 1"):
+        NodeProvisioner().place_local(gbdt, shop(), cpu_count=2, memory_gib=0.1)  # a GBDT has no batch_size
 
 
 # -- calibration against a real trial --------------------------------------------------------------------------
