@@ -3,10 +3,6 @@ reference on small random tables (window edges included), and its refit keeps ex
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from types import ModuleType
-
 import numpy as np
 import polars as pl
 import pytest
@@ -14,23 +10,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from benchmarks import handwritten_baseline as hb
 from models.metrics import compute_metrics
 
-REPO = Path(__file__).resolve().parents[2]
 DAY = 86_400
 BASE = 1_700_000_123  # not on a day boundary, so windows are not accidentally day-aligned
 
 
-def _baseline() -> ModuleType:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import handwritten_baseline
-    finally:
-        sys.path.remove(str(REPO / "benchmarks"))
-    return handwritten_baseline
-
-
-hb = _baseline()
 PLAN = hb.FeaturePlan(
     entity_table="things",
     entity_key="id",
