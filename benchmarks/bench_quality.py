@@ -174,13 +174,13 @@ def handwritten_baseline(
     """(b): hand-written features and LightGBM (rounds chosen on validation, refit on train + val); None for a
     database without a hand-written feature plan."""
     from benchmarks import handwritten_baseline as handwritten
+    from benchmarks.handwritten_plans import PLANS, plan_tables
 
-    plan = handwritten.PLANS.get(graph)
+    plan = PLANS.get(graph)
     if plan is None:
         return None
     started = time.perf_counter()
-    names = {source.table for source in plan.events} | ({plan.entity_table} if plan.entity_table else set())
-    tables = {name: data_plane.get_frame(graph, "tables", f"{name}.parquet") for name in names}
+    tables = plan_tables(data_plane, graph, plan)
     features = handwritten.build_features(tables, table, plan)
     fitted = handwritten.fit_and_score(features, table, task_type, seed=0)
     return {"seconds": time.perf_counter() - started, "features": features.width, "rounds": fitted["rounds"],

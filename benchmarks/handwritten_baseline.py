@@ -5,18 +5,14 @@ anchor_time, label, split rows) and does what a competent data scientist would d
 anchor, windowed aggregates of its event tables plus static attributes, using only rows with
 `_kumo_time <= anchor_time` (docs/pql.md), then LightGBM early-stopped on validation and refit on train + val
 with the chosen number of rounds (the product's protocol). It never scores the test split: the caller does.
-Plain polars + numpy + LightGBM (no Dagster); only the command line reads the product's data plane.
-
-    .venv/bin/python benchmarks/handwritten_baseline.py --plane DIR --graph completejourney --query churn
+Plain polars + numpy + LightGBM (no Dagster). The plans for the example databases and the command line are
+in `benchmarks/handwritten_plans.py`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -55,47 +51,6 @@ class FeaturePlan:
     def __post_init__(self) -> None:
         if self.trend_days not in self.windows_days:
             raise ValueError(f"trend_days {self.trend_days} must be one of windows_days {self.windows_days}")
-
-
-COMPLETEJOURNEY = FeaturePlan(
-    entity_table="demographics",
-    entity_key="household_id",
-    static=(
-        "age",
-        "income",
-        "home_ownership",
-        "marital_status",
-        "household_size",
-        "household_comp",
-        "kids_count",
-    ),
-    events=(
-        EventSource(
-            "transactions",
-            "household_id",
-            numeric=("sales_value", "quantity", "retail_disc", "coupon_disc", "coupon_match_disc"),
-            distinct=("basket_id", "product_id", "store_id"),
-            visit="basket_id",
-        ),
-        EventSource("coupon_redemptions", "household_id", distinct=("coupon_upc", "campaign_id")),
-    ),
-)
-NYCFLIGHTS13 = FeaturePlan(
-    entity_table="planes",
-    entity_key="tailnum",
-    static=("year", "manufacturer", "model", "seats", "engines", "engine", "type"),
-    events=(
-        EventSource(
-            "flights",
-            "tailnum",
-            numeric=("dep_delay", "arr_delay", "distance", "air_time"),
-            distinct=("dest", "origin", "carrier"),
-        ),
-    ),
-    windows_days=(7, 28, 91, 365),
-    trend_days=7,
-)
-PLANS = {"completejourney": COMPLETEJOURNEY, "nycflights13": NYCFLIGHTS13}
 
 
 def build_features(tables: dict[str, pl.DataFrame], rows: pl.DataFrame, plan: FeaturePlan) -> pl.DataFrame:
@@ -367,59 +322,3 @@ def aligned_predictions(rows: pl.DataFrame, result: dict[str, Any]) -> np.ndarra
     predictions[result["val_rows"]] = result["val_predictions"]
     predictions[result["test_rows"]] = result["test_predictions"]
     return predictions
-
-
-def load_inputs(
-    plane: str, graph: str, query: str, plan: FeaturePlan
-) -> tuple[dict[str, pl.DataFrame], pl.DataFrame, str]:
-    """The plan's tables, the query's training table and its task type, read from a data plane."""
-    from stores.data_plane import DataPlane  # only the command line needs the product's data plane
-
-    data_plane = DataPlane(root=plane)
-    names = [source.table for source in plan.events] + ([plan.entity_table] if plan.entity_table else [])
-    tables = {name: data_plane.get_frame(graph, "tables", f"{name}.parquet") for name in names}
-    rows = data_plane.get_frame(graph, "training_tables", f"{query}.parquet")
-    task_type = data_plane.get_json(graph, "training_tables", f"{query}.json")["task_type"]
-    return tables, rows, task_type
-
-
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Build features and fit on one training table; print sizes, times, rounds and the VALIDATION metric."""
-    from models.metrics import compute_metrics, tune_metric
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plane", required=True, help="the data plane root (KUMO_DATA_PLANE)")
-    parser.add_argument("--graph", required=True, choices=sorted(PLANS))
-    parser.add_argument("--query", required=True)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=0)
-    args = parser.parse_args(argv)
-    plan = PLANS[args.graph]
-    tables, rows, task_type = load_inputs(args.plane, args.graph, args.query, plan)
-    started = time.perf_counter()
-    features = build_features(tables, rows, plan)
-    feature_seconds = time.perf_counter() - started
-    result = fit_and_score(features, rows, task_type, seed=args.seed, threads=args.threads)
-    metric = tune_metric(task_type)
-    report = {
-        "graph": args.graph,
-        "query": args.query,
-        "task_type": task_type,
-        "rows": dict(rows.group_by("split").len().sort("split").iter_rows()),
-        "features": result["feature_count"],
-        "feature_seconds": round(feature_seconds, 2),
-        "fit_seconds": round(result["fit_seconds"], 2),
-        "refit_seconds": round(result["refit_seconds"], 2),
-        "rounds": result["rounds"],
-        f"val_{metric}": compute_metrics(task_type, *split_arrays(rows, result, "val"))[metric],
-        "top_features": [name for name, _ in result["top_features"][:10]],
-    }
-    print(json.dumps(report, indent=1))
-    return report
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root, for models/stores
-    main()

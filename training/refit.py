@@ -32,20 +32,16 @@ def refit_config(best: dict[str, Any], protocol: str = "refit") -> ModelRunConfi
     validation; RelBench's protocol) and scores the test rows too."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown final-model protocol {protocol!r}: choose one of {PROTOCOLS}")
-    params = dict(best["params"])
     known = set(ModelRunConfig.model_fields)
+    params = {name: value for name, value in best["params"].items() if name in known}
     if protocol == "train_rows":
-        return ModelRunConfig(
-            **{**{name: value for name, value in params.items() if name in known}, "holdout": True}
-        )
+        return ModelRunConfig(**{**params, "holdout": True})
     if best.get("best_epoch") is not None:  # what selection chose: a GNN's best epoch, a GBDT's rounds kept
         if params.get("family", "gnn") == "gnn":
             params["epochs"] = int(best["best_epoch"]) + 1
         else:
             params["gbdt_trees"] = max(1, int(best["best_epoch"]))
-    return ModelRunConfig(
-        **{**{name: value for name, value in params.items() if name in known}, "refit": True}
-    )
+    return ModelRunConfig(**{**params, "refit": True})
 
 
 def refit_winner(
