@@ -91,16 +91,22 @@ def study_metadata(context: StudyContext, summary: dict[str, Any], data_plane: D
 
 
 def leaderboard_table(rows: list[dict[str, Any]], metric: str) -> dg.MetadataValue:
-    """The best trials first (at most 20): family, state, validation metric, time, its parameters, and where it
-    ran and what it cost when any trial ran off this machine."""
+    """The best trials first (at most 20): family, state, validation metric, time, its parameters, where it
+    ran and what it cost when any trial ran off this machine, and why each failed trial failed."""
     shown = rows[:LEADERBOARD_ROWS]
     placed = any((row["instance_type"] or "local") != "local" or row["cost_usd"] for row in shown)
+    failed = any(row.get("failure") for row in shown)
     columns = [("trial", "int"), ("family", "string"), ("state", "string"), (f"val {metric}", "float"),
                ("seconds", "float"), *([("instance", "string"), ("cost $", "float")] if placed else []),
-               ("parameters", "string")]  # fmt: skip
+               ("parameters", "string"), *([("why it failed", "string")] if failed else [])]  # fmt: skip
     return ui_table(columns, [[row["number"], row["family"] or "", row["state"], row["value"], row["seconds"],
                                *([row["instance_type"] or "", row["cost_usd"]] if placed else []),
-                               _parameters(row["family"], row["params"])] for row in shown])  # fmt: skip
+                               _parameters(row["family"], row["params"]),
+                               *([_shortened(row.get("failure") or "")] if failed else [])] for row in shown])  # fmt: skip
+
+
+def _shortened(text: str, limit: int = 240) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 SHORT_NAMES = {"sampling_strategy": "sampling", "batch_size": "batch", "learning_rate": "lr"}

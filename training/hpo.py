@@ -32,6 +32,7 @@ from training.studies import FINISHED_STATES, claim_trial, trial_owner_alive
 __all__ = [
     "MAX_FAILED_IN_A_ROW",
     "MAX_UNPLACEABLE_IN_A_ROW",
+    "SlotOutcome",
     "StudySettings",
     "TrialsKeepFailing",
     "leaderboard",
@@ -335,7 +336,8 @@ def _record(study: optuna.Study, trial, result: dict[str, Any], placement: Place
 
 
 def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
-    """Every trial, best first: number, state, family, parameters, value, time, instance type and cost."""
+    """Every trial, best first: number, state, family, parameters, value, time, instance type, cost and, for
+    a failed trial, why."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
         params = trial.user_attrs.get("params", {})
@@ -349,6 +351,7 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
             "instance_type": placement.get("instance_type"),
             "capacity": placement.get("capacity"),
             "cost_usd": trial.user_attrs.get("cost_usd"),
+            "failure": trial.user_attrs.get("failure") if trial.state == TrialState.FAIL else None,
             "params": {name: value for name, value in params.items() if name not in {"device", "threads"}},
         })  # fmt: skip
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0

@@ -20,3 +20,22 @@ def test_tables_keep_their_schema_and_round_floats():
     assert [record.data for record in table.records] == [
         {"split": "train", "rate": 0.1235, "rows": 10}, {"split": "val", "rate": "nan", "rows": 0}]  # fmt: skip
     assert readable(12345.678) == 12350.0 and readable("x") == "x"
+
+
+def test_the_study_leaderboard_says_why_a_trial_failed(tmp_path):
+    """A real slot whose GBDT trials fit nowhere: the study page's leaderboard gains a "why it failed" column
+    with the provisioner's reason; without failures the column is not there."""
+    from kumo_assets.hpo_report import leaderboard_table
+    from tests.training.test_hpo_driver import misfit_study
+    from training.hpo import leaderboard
+
+    study, outcome, _ = misfit_study(tmp_path)
+    table = leaderboard_table(leaderboard(study), "auroc")
+    names = [column.name for column in table.schema.columns]
+    assert names[-1] == "why it failed"
+    reasons = {record.data["trial"]: record.data["why it failed"] for record in table.records}
+    assert all(reasons[number].startswith("does not fit: trial gbdt(") for number in outcome.unplaceable)
+    assert all(len(reasons[number]) <= 240 for number in outcome.unplaceable)
+    assert all(reasons[number] == "" for number in outcome.finished)
+    completed = [row for row in leaderboard(study) if row["failure"] is None]
+    assert "why it failed" not in [c.name for c in leaderboard_table(completed, "auroc").schema.columns]

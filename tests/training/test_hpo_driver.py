@@ -12,6 +12,7 @@ from cluster.placement import Placement
 from training.hpo import (
     MAX_FAILED_IN_A_ROW,
     MAX_UNPLACEABLE_IN_A_ROW,
+    SlotOutcome,
     StudySettings,
     TrialsKeepFailing,
     leaderboard,
@@ -201,9 +202,9 @@ def test_a_new_study_starts_with_each_family_and_sampling_preset(tmp_path):
     assert len(again.get_trials()) == 4
 
 
-def test_a_trial_that_fits_nowhere_fails_alone_and_the_slot_goes_on(tmp_path):
-    """The real provisioner on a machine that holds the space's GNNs but not its GBDT: each GBDT trial fails
-    without running, with the provisioner's reason and fix, and the slot finishes its quota with GNNs."""
+def misfit_study(tmp_path) -> tuple[optuna.Study, SlotOutcome, list[str]]:
+    """A slot of 3 trials with the real provisioner on a machine (2.5 GiB) that holds the space's GNNs but not
+    its GBDT; returns the study, the slot's outcome and the families it launched."""
     from cluster.provisioner import NodeProvisioner
     from tests.cluster.test_provisioner import shop
 
@@ -220,6 +221,13 @@ def test_a_trial_that_fits_nowhere_fails_alone_and_the_slot_goes_on(tmp_path):
     outcome = run_slot(study, space, "run/0", 3, time.time() + 60,
                        lambda params: provisioner.place_local(params, stats, cpu_count=2, memory_gib=2.5),
                        train, {"seed": 0, "device": "cpu"}, 1, log=lambda message: None)  # fmt: skip
+    return study, outcome, launched
+
+
+def test_a_trial_that_fits_nowhere_fails_alone_and_the_slot_goes_on(tmp_path):
+    """Each GBDT trial fails without running, with the provisioner's reason and fix, and the slot finishes its
+    quota with GNNs; the leaderboard says why each failed trial failed."""
+    study, outcome, launched = misfit_study(tmp_path)
     assert launched == ["gnn"] * 3 and len(outcome.finished) == 3  # no GBDT was launched
     misfits = [trial for trial in study.get_trials() if trial.state == TrialState.FAIL]
     assert misfits and [t.number for t in misfits] == outcome.unplaceable  # the seeded GBDT among them
@@ -230,6 +238,9 @@ def test_a_trial_that_fits_nowhere_fails_alone_and_the_slot_goes_on(tmp_path):
         assert "placement" not in trial.user_attrs
     seeded = [trial for trial in misfits if trial.user_attrs.get("seeded", False)]
     assert len(seeded) == 1  # the GBDT seed is not enqueued again after it failed
+    board = {row["number"]: row for row in leaderboard(study)}
+    assert all(board[t.number]["failure"] == t.user_attrs["failure"] for t in misfits)
+    assert all(board[number]["failure"] is None for number in outcome.finished)
 
 
 def test_a_slot_stops_when_nothing_the_space_draws_fits(study):
