@@ -218,7 +218,20 @@ def search_space(
     }[mode]  # fmt: skip
     if task_type == "link_prediction":  # the RevisitScorer ranks what the first hop shows of the history
         base["sampling"] = (*base["sampling"], *HISTORY_PRESETS)
-    fields = {"mode": mode, "task_type": task_type, "families": chosen, **base, **dict(overrides or {})}
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(base) - {"stalenesses"})
+    if unknown:
+        raise ValueError(f"unknown search-space keys {unknown} in the study's `space`; known: {sorted(base)}")
+    for name in ("epochs", "gbdt_trees", "gbdt_leaves", "channels", "layers"):
+        values = overrides.get(name, ())
+        if any(not isinstance(value, int) or value < 1 for value in values):
+            raise ValueError(
+                f"search space `{name}` is {list(values)}; every value must be a whole number >= 1"
+            )
+    for name in ("n_trials", "max_steps_per_epoch", "timeout_minutes"):
+        if name in overrides and overrides[name] <= 0:
+            raise ValueError(f"search space `{name}` is {overrides[name]}; set it above 0")
+    fields = {"mode": mode, "task_type": task_type, "families": chosen, **base, **overrides}
     return SearchSpace(**fields)
 
 

@@ -204,6 +204,14 @@ def test_a_study_with_several_study_seeds_reports_each_seeds_best_and_refits_the
     """n_study_seeds: one materialisation searches with seeds 3 and 4 (two studies, each its own trials), keeps
     each seed's summary, and best_model refits the seed whose best trial validates best."""
     defs, instance, tmp_path = shop
+    # a study that could not run a trial is refused before it writes anything
+    study_assets = [a for a in defs.assets if STUDY in a.keys]
+    refused = materialize(study_assets, resources=defs.resources, instance=instance, raise_on_error=False,
+                          run_config=study_config(n_trials=0))  # fmt: skip
+    assert not refused.success
+    (failure,) = [event for event in refused.all_events if event.is_step_failure]
+    assert "n_trials is 0; set it to 1 or more" in failure.step_failure_data.error.to_string()
+    assert not (tmp_path / "plane" / "optuna").exists() and not list(tmp_path.glob("plane/shop/hpo"))
     assert run_study(defs, instance, n_trials=2, seed=3, n_study_seeds=2, families=["gnn"]).success
     storage = StudyStorage().get_storage(str(tmp_path / "plane"))
     names = optuna.study.get_all_study_names(storage)

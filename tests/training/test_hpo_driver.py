@@ -266,3 +266,31 @@ def test_a_seed_trial_is_covered_by_any_trial_of_its_family_and_preset(tmp_path)
     study.tell(trial, 0.7)
     assert next_seed_trial(study, space)["family"] == "gnn"
     assert [seed["family"] for seed in space.seed_trials()].count("gbdt") == 1
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"n_trials": 0}, r"n_trials is 0; set it to 1 or more"),
+        ({"parallelism": -1}, r"parallelism is -1; set it to 1 or more"),
+        ({"timeout_minutes": 0.0}, r"timeout_minutes is 0.0; set it to 1 or more"),
+        ({"trial_retries": -2}, r"trial_retries is -2; set it to 0 or more"),
+    ],
+)
+def test_a_study_that_cannot_run_a_trial_is_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        StudySettings(**settings)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epoch": [2, 2]}, r"unknown search-space keys \['epoch'\] .*known: .*'epochs'"),
+        ({"epochs": [0, 2]}, r"search space `epochs` is \[0, 2\]; every value must be a whole number >= 1"),
+        ({"gbdt_trees": [100, -5]}, r"`gbdt_trees` is \[100, -5\]"),
+        ({"max_steps_per_epoch": 0}, r"`max_steps_per_epoch` is 0; set it above 0"),
+    ],
+)
+def test_a_search_space_with_unknown_or_impossible_keys_is_refused(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        search_space("binary_classification", "fast", overrides=overrides)
