@@ -69,16 +69,12 @@ class StudySettings:
 
     def __post_init__(self) -> None:
         """A budget that cannot run a trial is an error, not an empty study that "succeeds"."""
-        positive = {
-            "n_trials": self.n_trials,
-            "timeout_minutes": self.timeout_minutes,
-            "parallelism": self.parallelism,
-        }
-        for name, value in positive.items():
+        hints = {"n_trials": "or leave it out for the mode's default", "timeout_minutes": "or leave it out for the "
+                 "mode's default", "parallelism": "trials run at once"}  # fmt: skip
+        for name, hint in hints.items():
+            value = getattr(self, name)
             if value is not None and value <= 0:
-                raise ValueError(f"study config: {name} is {value}; set it to 1 or more (or leave it out for the "
-                                 f"mode's default)" if name != "parallelism" else
-                                 f"study config: parallelism is {value}; set it to 1 or more (trials run at once)")  # fmt: skip
+                raise ValueError(f"study config: {name} is {value}; set it to 1 or more ({hint})")
         if self.trial_retries < 0:
             raise ValueError(f"study config: trial_retries is {self.trial_retries}; set it to 0 or more")
 
