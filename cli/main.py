@@ -4,6 +4,7 @@ kumo query explain "PREDICT ..." --spec graph.yaml
 kumo query table "PREDICT ..." --spec graph.yaml --val 2005-01-01 --test 2010-01-01 --out table.parquet
 kumo predict --query driver_dnf --spec graph.yaml --entities rows.parquet --out predictions.parquet
 kumo leaderboard --spec graph.yaml   # per query: chosen model, baselines, holdout; where predictions are
+kumo validate --spec graph.yaml [--queries queries.yaml]   # every table and query checked; writes nothing
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import polars as pl
 from tqdm import tqdm
 
 from cli.predict import add_predict_command, run_predict
+from cli.validate import add_validate_command, run_validate
 from relational.errors import KumoError
 from relational.graph_tables import ingest_in_memory, read_published_tables
 from relational.pql.anchors import AnchorPlan
@@ -27,7 +29,7 @@ from relational.pql.queries import load_queries, queries_beside
 from relational.pql.training_table import build_training_table
 from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
-from serving.served_model import ServingError
+from serving.errors import ServingError
 from stores.atomic import atomic_path
 from stores.data_plane import DataPlane
 from stores.environment import data_plane_root, object_store_from_environment
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         help="explicit anchors for a split",
     )
     add_predict_command(commands)
+    add_validate_command(commands)
     board = commands.add_parser("leaderboard", help="print each query's leaderboard stored by best_model")
     board.add_argument(
         "--spec", required=True, type=Path, help="graph.yaml (its queries.yaml names the queries)"
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_predict(args)
         if args.group == "leaderboard":
             return _leaderboard(args)
+        if args.group == "validate":
+            return run_validate(args)
         if args.command == "explain":
             return _explain(args)
         return _table(args)
@@ -127,8 +132,10 @@ def _graph(args) -> tuple[GraphSchema, dict[str, pl.DataFrame]]:
 
 def _explain(args) -> int:
     parsed = parse_query(args.pql)
-    schema, _ = _graph(args)
-    print(json.dumps(bind_query(parsed, schema).explain(), indent=2, default=str))
+    schema, tables = _graph(
+        args
+    )  # the data too: two classes make a binary task, and constants are type-checked
+    print(json.dumps(bind_query(parsed, schema, tables).explain(), indent=2, default=str))
     return 0
 
 

@@ -24,14 +24,10 @@ from relational.pql.binder import bind_query
 from relational.pql.parser import parse_query
 from relational.pql.queries import load_queries, queries_beside
 from relational.spec_loader import load_spec
-from serving.daily import open_scoring_data
-from serving.predict import resolve_rows, write_predictions
-from serving.served_model import ServingError, load_served_model
+from serving.errors import ServingError
 from stores.atomic import atomic_path
 from stores.data_plane import DataPlane
 from stores.environment import data_plane_root, graph_store_root, object_store_from_environment
-from stores.feature_store import FeatureStores
-from stores.graph_store import GraphStores
 
 __all__ = ["add_predict_command", "run_predict"]
 
@@ -53,6 +49,13 @@ def add_predict_command(commands) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """Score the rows, write the output atomically, print a JSON summary (skipped rows on stderr)."""
+    # the models (torch) load here, not when `kumo` starts: `kumo validate` and `kumo query` stay quick
+    from serving.daily import open_scoring_data
+    from serving.predict import resolve_rows, write_predictions
+    from serving.served_model import load_served_model
+    from stores.feature_store import FeatureStores
+    from stores.graph_store import GraphStores
+
     spec = load_spec(args.spec)
     queries_file = queries_beside(spec.path)
     queries = load_queries(queries_file) if queries_file else {}

@@ -7,7 +7,7 @@ only from rows at or before each row's as-of time. `audit_feature_leakage` prove
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 import numpy as np
 import polars as pl
@@ -38,6 +38,7 @@ def build_relational_features(
     config: PropositionalConfig = PropositionalConfig(),
     data_cutoff: int | None = None,
     vocabulary_limit: int | None = None,
+    masked: Mapping[str, Collection[str]] | None = None,
 ) -> pl.DataFrame:
     """Numeric features for each row of ``entities`` (columns ``_kumo_id``, ``anchor_time``), same order.
 
@@ -48,6 +49,8 @@ def build_relational_features(
     choices (rated categories, category codes) read only rows visible to the latest as_of in ``entities``:
     build every split in one call so that they share columns, or pass the ``vocabulary_limit`` (`vocabulary_limit`
     of the training rows) to score other rows with the columns a model was trained on.
+    ``masked`` (table -> columns): columns no feature reads, directly or through any aggregate (a static
+    target's column: `masked_input_columns`); the other features are the same as without it.
     """
     missing = {NODE_ID, "anchor_time"} - set(entities.columns)
     if missing:
@@ -65,7 +68,7 @@ def build_relational_features(
     q_entity = queries.get_column("_entity").to_numpy()
     q_as_of = queries.get_column("_as_of").to_numpy()
     limit = int(as_of.max()) if len(as_of) else 0
-    graph = FeatureGraph(tables, schema, config, limit, vocabulary_limit)
+    graph = FeatureGraph(tables, schema, config, limit, vocabulary_limit, masked)
 
     features: dict[str, np.ndarray] = {}
     positions = graph.positions(entity_table, q_entity)

@@ -7,7 +7,7 @@ codes) reads only rows that some requested row may see.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import replace
 
 import numpy as np
@@ -22,7 +22,11 @@ __all__ = ["FeatureGraph"]
 
 
 class FeatureGraph:
-    """The tables cut at the latest as-of time, with lookups by node id and the feature builders."""
+    """The tables cut at the latest as-of time, with lookups by node id and the feature builders.
+
+    ``masked``: table -> columns no feature may read (a static target's own column, `masked_input_columns`).
+    Every builder lists a table's columns through `columns`, so a masked column yields no feature of its own
+    table nor any aggregate of it seen from a child, parent or grandchild."""
 
     def __init__(
         self,
@@ -31,8 +35,10 @@ class FeatureGraph:
         config: PropositionalConfig,
         limit: int,
         vocabulary_limit: int | None = None,
+        masked: Mapping[str, Collection[str]] | None = None,
     ) -> None:
         self.schema, self.config, self.spec = schema, config, config.window_spec()
+        self.masked = _checked_mask(schema, masked or {})
         # Category codes, frequencies and the top categories read rows up to vocabulary_limit (default: limit),
         # so a model trained on one cut scores rows at any other anchor with the columns it learned.
         self.vocabulary_limit = limit if vocabulary_limit is None else vocabulary_limit
@@ -64,11 +70,15 @@ class FeatureGraph:
         return self.frames[table].get_column(fk.id_column).fill_null(-1).cast(pl.Int64).to_numpy()
 
     def columns(self, table: str, stype: str) -> list[str]:
-        frame = self.frames[table]
+        """The feature columns of ``table`` of one stype: keys, internal and masked columns left out."""
+        frame, masked = self.frames[table], self.masked.get(table, frozenset())
         return [
             column
             for column, kind in self.schema.tables[table].stypes.items()
-            if kind == stype and column in frame.columns and not column.startswith("_kumo")
+            if kind == stype
+            and column in frame.columns
+            and not column.startswith("_kumo")
+            and column not in masked
         ]
 
     def numeric(self, table: str, column: str) -> np.ndarray:
@@ -262,6 +272,19 @@ class FeatureGraph:
             f"{prefix}.{name}": np.where(known, values[index] if len(values) else np.nan, np.nan)
             for name, values in inner.items()
         }
+
+
+def _checked_mask(schema: GraphSchema, masked: Mapping[str, Collection[str]]) -> dict[str, frozenset[str]]:
+    """The mask as sets, refused when it names a table or column the schema does not have: a mask that
+    matched nothing would leave the target among the features."""
+    for table, columns in masked.items():
+        if table not in schema.tables:
+            raise ValueError(f"masked column(s) {sorted(columns)} of unknown table {table!r}; tables: "
+                             f"{sorted(schema.tables)}")  # fmt: skip
+        unknown = set(columns) - set(schema.tables[table].stypes)
+        if unknown:
+            raise ValueError(f"masked column(s) {sorted(unknown)} are not columns of {table!r}")
+    return {table: frozenset(columns) for table, columns in masked.items() if columns}
 
 
 def _top_values(values: pl.Series, limit: int) -> list:

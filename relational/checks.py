@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
+from relational.errors import hidden_note
 from relational.keys import ForeignKeyReport, PrimaryKeyReport
-from relational.normalise import TimeParse
+from relational.normalise import ACCEPTED_TIME_FORMATS, TimeParse
 from relational.stypes import StypeDecision
 
 __all__ = [
@@ -40,22 +41,30 @@ def ingest_check_names(has_primary_key: bool, has_time: bool, foreign_keys: list
     return [*names, "column_types"]
 
 
-def primary_key_check(table: str, report: PrimaryKeyReport) -> CheckOutcome:
+def primary_key_check(table: str, report: PrimaryKeyReport, show_values: bool = True) -> CheckOutcome:
+    """Keys must be unique and non-null (blocking); ``show_values=False`` hides the repeated keys."""
     return CheckOutcome(
         "primary_key",
         report.passed,
         blocking=True,
-        description=report.describe(table),
+        description=report.describe(table, show_values),
         metadata={
             "null_rows": report.null_rows,
             "duplicate_rows": report.duplicate_rows,
-            "duplicate_examples": str(report.duplicate_examples),
+            "duplicate_examples": str(report.duplicate_examples) if show_values else "not shown",
         },
     )
 
 
-def time_check(table: str, time_meta: dict, parse: TimeParse) -> CheckOutcome:
-    """Every non-null event time must parse; rows with a null time are dropped and counted."""
+def time_check(
+    table: str, time_meta: dict, parse: TimeParse, column: str | None = None, show_values: bool = True
+) -> CheckOutcome:
+    """Every non-null event time must parse; rows with a null time are dropped and counted.
+
+    Args:
+        column: where the time is read, as graph.yaml names it (e.g. ``'created_at'``), for the message.
+        show_values: quote unparsed values (False for a source outside the spec's folder).
+    """
     passed = parse.failed == 0
     if passed:
         description = (
@@ -63,11 +72,18 @@ def time_check(table: str, time_meta: dict, parse: TimeParse) -> CheckOutcome:
             f"{time_meta['dropped_null_rows']} row(s) with no time were dropped"
         )
     else:
-        rows = ", ".join(f"data row {row + 1}: {value!r}" for row, value in parse.failed_examples)
+        if show_values:
+            rows = ", e.g. " + ", ".join(
+                f"data row {row + 1}: {value!r}" for row, value in parse.failed_examples
+            )
+        else:
+            rows = ", at data row(s) " + ", ".join(str(row + 1) for row, _ in parse.failed_examples)
+            rows += f" ({hidden_note('the values')})"
+        where = f"`time_column` {column}" if column else "the event time"
         description = (
-            f"table {table!r}: {parse.failed} of {parse.non_null} event time value(s) cannot be parsed "
-            f"({parse.how}), e.g. {rows}. Use ISO 8601 (2024-05-01 or 2024-05-01T13:45:00Z), a date "
-            "column, or integer epoch seconds; set `timezone` for naive times that are not UTC."
+            f"table {table!r}: {where}: {parse.failed} of {parse.non_null} value(s) cannot be parsed as "
+            f"times ({parse.how}){rows}. Accepted: {ACCEPTED_TIME_FORMATS}. Fix those values, or set "
+            "`timezone` for naive times that are not UTC."
         )
     return CheckOutcome(
         "event_time",
@@ -78,29 +94,37 @@ def time_check(table: str, time_meta: dict, parse: TimeParse) -> CheckOutcome:
     )
 
 
-def foreign_key_check(table: str, report: ForeignKeyReport) -> CheckOutcome:
+def foreign_key_check(table: str, report: ForeignKeyReport, show_values: bool = True) -> CheckOutcome:
     """Dangling keys give no edge; they are tolerated (known dirt in real data) but flagged."""
     passed = report.dangling_rows == 0
     target = f"{report.table} via {report.columns}"
+    examples = f", e.g. {report.dangling_examples}" if show_values else f" ({hidden_note('the keys')})"
     if passed:
         description = f"every non-null {table}.{report.name} finds its {report.table} row"
     else:
         description = (
             f"{report.dangling_rows} row(s) of {table!r} ({report.dangling_rate:.2%} of non-null keys) point at "
-            f"no row of {target}, e.g. {report.dangling_examples}; those rows get no edge. Add the missing "
+            f"no row of {target}{examples}; those rows get no edge. Add the missing "
             "parent rows, or mark the parent `implied: true` to create them from the keys."
         )
+    shown = str(report.dangling_examples) if show_values else "not shown"
     return CheckOutcome(
         f"foreign_key_{report.name}",
         passed,
         blocking=False,
         description=description,
-        metadata=report.to_dict() | {"dangling_examples": str(report.dangling_examples)},
+        metadata=report.to_dict() | {"dangling_examples": shown},
     )
 
 
-def column_types_check(table: str, frame: pl.DataFrame, stypes: Mapping[str, StypeDecision]) -> CheckOutcome:
-    """Summarise stypes; warn about feature columns that carry no signal (all null or one value)."""
+def column_types_check(
+    table: str, frame: pl.DataFrame, stypes: Mapping[str, StypeDecision], show_names: bool = True
+) -> CheckOutcome:
+    """Summarise stypes; warn about feature columns that carry no signal (all null or one value).
+
+    Args:
+        show_names: name the silent columns (False for a source outside the spec's folder: count them).
+    """
     counts: dict[str, int] = {}
     silent = []
     for column, decision in stypes.items():
@@ -108,9 +132,10 @@ def column_types_check(table: str, frame: pl.DataFrame, stypes: Mapping[str, Sty
         if decision.stype != "id" and frame.get_column(column).drop_nulls().n_unique() <= 1:
             silent.append(column)
     summary = ", ".join(f"{count} {stype}" for stype, count in sorted(counts.items()))
+    named = silent if show_names else f"{len(silent)} ({hidden_note('their names')})"
     if silent:
         description = (
-            f"table {table!r}: column(s) {silent} hold at most one distinct value and carry no signal; "
+            f"table {table!r}: column(s) {named} hold at most one distinct value and carry no signal; "
             "drop them with `drop_columns`"
         )
     else:
@@ -120,5 +145,5 @@ def column_types_check(table: str, frame: pl.DataFrame, stypes: Mapping[str, Sty
         not silent,
         blocking=False,
         description=description,
-        metadata={**counts, "silent": str(silent)},
+        metadata={**counts, "silent": str(named)},
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-__all__ = ["IngestError", "KumoError", "SourceError", "SpecError", "suggest_name"]
+__all__ = ["IngestError", "KumoError", "SourceError", "SpecError", "hidden_note", "suggest_name"]
 
 
 class KumoError(Exception):
@@ -31,6 +31,17 @@ def suggest_name(name: str, choices: Iterable[str]) -> str:
     if close:
         return f"; did you mean {close[0]!r}?"
     return f"; known: {', '.join(sorted(choices))}" if choices else ""
+
+
+def hidden_note(what: str) -> str:
+    """What a message says instead of names or values read from a source outside the spec's folder.
+
+    A spec may point at any file on the machine; its contents must not leak through error messages.
+    """
+    return (
+        f"{what} not shown: the source lies outside the folder of graph.yaml and $KUMO_SHARED_DATA, "
+        "so messages never quote it; open the file to look"
+    )
 
 
 class LeakageError(KumoError):

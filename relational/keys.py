@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from relational.errors import IngestError
+from relational.errors import IngestError, hidden_note
 from relational.spec import ForeignKey
 
 __all__ = [
@@ -35,12 +35,14 @@ class PrimaryKeyReport:
     def passed(self) -> bool:
         return self.null_rows == 0 and self.duplicate_rows == 0
 
-    def describe(self, table: str) -> str:
+    def describe(self, table: str, show_values: bool = True) -> str:
+        """The check's verdict; ``show_values=False`` leaves out the repeated keys (a source outside the spec's folder)."""
         problems = []
         if self.null_rows:
             problems.append(f"{self.null_rows} row(s) have a null key")
         if self.duplicate_rows:
-            problems.append(f"{self.duplicate_rows} row(s) repeat a key, e.g. {self.duplicate_examples}")
+            examples = f", e.g. {self.duplicate_examples}" if show_values else f" ({hidden_note('the keys')})"
+            problems.append(f"{self.duplicate_rows} row(s) repeat a key{examples}")
         if not problems:
             return f"primary key {self.columns} of {table!r} is unique and non-null"
         return (
@@ -146,8 +148,11 @@ def _cast_key(
             return series.cast(pl.Int64).cast(target)
     if source == pl.String and target == pl.String:
         return series
+    if source.is_integer() and target == pl.String:
+        return series.cast(pl.String)  # a text key (e.g. declared `id`, or beyond 64 bits) matches by digits
     raise IngestError(
         f"table {table!r}: foreign key {fk.name!r} column {column!r} is {source} but it points at "
         f"{fk.table}.{parent_column}, which is {target}: the types clash. Store both columns with the same "
-        "type in the sources (e.g. both integers or both strings)."
+        f"type in the sources (e.g. both integers or both strings), or declare `stypes: {{{column}: id}}` "
+        "here and on the key it points at, which reads CSV columns as text."
     )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import polars as pl
 
 __all__ = [
+    "ACCEPTED_TIME_FORMATS",
     "TimeParse",
     "clock_to_seconds",
     "date_and_clock_to_epoch_seconds",
@@ -24,6 +25,12 @@ _NAIVE_FORMATS = (
     "%Y/%m/%d",
 )
 _ZONED_FORMATS = ("%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z")
+# What error messages list: the formats above in words, and the other kinds of time columns.
+ACCEPTED_TIME_FORMATS = (
+    "text as YYYY-MM-DD, YYYY-MM-DD HH:MM[:SS[.ffffff]] (a space or T between), YYYY/MM/DD [HH:MM:SS], "
+    "or with a zone, 2024-05-01T13:45:00Z / 2024-05-01 13:45:00+02:00; date or datetime columns; integer "
+    "epochs (seconds, or ms, us, ns told by magnitude); a clock time (time_of_day) as HH:MM[:SS]"
+)
 # Integer epochs: the unit is told by magnitude (seconds until year 5138, then ms, us, ns).
 _EPOCH_LIMITS = ((10**11, 1), (10**14, 1_000), (10**17, 1_000_000))
 

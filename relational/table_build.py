@@ -9,7 +9,7 @@ one ``_kumo_fk__<name>`` column per foreign key with the parent's node id (null 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
@@ -20,7 +20,7 @@ from relational.checks import (
     primary_key_check,
     time_check,
 )
-from relational.errors import IngestError, suggest_name
+from relational.errors import IngestError, hidden_note, suggest_name
 from relational.keys import NODE_ID, check_primary_key, resolve_foreign_key
 from relational.normalise import (
     TimeParse,
@@ -35,6 +35,7 @@ from relational.stypes import StypeDecision, infer_stypes
 __all__ = ["END_TIME", "EVENT_TIME", "BuiltTable", "ParentKeys", "build_implied_table", "build_table"]
 
 from relational.schema import EVENT_TIME
+from relational.sources import table_is_trusted
 
 END_TIME = "_kumo_end_time"
 FORMAT_VERSION = 1
@@ -94,7 +95,8 @@ def build_table(
             "or remove the table from graph.yaml"
         )
     foreign_keys = spec.foreign_keys(table)
-    _require_columns(spec, table, raw.columns)
+    trusted = table_is_trusted(spec, table)  # else no message quotes the source's names or values
+    _require_columns(spec, table, raw.columns, trusted)
     frame = normalise_nulls(raw.drop(table_spec.drop_columns), table_spec.null_values or DEFAULT_NULL_VALUES)
     key_columns = table_spec.primary_key_columns
     fk_columns = {column: fk.table for fk in foreign_keys for column in fk.columns}
@@ -113,7 +115,9 @@ def build_table(
     pk_report = None
     if key_columns:
         pk_report = check_primary_key(frame, key_columns)
-        checks.append(primary_key_check(table, pk_report))
+        if not trusted:
+            pk_report = replace(pk_report, duplicate_examples=[])
+        checks.append(primary_key_check(table, pk_report, show_values=trusted))
 
     fk_reports = []
     for fk in foreign_keys:
@@ -124,23 +128,23 @@ def build_table(
             raise IngestError(f"table {table!r}: parent table {fk.table!r} must be ingested first")
         ids, report = resolve_foreign_key(frame, fk, parent.frame, parent.key_columns, table)
         frame = frame.with_columns(ids)
-        fk_reports.append(report)
+        fk_reports.append(report if trusted else replace(report, dangling_examples=[]))
 
     time_meta = None
     if table_spec.has_time:
         if table_spec.time_from is not None:
             event_time = _inherited_time(spec, table, frame, parents)
         frame, time_meta = _attach_event_time(frame, event_time, table_spec, conversions)
-        checks.append(time_check(table, time_meta, event_time))
+        checks.append(time_check(table, time_meta, event_time, _time_source(table_spec), show_values=trusted))
     frame = frame.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(NODE_ID))
     for fk in foreign_keys:
         if fk.table == table:
             own = ParentKeys(table, key_columns, frame.select([*key_columns, NODE_ID]))
             ids, report = resolve_foreign_key(frame, fk, own.frame, key_columns, table)
             frame = frame.with_columns(ids)
-            fk_reports.append(report)
-    checks.extend(foreign_key_check(table, report) for report in fk_reports)
-    checks.append(column_types_check(table, frame, stypes))
+            fk_reports.append(report if trusted else replace(report, dangling_examples=[]))
+    checks.extend(foreign_key_check(table, report, show_values=trusted) for report in fk_reports)
+    checks.append(column_types_check(table, frame, stypes, show_names=trusted))
     meta = _table_meta(spec, table, frame, stypes, conversions, fk_reports, time_meta, parents)
     if pk_report is not None:
         meta["primary_key_report"] = {
@@ -160,9 +164,13 @@ def build_implied_table(spec: GraphSpec, table: str, key_frames: list[pl.DataFra
     try:
         keys = pl.concat([frame.select(key_columns) for frame in key_frames], how="vertical_relaxed")
     except (pl.exceptions.SchemaError, pl.exceptions.ComputeError) as exc:
+        types = sorted({str(frame.schema[column]) for frame in key_frames for column in key_columns})
+        detail = (
+            f"{types}: {exc}" if table_is_trusted(spec, table) else f"{types}; {hidden_note('the details')}"
+        )
         raise IngestError(
-            f"implied table {table!r}: the foreign keys that point at it have clashing types ({exc}); "
-            "store them with one type in every source"
+            f"implied table {table!r}: the foreign keys that point at it have clashing types ({detail}); "
+            "store them with one type in every source, or declare them `id` in `stypes` (read as text)"
         ) from None
     keys = keys.drop_nulls().unique().sort(key_columns)
     if keys.height == 0:
@@ -187,7 +195,8 @@ def normalise_key_frame(
     return frame.with_columns(converted) if converted else frame
 
 
-def _require_columns(spec: GraphSpec, table: str, columns: list[str]) -> None:
+def _require_columns(spec: GraphSpec, table: str, columns: list[str], trusted: bool) -> None:
+    """Every column graph.yaml names must exist; the hint lists the source's own names only when trusted."""
     table_spec = spec.table(table)
     wanted: list[tuple[str, str]] = [(column, "primary_key") for column in table_spec.primary_key_columns]
     wanted += [
@@ -201,12 +210,25 @@ def _require_columns(spec: GraphSpec, table: str, columns: list[str]) -> None:
     dropped = set(table_spec.drop_columns)
     for column, key in wanted:
         if column not in columns:
+            if trusted:
+                hint = suggest_name(column, columns)
+            else:
+                hint = f"; it has {len(columns)} column(s) ({hidden_note('their names')})"
             raise IngestError(
                 f"table {table!r}: `{key}` names column {column!r}, which source {table_spec.sources} "
-                f"does not have{suggest_name(column, columns)}"
+                f"does not have{hint}"
             )
         if key != "drop_columns" and column in dropped:
             raise IngestError(f"table {table!r}: column {column!r} is used by `{key}` and also dropped")
+
+
+def _time_source(table_spec) -> str | None:
+    """The spec's own words for where the event time is read, e.g. ``'created_at'``."""
+    time_column = table_spec.time_column
+    if isinstance(time_column, DateAndTimeOfDay):
+        clock = f", time_of_day: {time_column.time_of_day}" if time_column.time_of_day else ""
+        return f"{{date: {time_column.date}{clock}}}"
+    return repr(time_column) if time_column is not None else None
 
 
 def _own_event_time(frame: pl.DataFrame, time_column, timezone: str | None) -> TimeParse | None:

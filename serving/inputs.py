@@ -31,11 +31,13 @@ def input_columns(served: ServedModel, data: ScoringData, rows: pl.DataFrame, en
             {NODE_ID: rows["_table_node"].cast(pl.Int64), "anchor_time": rows["anchor_time"]}
         )
         design = build_relational_features(data.frames, data.schema, entity_table, entities, PropositionalConfig(),
-                                           None, gbdt.vocabulary_limit)  # fmt: skip
+                                           None, gbdt.vocabulary_limit, gbdt.masked)  # fmt: skip
         return {name: design[name].to_numpy() for name in names if name in design.columns}
     block = data.features.blocks.get((entity_table, "numerical"))
     columns = data.features.schema["node_types"].get(entity_table, {}).get("columns", [])
-    numerical = [column for column in columns if column["block"] == "numerical"][:TOP_INPUTS]
+    hidden = {column for member in served.members for column in member.masked.get(entity_table, ())}
+    numerical = [column for column in columns
+                 if column["block"] == "numerical" and column["column"] not in hidden][:TOP_INPUTS]  # fmt: skip
     if block is None:
         return {}
     nodes = rows["_node"].to_numpy()

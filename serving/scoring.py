@@ -128,7 +128,7 @@ def _gnn_batches(
 def _gnn_forward(
     member: GNNMember, task_type: str | None, inputs: ScoringInputs, threads: int, want_embeddings: bool
 ) -> Iterator[ScoredChunk]:
-    graph, features = inputs.graph, inputs.features
+    graph, features = inputs.graph, inputs.features.with_masked(member.masked)  # what its training hid
     model = member.build(dict(graph.node_counts), graph.edge_types, features.schema["node_types"])
     device = resolve_device(
         "auto"
@@ -184,7 +184,8 @@ def _gbdt_chunks(member: GBDTMember, inputs: ScoringInputs, chunk_rows: int) -> 
         entities = pl.DataFrame({NODE_ID: nodes[start:stop].astype(np.int64),
                                  "anchor_time": inputs.anchors[start:stop].astype(np.int64)})  # fmt: skip
         design = build_relational_features(inputs.frames, inputs.schema, inputs.entity_table, entities,
-                                           PropositionalConfig(), None, member.vocabulary_limit)  # fmt: skip
+                                           PropositionalConfig(), None, member.vocabulary_limit,
+                                           member.masked)  # fmt: skip
         sample = design.select([name for name in top if name in design.columns]).head(INPUT_SAMPLE_ROWS)
         return ScoredChunk(start, stop, member.model.predict(design),
                            inputs={name: sample[name].to_numpy() for name in sample.columns})  # fmt: skip

@@ -23,7 +23,9 @@ from models.gbdt_links import LinkRanker
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.trainer import TrainerConfig
+from serving.errors import ServingError
 from training.link_trial import LinkQuery, link_query
+from training.run import MASKED_INPUTS, masked_columns
 
 __all__ = ["GBDTMember", "GNNMember", "ServedModel", "ServingError", "load_member", "load_served_model"]
 
@@ -31,8 +33,10 @@ POINTER = "pointer.json"
 SCORED_ROWS = "scored.npz"
 
 
-class ServingError(ValueError):
-    """A prediction cannot be made as asked: no stored model, bad entities or anchors. Says what to do."""
+def _masked(summary: dict) -> dict[str, tuple[str, ...]]:
+    """The columns the run's training hid from its inputs (its table's ``masked_input_columns``, by table):
+    scoring hides the same ones, so a static target's column is no input at prediction time either."""
+    return masked_columns(summary.get(MASKED_INPUTS) or [])
 
 
 @dataclass
@@ -58,6 +62,10 @@ class GNNMember:
     @property
     def trainer_config(self) -> TrainerConfig:
         return TrainerConfig(**self.state["config"]["trainer"])
+
+    @property
+    def masked(self) -> dict[str, tuple[str, ...]]:
+        return _masked(self.summary)
 
     def build(self, node_counts: dict[str, int], edge_types: list, feature_schema: dict) -> RelationalGNN:
         """The network with its trained weights, for a graph of these node types and features."""
@@ -86,6 +94,10 @@ class GBDTMember:
     @property
     def vocabulary_limit(self) -> int | None:
         return self.summary.get("vocabulary_limit")
+
+    @property
+    def masked(self) -> dict[str, tuple[str, ...]]:
+        return _masked(self.summary)
 
 
 Member = GNNMember | GBDTMember

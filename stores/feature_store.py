@@ -9,8 +9,8 @@ The fetcher (`stores.fetcher`) gathers the rows of a batch from these memory map
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numba
@@ -87,15 +87,50 @@ def build_feature_store(
 
 @dataclass
 class StoredFeatures:
-    """An opened version: every block memory-mapped read-only."""
+    """An opened version: every block memory-mapped read-only.
+
+    ``hidden``: (node type, block) -> the block's columns every read gives as 0 (`masked`), and ``masked``
+    the "table.column" names they encode; both empty for the store as built."""
 
     path: Path
     schema: dict
     blocks: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    hidden: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)
+    masked: tuple[str, ...] = ()
 
     @property
     def version(self) -> str:
         return self.schema["version"]
+
+    def with_masked(self, columns: Mapping[str, Collection[str]]) -> StoredFeatures:
+        """This version as one query may read it: ``columns`` (table -> columns, a static target's
+        `masked_input_columns`) read as 0 in every row, whatever was stored (categorical: code 0, as null;
+        numerical: value and missing flag 0). The store is shared by every query of the graph, so nothing is
+        rewritten: the blocks are the same memory maps, and `gather` zeroes the columns of each batch it
+        reads. The encoders' shapes are unchanged, so a model trained on this view loads on the plain one.
+        A table that is no node type is refused; a column the store never encoded (an id) has nothing to
+        hide."""
+        hidden = {key: set(values.tolist()) for key, values in self.hidden.items()}
+        names = set(self.masked)
+        for table, wanted in columns.items():
+            if table not in self.schema["node_types"]:
+                raise FeatureStoreError(f"masked column(s) {sorted(wanted)} of {table!r}, which is no node type "
+                                        f"of the feature store ({sorted(self.schema['node_types'])})")  # fmt: skip
+            names.update(f"{table}.{column}" for column in wanted)
+            for encoding in self.schema["node_types"][table]["columns"]:
+                if encoding["column"] in wanted:
+                    span = range(encoding["offset"], encoding["offset"] + encoding["width"])
+                    hidden.setdefault((table, encoding["block"]), set()).update(span)
+        return replace(self, hidden={key: np.array(sorted(values), dtype=np.int64) for key, values in hidden.items()
+                                     if values}, masked=tuple(sorted(names)))  # fmt: skip
+
+    def gather(self, node_type: str, block: str, ids: np.ndarray) -> np.ndarray:
+        """Rows ``ids`` of one block as a new array, its hidden columns zeroed (one vectorised write)."""
+        rows = gather_rows(self.blocks[(node_type, block)], ids)
+        hidden = self.hidden.get((node_type, block))
+        if hidden is not None:
+            rows[:, hidden] = 0
+        return rows
 
 
 def open_feature_store(root: str | Path, version: str | None = None) -> StoredFeatures:

@@ -18,7 +18,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from stores.batch_cache import BatchCache
-from stores.feature_store import StoredFeatures, gather_rows
+from stores.feature_store import StoredFeatures
 from stores.graph_store import StoredGraph
 from stores.sampler import SamplerConfig, TemporalSampler
 
@@ -72,8 +72,9 @@ class MinibatchFetcher:
 
     def key(self, split: TrainingSplit, epoch_seed: int, index: int) -> str:
         sampling = f"{self.sampling.fanouts}|{self.sampling.strategy}|{self.sampling.windows}"
+        masked = f"|masked={','.join(self.features.masked)}" if self.features.masked else ""
         return (
-            f"graph={self.graph.version}|features={self.features.version}|split={split.name}|"
+            f"graph={self.graph.version}|features={self.features.version}{masked}|split={split.name}|"
             f"batch_size={self.batch_size}|sampling={sampling}|epoch={epoch_seed}|batch={index}"
         )
 
@@ -108,9 +109,9 @@ class MinibatchFetcher:
             entry = {"n_id": torch.from_numpy(ids), "batch": torch.from_numpy(out.batch[node_type])}
             if node_type in self.graph.node_times:
                 entry["time"] = torch.from_numpy(np.asarray(self.graph.node_times[node_type])[ids])
-            for (group, block), array in self.features.blocks.items():
-                if group == node_type:
-                    entry[block] = torch.from_numpy(gather_rows(array, ids))
+            for group, block in self.features.blocks:
+                if group == node_type:  # masked columns come back zeroed (`StoredFeatures.with_masked`)
+                    entry[block] = torch.from_numpy(self.features.gather(group, block, ids))
             entry["num_sampled_nodes"] = torch.tensor(out.num_sampled_nodes[node_type])
             nodes[node_type] = entry
         edges = {

@@ -7,10 +7,10 @@ from collections.abc import Callable, Mapping
 from relational.errors import IngestError
 from relational.graph_tables import read_implied_keys, read_published_tables
 from relational.keys import NODE_ID
-from relational.pql.queries import NamedQuery
+from relational.pql.queries import NamedQuery, query_errors_in_place
 from relational.pql.training_table import TrainingTable, build_training_table
 from relational.schema import GraphSchema
-from relational.sources import read_table_source
+from relational.sources import read_table_source, untrusted_column_names
 from relational.spec import GraphSpec
 from relational.table_build import (
     EVENT_TIME,
@@ -69,7 +69,8 @@ def materialise_training_table(
     """Build, audit and publish one query's training table; return it and the metadata written."""
     frames, metas = read_published_tables(spec, data_plane)
     schema = GraphSchema.from_table_metadata(spec, metas)
-    result = build_training_table(query.text, schema, frames, query.anchors, progress)
+    with query_errors_in_place(query, untrusted_column_names(spec, metas)):
+        result = build_training_table(query.text, schema, frames, query.anchors, progress)
     parts = (spec.graph_name, "training_tables")
     uri, digest, size = data_plane.put_frame(result.table, *parts, f"{query.name}.parquet")
     meta = {

@@ -33,6 +33,7 @@ from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores
 from training.link_trial import link_query, run_gbdt_link_trial
 from training.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
+from training.run_config_checks import refuse_impossible_run_config
 from training.trial import (
     GNNTrialConfig,
     gnn_artifacts,
@@ -42,8 +43,8 @@ from training.trial import (
     run_gnn_trial,
 )
 
-__all__ = ["MODEL_CODE", "SCORED_ROWS", "ModelRunConfig", "TrainedModel", "epoch_seconds", "query_top_k",
-           "train_query_model"]  # fmt: skip
+__all__ = ["MASKED_INPUTS", "MODEL_CODE", "SCORED_ROWS", "ModelRunConfig", "TrainedModel", "epoch_seconds",
+           "masked_columns", "query_top_k", "train_query_model"]  # fmt: skip
 
 
 class ModelRunConfig(BaseModel):
@@ -89,11 +90,17 @@ class ModelRunConfig(BaseModel):
     gbdt_learning_rate: float = 0.05
     gbdt_leaves: int = 31
 
+    def model_post_init(self, __context: object) -> None:
+        refuse_impossible_run_config(self.model_dump())
+
 
 # Part of every run key: bump it when a family's stored parameters change (2: stacked SAGE layers), so a new
 # version never tries to resume an older version's checkpoint under the same key.
 MODEL_CODE = 2
 SCORED_ROWS = "scored.npz"  # per run: validation and test labels, outputs and entities
+# The training table's "table.column" names no input of either family may read (a static target's column),
+# copied into each run's summary.json so that scoring hides exactly what training hid.
+MASKED_INPUTS = "masked_input_columns"
 
 
 @dataclass
@@ -145,12 +152,16 @@ def train_query_model(
     task_type = meta["task_type"]
     entity_table, entity_column = meta["parsed"]["entity"]["table"], meta["parsed"]["entity"]["column"]
     observe_until = epoch_seconds(config.observe_until)
+    hidden = sorted(meta.get(MASKED_INPUTS) or [])  # a static target's column: no family may read it
+    masked = masked_columns(hidden)
     graph = graph_store.open(spec.graph_name, graph_version)
-    features = feature_store.open(spec.graph_name, feature_version)
-    inputs = f"{meta['content_hash']}|{graph.version}|{features.version}"
+    features = feature_store.open(spec.graph_name, feature_version).with_masked(masked)
+    # the mask is part of the inputs: a run trained before masking existed is not resumed as if it were masked
+    inputs = f"{meta['content_hash']}|{graph.version}|{features.version}" + (f"|masked={','.join(hidden)}"
+                                                                            if hidden else "")  # fmt: skip
     run_key = hashlib.sha256(f"{config.model_dump_json()}|{inputs}|{MODEL_CODE}".encode()).hexdigest()[:16]
     prefix = (spec.graph_name, "models", query.name, run_key)
-    extra: dict = {}  # family-specific facts scoring needs later (summary.json)
+    extra: dict = {MASKED_INPUTS: hidden}  # facts scoring needs later (summary.json)
     if config.family == "gbdt":
         frames, metas = read_published_tables(spec, data_plane)
         schema = GraphSchema.from_table_metadata(spec, metas)
@@ -163,6 +174,8 @@ def train_query_model(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
         if task_type == "link_prediction":
+            if masked:  # link targets are windows after the anchor: nothing is masked, and the ranker cannot
+                raise ValueError(f"the GBDT link ranker cannot hide masked input columns {hidden}")
             result = run_gbdt_link_trial(frames, schema, entity_table, keys, table, link_query(meta["parsed"]),
                                          gbdt, observe_until, query_top_k(meta),
                                          freeze_validation=_freezes_validation(config),
@@ -171,7 +184,7 @@ def train_query_model(
             result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
                                     freeze_validation=_freezes_validation(config),
                                     simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta),
-                                    holdout=config.refit or config.holdout)  # fmt: skip
+                                    holdout=config.refit or config.holdout, masked=masked)  # fmt: skip
         # a GBDT's "best epoch" is the number of boosting rounds it kept, which its refit reuses
         metrics, resumed_from, best_epoch = result.metrics, None, result.model.best_iteration
         extra["vocabulary_limit"] = getattr(result, "vocabulary_limit", None)
@@ -222,6 +235,18 @@ def train_query_model(
     uri = data_plane.put_json(summary, *prefix, "summary.json")
     return TrainedModel(run_key, config.family, task_type, metrics, seconds, resumed_from, uri, best_epoch,
                         intervals)  # fmt: skip
+
+
+def masked_columns(names: list[str] | tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """``masked_input_columns`` ("table.column", as a training table's metadata lists them) by table; a name
+    without a table is refused rather than ignored (ignoring it would leave the target among the inputs)."""
+    by_table: dict[str, list[str]] = {}
+    for name in names:
+        table, dot, column = str(name).partition(".")
+        if not (table and dot and column):
+            raise ValueError(f"masked input column {name!r} is not 'table.column'")
+        by_table.setdefault(table, []).append(column)
+    return {table: tuple(columns) for table, columns in by_table.items()}
 
 
 def _freezes_validation(config: ModelRunConfig) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
@@ -287,6 +287,7 @@ def run_gbdt_trial(
     simulate_staleness: bool = False,
     top_k: int = 10,
     holdout: bool = True,
+    masked: Mapping[str, Collection[str]] | None = None,
 ) -> GBDTTrialResult:
     """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
 
@@ -298,6 +299,7 @@ def run_gbdt_trial(
     ``top_k``: the K of a ranking task's outputs and @K metrics (it replaces ``config.top_k``).
     List labels (multilabel, ranking) become multi-hot rows over the training categories; forecasting labels
     (a list of horizon values per row) become (rows, horizons) floats.
+    ``masked`` (table -> columns): columns no feature reads (a static target's own column, `masked_columns`).
     """
     config = replace(config or GBDTConfig(), top_k=top_k)
     started = time.perf_counter()
@@ -307,8 +309,8 @@ def run_gbdt_trial(
     entities = view_entities(rows, simulate_staleness or freeze_validation)
     limit = vocabulary_limit(entities, observe_until)
     splits = rows["split"]
-    design = build_relational_features(frames, schema, entity_table, entities,
-                                       features or PropositionalConfig(), observe_until)  # fmt: skip
+    design = build_relational_features(frames, schema, entity_table, entities, features or PropositionalConfig(),
+                                       observe_until, masked=masked)  # fmt: skip
     feature_seconds = time.perf_counter() - started
     labels, vocabulary = rows["label"].to_list(), None
     if task_type in ("multilabel_classification", "ranking"):  # category lists -> multi-hot rows

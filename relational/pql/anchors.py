@@ -8,6 +8,7 @@ import polars as pl
 
 from relational.errors import KumoError
 from relational.normalise import to_epoch_seconds
+from relational.pql.split_checks import utc_text
 
 __all__ = ["AnchorPlan", "resolve_anchors", "to_seconds"]
 
@@ -88,10 +89,19 @@ def resolve_anchors(plan: AnchorPlan, window_seconds: int, times: DataTimes) -> 
     if plan.val is not None or plan.test is not None:
         if plan.val is None or plan.test is None or plan.val >= plan.test:
             raise KumoError("RelBench-style anchors need both `val` and `test`, with val before test")
-        if plan.val + window_seconds > times.last:
-            raise KumoError("val + window is after the last event: val labels would be incomplete")
-        if plan.test + window_seconds > times.last:
-            raise KumoError("test + window is after the last event: test labels would be incomplete")
+        if plan.val <= times.first:
+            raise KumoError(
+                f"val {utc_text(plan.val)} is at or before the first event in the data ({utc_text(times.first)}): "
+                "there would be no history to train on. Fix: choose val and test inside the data's span "
+                f"({utc_text(times.first)} .. {utc_text(times.last)}), at least one target window before its end"
+            )
+        for split, anchor in (("val", plan.val), ("test", plan.test)):
+            if anchor + window_seconds > times.last:
+                raise KumoError(
+                    f"{split} {utc_text(anchor)} + the target window ends after the last event in the data "
+                    f"({utc_text(times.last)}): {split} labels would be incomplete. Fix: move {split} to at "
+                    f"most {utc_text(times.last - window_seconds)}"
+                )
         val_end = min(plan.val + step * (plan.eval_anchors - 1), plan.test - window_seconds)
         test_end = min(plan.test + step * (plan.eval_anchors - 1), times.last - window_seconds)
         train = _stepping(plan.val - window_seconds, max(times.first, plan.start or times.first), -step)

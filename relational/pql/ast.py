@@ -30,14 +30,19 @@ class Literal:
 
 @dataclass(frozen=True)
 class Column:
-    """``table.column`` (``column`` is ``*`` for whole rows inside COUNT)."""
+    """``table.column`` (``column`` is ``*`` for whole rows inside COUNT), optionally ``VIA fk ...``.
+
+    ``via`` pins the foreign keys the route to the entity must use (``VIA flights.origin``, or ``VIA origin``
+    whose ``table`` is empty); a VIA item itself has no ``via``.
+    """
 
     table: str
     column: str
     position: int = field(default=0, compare=False)
+    via: tuple[Column, ...] = ()
 
     def __str__(self) -> str:
-        return f"{self.table}.{self.column}"
+        return f"{self.table}.{self.column}" if self.table else self.column
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,11 @@ class Aggregation:
     unit: str
     where: Condition | None = None
     position: int = field(default=0, compare=False)
+
+    @property
+    def via(self) -> tuple[Column, ...]:
+        """The foreign keys pinned after the aggregated column (``COUNT(flights.* VIA flights.origin, ...)``)."""
+        return self.target.via
 
 
 @dataclass(frozen=True)

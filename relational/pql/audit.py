@@ -1,34 +1,47 @@
 """The leakage audit, run on every training table before it is written: fail loudly on any violation.
 
 Rules: (1) each label uses only rows inside its window (anchor+start, anchor+end]; (2) every row a filter
-reads (WHERE) is at or before its anchor, and every entity exists at its anchor; (3) splits are ordered
-in time: every train anchor < every val anchor < every test anchor, and no label window of an earlier
-split reaches past the first anchor of a later one.
+reads (WHERE, including a parent table's row) is at or before its anchor, and every entity exists at its
+anchor; (3) splits are ordered in time: every train anchor < every val anchor < every test anchor, and no
+label window of an earlier split reaches past the first anchor of a later one; (4) given the tables, a
+sample of labels recomputed from them in plain Python (`relational.pql.recompute`) equals the labels.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Mapping
 
 import polars as pl
 
 from relational.pql.bound import BoundQuery
 from relational.pql.errors import LeakageError
+from relational.pql.recompute import label_mismatches, sampled
 
 __all__ = ["audit_entity_selection", "audit_training_table"]
 
 _ORDER = ("train", "val", "test")
 
 
-def audit_training_table(bound: BoundQuery, provenance: pl.DataFrame, anchors: dict[str, list[int]]) -> dict:
-    """Check the rules above against the provenance of every row; return counts, raise `LeakageError`."""
+def audit_training_table(
+    bound: BoundQuery,
+    provenance: pl.DataFrame,
+    anchors: dict[str, list[int]],
+    tables: Mapping[str, pl.DataFrame] | None = None,
+    table: pl.DataFrame | None = None,
+) -> dict:
+    """Check the rules above against the provenance of every row (and, given the ``tables`` and the training
+    ``table``, rule 4); return counts, raise `LeakageError`."""
     problems: list[str] = []
     checked = {"rows": provenance.height}
     if bound.is_temporal:
-        problems += _read_before_anchor(bound.aggregations, provenance)
+        problems += _read_before_anchor(bound, bound.aggregations, provenance)
         problems += _split_order(bound, anchors)
         checked["anchors_with_rows"] = provenance.get_column("anchor_time").n_unique()
+    if tables is not None and table is not None:
+        problems += label_mismatches(bound, tables, table, _declared_bounds)
+        checked["labels_recomputed"] = sampled(table).height
     _raise_if(bound, problems)
     return {"passed": True, **checked}
 
@@ -37,14 +50,18 @@ def audit_entity_selection(bound: BoundQuery, provenance: pl.DataFrame) -> dict:
     """Rule (2) for the rows a prediction scores (`select_entities`): every WHERE row and every entity is at or
     before its anchor, and each filter read only its window. Raises `LeakageError`; returns counts."""
     where = {key: value for key, value in bound.aggregations.items() if key.startswith("where")}
-    _raise_if(bound, _read_before_anchor(where, provenance))
+    _raise_if(bound, _read_before_anchor(bound, where, provenance))
     return {"passed": True, "rows": provenance.height,
             "anchors_with_rows": provenance.get_column("anchor_time").n_unique()}  # fmt: skip
 
 
-def _read_before_anchor(aggregations: dict, provenance: pl.DataFrame) -> list[str]:
+def _read_before_anchor(bound: BoundQuery, aggregations: dict, provenance: pl.DataFrame) -> list[str]:
     """Rules (1) and (2): each aggregation inside its window, filters and entities at or before the anchor."""
     problems = []
+    for key, parent in bound.parents.items():
+        late = provenance.filter(pl.col(f"{key}__time") > pl.col("anchor_time"))
+        if late.height:
+            problems.append(f"{late.height} row(s): {parent} was read from a row created after the anchor")
     anchor_times = sorted(set(provenance.get_column("anchor_time").to_list()))
     bounds = {anchor: {} for anchor in anchor_times}
     for key, aggregation in aggregations.items():

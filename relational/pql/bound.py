@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from relational.pql.ast import BoolOp, Column, Comparison, Condition, Literal, Membership, Not, NullCheck
 from relational.spec import ForeignKey
 
-__all__ = ["BoundAggregation", "BoundQuery", "Window", "describe_condition"]
+__all__ = ["BoundAggregation", "BoundQuery", "ParentColumn", "Window", "describe_condition"]
 
 _UNIT_SECONDS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400, "weeks": 604800}
 _NUMERIC_FUNCTIONS = {"SUM", "AVG", "MIN", "MAX"}
@@ -77,6 +77,27 @@ class BoundAggregation:
 
 
 @dataclass(frozen=True)
+class ParentColumn:
+    """A column of a table the entity links to many-to-one, reached through ``path`` (the entity's key first).
+
+    Each entity has at most one such row, so the value is one per entity, like the entity's own columns.
+    """
+
+    table: str
+    column: str
+    path: tuple[ForeignKey, ...]
+    position: int = 0
+
+    @property
+    def key(self) -> str:
+        """Its column name in the compiled frames (one per route and column)."""
+        return "_p_" + "".join(f"{fk.name}>{fk.table}/" for fk in self.path) + self.column
+
+    def __str__(self) -> str:
+        return f"{self.table}.{self.column}"
+
+
+@dataclass(frozen=True)
 class BoundQuery:
     """A query ready to compile; ``target``/``where``/``assuming`` hold `BoundAggregation` nodes."""
 
@@ -94,6 +115,16 @@ class BoundQuery:
     forecast_timeframes: int | None = None
     target_table: str | None = None  # the ranked table for link prediction
     label_separator: str | None = None  # a static target stored as delimited text ("a|b") is split by it
+    parents: dict[str, ParentColumn] = field(default_factory=dict)  # parent columns read, by their key
+    positive_class: object = None  # the class labelled 1 when a two-class column is the target
+
+    @property
+    def masked_input_columns(self) -> list[str]:
+        """``table.column`` of a static target: the model stage hides it from every input (it is the label)."""
+        if self.is_temporal or not isinstance(self.target, Column | ParentColumn):
+            return []
+        table = self.target.table if isinstance(self.target, ParentColumn) else self.entity_table
+        return [f"{table}.{self.target.column}"]
 
     @property
     def is_temporal(self) -> bool:
@@ -130,14 +161,22 @@ class BoundQuery:
             "classify": self.classify,
             "forecast_timeframes": self.forecast_timeframes,
             "target_table": self.target_table,
+            "parent_columns": [
+                {"column": str(parent), "via": [fk.name for fk in parent.path]}
+                for parent in self.parents.values()
+            ],
+            "positive_class": self.positive_class,
+            "masked_input_columns": self.masked_input_columns,
         }
 
 
-def describe_condition(node) -> str:
+def describe_condition(node: object) -> str:
+    """A bound condition as readable text (for explain and messages)."""
     if isinstance(node, BoundAggregation):
         inner = f"{node.table}.{node.column or '*'}"
-        return f"{node.function}({inner}{' WHERE ' + describe_condition(node.where) if node.where else ''}, {node.window.describe()})"
-    if isinstance(node, Column):
+        where = " WHERE " + describe_condition(node.where) if node.where else ""
+        return f"{node.function}({inner}{where}, {node.window.describe()})"
+    if isinstance(node, Column | ParentColumn):
         return str(node)
     if isinstance(node, Literal):
         return repr(node.value)

@@ -16,6 +16,8 @@ import polars as pl
 from relational.keys import NODE_ID
 from relational.pql.bound import BoundQuery
 from relational.pql.expressions import ENTITY_PREFIX, condition_expression
+from relational.pql.joins import parent_values
+from relational.pql.static import static_table
 from relational.pql.windows import aggregate_windows
 from relational.table_build import END_TIME, EVENT_TIME
 
@@ -48,13 +50,16 @@ def compile_training_table(
     report = progress or (lambda _: None)
     anchor_frame = _anchor_frame(anchors)
     if not bound.is_temporal:
-        return _static_table(bound, tables, anchor_frame)
+        table, provenance = static_table(bound, tables)
+        return CompiledTable(table, provenance, {split: [] for split in SPLITS})
     candidates = _selected_candidates(bound, tables, anchor_frame, bound.aggregations, report)
     if bound.assuming is not None:
         candidates = candidates.filter(condition_expression(bound.assuming).fill_null(False))
     for key, aggregation in bound.aggregations.items():
         if key.startswith("target") and aggregation.drops_empty:
             candidates = candidates.filter(pl.col(f"{key}__rows").fill_null(0) > 0)
+    if bound.positive_class is not None:  # a two-class FIRST/LAST: an unknown class is no example
+        candidates = candidates.filter(condition_expression(bound.target).is_not_null())
     candidates = candidates.with_columns(_label_expression(bound).alias("label"))
     if bound.task_type == "forecasting":
         candidates = candidates.filter(~pl.col("label").list.eval(pl.element().is_null()).list.any())
@@ -77,7 +82,8 @@ def select_entities(
     frame = frame.sort("anchor_time", ENTITY_PREFIX + bound.entity_column)
     table = frame.select(pl.col(ENTITY_PREFIX + bound.entity_column).alias("entity"), "anchor_time")
     provenance = frame.select(["anchor_time", "split", "_entity_time"] + [
-        f"{key}__{part}" for key in where_only for part in ("rows", "min_time", "max_time")])  # fmt: skip
+        f"{key}__{part}" for key in where_only for part in ("rows", "min_time", "max_time")]
+        + [f"{key}__time" for key in bound.parents])  # fmt: skip
     return CompiledTable(table, provenance, {"predict": sorted(anchor_times)})
 
 
@@ -88,8 +94,18 @@ def _selected_candidates(
     aggregations: Mapping,
     report: Callable[[str], None],
 ) -> pl.LazyFrame:
-    """Entities existing at each anchor, with ``aggregations`` joined and the entity-level WHERE applied."""
+    """Entities existing at each anchor, with ``aggregations`` and parent columns joined and the entity-level
+    WHERE applied. A parent row created after the anchor reads as missing (it was not known yet)."""
     candidates = _entity_candidates(bound, tables[bound.entity_table], anchor_frame)
+    if bound.parents:
+        values = parent_values(tables[bound.entity_table], tables, bound.parents.values())
+        candidates = candidates.join(values.lazy(), on=NODE_ID, how="left")
+        for key in bound.parents:
+            time = pl.col(f"{key}__time")
+            known = time.is_null() | (time <= pl.col("anchor_time"))
+            candidates = candidates.with_columns(
+                pl.when(known).then(pl.col(key)).alias(key), pl.when(known).then(time).alias(f"{key}__time")
+            )
     anchor_times = anchor_frame["anchor_time"].to_numpy()
     for aggregation in aggregations.values():
         report(f"aggregating {aggregation.function}({aggregation.table}) over {len(anchor_times)} anchors")
@@ -139,49 +155,13 @@ def _label_expression(bound: BoundQuery) -> pl.Expr:
         keys = [key for key in bound.aggregations if key.startswith("target")]
         return pl.concat_list([pl.col(key).cast(pl.Float64) for key in keys])
     expression = condition_expression(bound.target)
+    if bound.positive_class is not None:
+        expression = expression == pl.lit(bound.positive_class)
     if bound.task_type == "binary_classification":
         return expression.fill_null(False).cast(pl.Int64)
     if bound.task_type in {"regression", "forecasting"}:
         return expression.cast(pl.Float64)
     return expression
-
-
-def _static_table(
-    bound: BoundQuery, tables: Mapping[str, pl.DataFrame], anchor_frame: pl.DataFrame
-) -> CompiledTable:
-    """A static column target: one row per entity whose value is known; split by time, else by hash."""
-    entity = tables[bound.entity_table]
-    column = bound.target.column
-    has_time = EVENT_TIME in entity.columns
-    frame = entity.filter(pl.col(column).is_not_null())
-    if bound.entity_ids is not None:
-        frame = frame.filter(pl.col(bound.entity_column).is_in(list(bound.entity_ids)))
-    rank = (
-        pl.col(EVENT_TIME).rank("ordinal")
-        if has_time
-        else pl.col(bound.entity_column).hash(7).rank("ordinal")
-    )
-    fraction = (rank - 1) / pl.len()
-    split = (
-        pl.when(fraction < 0.8)
-        .then(pl.lit("train"))
-        .when(fraction < 0.9)
-        .then(pl.lit("val"))
-        .otherwise(pl.lit("test"))
-    )
-    anchor = pl.col(EVENT_TIME) if has_time else pl.lit(None, pl.Int64)
-    label = pl.col(column)
-    if bound.label_separator is not None and frame.schema[column] == pl.String:  # "a|b" -> ["a", "b"]
-        tokens = label.str.split(bound.label_separator).list.eval(pl.element().str.strip_chars())
-        label = tokens.list.eval(pl.element().filter(pl.element() != ""))
-    table = frame.select(
-        pl.col(bound.entity_column).alias("entity"),
-        anchor.alias("anchor_time"),
-        label.alias("label"),
-        split.alias("split"),
-    )
-    provenance = table.select("anchor_time", "split", pl.col("anchor_time").alias("_entity_time"))
-    return CompiledTable(table, provenance, {split: [] for split in SPLITS})
 
 
 def _finish(bound: BoundQuery, frame: pl.DataFrame, anchors: Mapping[str, list[int]]) -> CompiledTable:
@@ -190,9 +170,11 @@ def _finish(bound: BoundQuery, frame: pl.DataFrame, anchors: Mapping[str, list[i
     table = frame.select(
         pl.col(ENTITY_PREFIX + bound.entity_column).alias("entity"), "anchor_time", "label", "split"
     )
-    provenance_columns = ["anchor_time", "split", "_entity_time"] + [
-        f"{key}__{part}" for key in bound.aggregations for part in ("rows", "min_time", "max_time")
-    ]
+    provenance_columns = (
+        ["anchor_time", "split", "_entity_time"]
+        + [f"{key}__{part}" for key in bound.aggregations for part in ("rows", "min_time", "max_time")]
+        + [f"{key}__time" for key in bound.parents]
+    )
     return CompiledTable(
         table, frame.select(provenance_columns), {s: sorted(anchors.get(s, [])) for s in SPLITS}
     )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import polars as pl
 
 from relational.pql.ast import BoolOp, Column, Comparison, Condition, Literal, Membership, Not, NullCheck
-from relational.pql.bound import BoundAggregation
+from relational.pql.bound import BoundAggregation, ParentColumn
 
 __all__ = ["ENTITY_PREFIX", "condition_expression"]
 
@@ -25,7 +25,7 @@ _OPERATORS: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
 
 def condition_expression(node: Condition, table_columns: bool = False) -> pl.Expr:
     """A bound condition as a polars expression; ``table_columns`` inside an aggregation's WHERE."""
-    if isinstance(node, BoundAggregation):
+    if isinstance(node, BoundAggregation | ParentColumn):
         return pl.col(node.key)
     if isinstance(node, Column):
         return pl.col(node.column if table_columns else ENTITY_PREFIX + node.column)

@@ -2,10 +2,13 @@
 
 PREDICT <target> [FORECAST N TIMEFRAMES] [CLASSIFY | RANK TOP K]
     (FOR EACH t.pk | FOR t.pk = x | FOR t.pk IN (x, y)) [WHERE <condition>] [ASSUMING <condition>]
+aggregation: AGG(t.column | t.* [VIA fk]... [WHERE <condition>], start, end[, unit]); a column may take VIA too.
+Parentheses and NOT nest at most `MAX_NESTING` deep, so no query can exhaust the stack of any later stage.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 
@@ -23,9 +26,12 @@ from relational.pql.ast import (
     Value,
 )
 from relational.pql.errors import QueryError
-from relational.pql.tokens import Token, tokenize
+from relational.pql.tokens import AGGREGATION_ORDER, Token, tokenize
 
-__all__ = ["TIME_UNITS", "parse_query"]
+__all__ = ["MAX_NESTING", "TIME_UNITS", "parse_query"]
+
+# Parentheses and NOTs nest at most this deep: deeper queries are refused before they exhaust the stack.
+MAX_NESTING = 100
 
 TIME_UNITS = {
     **dict.fromkeys(("second", "seconds"), "seconds"),
@@ -53,6 +59,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.depth = 0
 
     # -- token helpers -------------------------------------------------------------------------
     @property
@@ -80,6 +87,16 @@ class _Parser:
 
     def error(self, message: str, token: Token | None = None) -> QueryError:
         return QueryError(message, self.text, (token or self.current).position)
+
+    def nest(self, token: Token) -> None:
+        """Enter one level of parentheses or NOT; refuse a query nested deeper than `MAX_NESTING`."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(
+                f"the query nests parentheses and NOT more than {MAX_NESTING} levels deep (the nesting limit); "
+                "flatten it: a chain of AND or OR needs no parentheses, and NOT NOT x is x",
+                token,
+            )
 
     # -- grammar ---------------------------------------------------------------------------------
     def query(self) -> Query:
@@ -158,14 +175,18 @@ class _Parser:
     def negation(self) -> Condition:
         token = self.accept("KEYWORD", "NOT")
         if token is not None:
-            return Not(self.negation(), token.position)
+            self.nest(token)
+            item = self.negation()
+            self.depth -= 1
+            return Not(item, token.position)
         return self.predicate()
 
     def predicate(self) -> Condition:
         if self.current.is_("PUNCT", "("):
-            self.advance()
+            self.nest(self.advance())
             inner = self.condition()
             self.expect("PUNCT", ")", "a closing parenthesis")
+            self.depth -= 1
             return inner
         value = self.value()
         start = value.position
@@ -193,7 +214,7 @@ class _Parser:
         if token.is_("AGG"):
             return self.aggregation()
         if token.is_("IDENT"):
-            return self.column(allow_star=False)
+            return self.column(allow_star=False, allow_via=True)
         if token.kind in {"NUMBER", "STRING", "DATETIME"} or token.is_("PUNCT", "-") or token.is_("KEYWORD"):
             if token.is_("KEYWORD") and token.value not in {"NULL", "TRUE", "FALSE"}:
                 raise self.error(
@@ -204,32 +225,71 @@ class _Parser:
             f"expected a column (table.column), an aggregation or a value but found {_describe(token)}"
         )
 
-    def column(self, allow_star: bool) -> Column:
+    def column(self, allow_star: bool, allow_via: bool = False) -> Column:
         table = self.current
         if not table.is_("IDENT"):
             raise self.error(f"expected <table>.<column> but found {_describe(table)}")
+        if self.peek().is_("PUNCT", "("):
+            raise self.unknown_aggregation(table)
         self.advance()
         if not self.accept("PUNCT", "."):
             raise self.error(f"expected '.' after table {table.value!r}: columns are written table.column")
         if allow_star and self.accept("PUNCT", "*"):
-            return Column(table.value, "*", table.position)
+            return Column(table.value, "*", table.position, self.via() if allow_via else ())
         column = self.current
         if column.is_("PUNCT", "*"):
             raise self.error("table.* is only allowed inside an aggregation, e.g. COUNT(orders.*, 0, 30)")
         if not (column.is_("IDENT") or column.is_("KEYWORD") or column.is_("AGG")):
             raise self.error(f"expected a column name after '{table.value}.' but found {_describe(column)}")
         self.advance()
-        return Column(
-            table.value, column.value if column.is_("IDENT") else column.value.lower(), table.position
+        name = column.value if column.is_("IDENT") else column.value.lower()
+        return Column(table.value, name, table.position, self.via() if allow_via else ())
+
+    def via(self) -> tuple[Column, ...]:
+        """``VIA table.fk`` or ``VIA fk``, repeated: the foreign keys the route to the entity must use."""
+        items = []
+        while self.accept("KEYWORD", "VIA"):
+            first = self.current
+            if not first.is_("IDENT"):
+                raise self.error(
+                    f"expected a foreign key after VIA (VIA table.column or VIA column) but found {_describe(first)}"
+                )
+            self.advance()
+            if not self.accept("PUNCT", "."):
+                items.append(Column("", first.value, first.position))
+                continue
+            name = self.current
+            if not (name.is_("IDENT") or name.is_("KEYWORD") or name.is_("AGG")):
+                raise self.error(
+                    f"expected a foreign key column after '{first.value}.' but found {_describe(name)}"
+                )
+            self.advance()
+            items.append(
+                Column(first.value, name.value if name.is_("IDENT") else name.value.lower(), first.position)
+            )
+        return tuple(items)
+
+    def unknown_aggregation(self, token: Token) -> QueryError:
+        """``NAME(`` where NAME is no aggregation: say so, with the supported list and the nearest name."""
+        close = difflib.get_close_matches(token.value.upper(), AGGREGATION_ORDER, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return self.error(
+            f"unknown aggregation {token.value!r}: the supported aggregations are "
+            f"{', '.join(AGGREGATION_ORDER)}{hint}",
+            token,
         )
 
     def aggregation(self) -> Aggregation:
         function = self.advance()
         self.expect("PUNCT", "(", f"'(' after {function.value}")
-        target = self.column(allow_star=True)
+        target = self.column(allow_star=True, allow_via=True)
         where = None
         if self.accept("KEYWORD", "WHERE"):
             where = self.condition()
+        if self.current.is_("KEYWORD", "VIA"):
+            raise self.error(
+                f"VIA comes right after the aggregated column, before WHERE: {function.value}({target} VIA ... WHERE ...)"
+            )
         self.expect("PUNCT", ",", f"',' and the window start after {function.value}({target}")
         start_token = self.current
         start = self.bound("the window start (a number or -INF)")

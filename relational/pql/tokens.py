@@ -7,15 +7,14 @@ from dataclasses import dataclass
 
 from relational.pql.errors import QueryError
 
-__all__ = ["AGGREGATIONS", "KEYWORDS", "Token", "tokenize"]
+__all__ = ["AGGREGATIONS", "AGGREGATION_ORDER", "KEYWORDS", "Token", "tokenize"]
 
-AGGREGATIONS = frozenset(
-    {"SUM", "AVG", "MIN", "MAX", "COUNT", "COUNT_DISTINCT", "FIRST", "LAST", "LIST_DISTINCT"}
-)
+AGGREGATION_ORDER = ("SUM", "AVG", "MIN", "MAX", "COUNT", "COUNT_DISTINCT", "FIRST", "LAST", "LIST_DISTINCT")
+AGGREGATIONS = frozenset(AGGREGATION_ORDER)
 KEYWORDS = frozenset(
     {
         "PREDICT", "FOR", "EACH", "WHERE", "ASSUMING", "AND", "OR", "NOT", "IN", "IS", "NULL", "TRUE", "FALSE",
-        "CLASSIFY", "RANK", "TOP", "FORECAST", "TIMEFRAMES", "TIMEFRAME", "INF", "INFINITY",
+        "CLASSIFY", "RANK", "TOP", "FORECAST", "TIMEFRAMES", "TIMEFRAME", "INF", "INFINITY", "VIA",
     }
 )  # fmt: skip
 

@@ -15,6 +15,7 @@ from relational.pql.binder import bind_query
 from relational.pql.bound import BoundQuery
 from relational.pql.compiler import SPLITS, compile_training_table
 from relational.pql.parser import parse_query
+from relational.pql.split_checks import refuse_anchors_outside_data, refuse_empty_splits
 from relational.schema import GraphSchema
 from relational.table_build import EVENT_TIME
 
@@ -42,15 +43,25 @@ def build_training_table(
     tables: Mapping[str, pl.DataFrame],
     plan: AnchorPlan | None = None,
     progress: Callable[[str], None] | None = None,
+    *,
+    refuse_degenerate: bool = True,
 ) -> TrainingTable:
-    """Parse, bind, choose anchors, compile and audit one predictive query."""
-    bound = bind_query(parse_query(query), schema)
+    """Parse, bind, choose anchors, compile and audit one predictive query. ``refuse_degenerate`` refuses
+    explicit anchors whose window outruns the data and splits that come out empty (off only for tests of
+    the compiler's semantics on tiny random databases)."""
+    bound = bind_query(parse_query(query), schema, tables)
     plan = plan or AnchorPlan()
     anchors: dict[str, list[int]] = {}
-    if bound.is_temporal:
-        anchors = resolve_anchors(plan, bound.target_window.length_seconds, _data_times(bound, tables))
+    times = _data_times(bound, tables) if bound.is_temporal else None
+    if times is not None:
+        anchors = resolve_anchors(plan, bound.target_window.length_seconds, times)
+        if refuse_degenerate and plan.timestamps is not None:
+            refuse_anchors_outside_data(anchors, bound.target_window, times.first, times.last)
     compiled = compile_training_table(bound, tables, anchors, progress)
-    audit = audit_training_table(bound, compiled.provenance, compiled.anchors)
+    if refuse_degenerate:
+        span = (times.first, times.last) if times else None
+        refuse_empty_splits(bound, compiled.table, compiled.anchors, span, plan.timestamps is not None)
+    audit = audit_training_table(bound, compiled.provenance, compiled.anchors, tables, compiled.table)
     meta = {
         "query": query,
         "task_type": bound.task_type,
@@ -67,9 +78,8 @@ def build_training_table(
         "rows": {split: int((compiled.table["split"] == split).sum()) for split in SPLITS},
         "label_distribution": label_distribution(compiled.table, bound.task_type),
         "leakage_audit": audit,
-        "masked_input_columns": [f"{bound.entity_table}.{bound.target.column}"]
-        if not bound.is_temporal
-        else [],
+        "masked_input_columns": bound.masked_input_columns,
+        "positive_class": bound.positive_class,
     }
     return TrainingTable(bound, compiled.table, meta)
 

@@ -16,6 +16,7 @@ import polars as pl
 from relational.keys import NODE_ID
 from relational.pql.bound import BoundAggregation
 from relational.pql.expressions import condition_expression
+from relational.pql.joins import follow_keys
 from relational.table_build import EVENT_TIME
 
 __all__ = ["aggregate_windows"]
@@ -43,14 +44,7 @@ def aggregate_windows(
 
 def _rows_with_entity(aggregation: BoundAggregation, tables: Mapping[str, pl.DataFrame]) -> pl.DataFrame:
     """The aggregated table with ``_entity``: the entity node id each row belongs to (via the FK path)."""
-    current = tables[aggregation.table].with_columns(pl.col(aggregation.path[0].id_column).alias("_entity"))
-    for previous, fk in zip(aggregation.path, aggregation.path[1:], strict=False):
-        lookup = tables[previous.table].select(
-            pl.col(NODE_ID).alias("_entity"), pl.col(fk.id_column).alias("_next")
-        )
-        current = current.join(lookup, on="_entity", how="left", maintain_order="left")
-        current = current.drop("_entity").rename({"_next": "_entity"})
-    return current
+    return follow_keys(tables[aggregation.table], tables, aggregation.path, "_entity")
 
 
 def _prefix_sums_apply(aggregation: BoundAggregation, rows: pl.DataFrame) -> bool:

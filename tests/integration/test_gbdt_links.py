@@ -56,7 +56,7 @@ def write_baskets(root, n_users: int = 60, n_products: int = 40, seed: int = 0):
     popularity = 1.0 / np.arange(1, n_products + 1)
     orders, items = [], []
     for user in range(n_users):
-        for day in np.sort(rng.uniform(0, 360, rng.poisson(36))):
+        for day in np.sort(rng.uniform(0, 390, rng.poisson(39))):
             order = len(orders)
             orders.append((order, user, START + int(day * DAY)))
             for _ in range(rng.integers(1, 3)):

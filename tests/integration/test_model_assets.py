@@ -19,6 +19,7 @@ from tests.integration.test_tasks import QUERIES
 from tests.support.fake_db import data_assets, write_fake_db
 from training.refit import refit_config
 from training.run import train_query_model
+from training.run_config_checks import RunConfigError
 
 MODEL = AssetKey(["shop", "big_spender", "model"])
 OP = "shop__big_spender__model"
@@ -133,8 +134,17 @@ def test_unknown_family_fails_with_the_choices(shop):
     defs, tmp_path = shop
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         assert run(defs, None, instance, epochs=1, channels=8, fanouts=[2], device="cpu").success
-        with pytest.raises(ValueError, match="choose gnn or gbdt"):
+        written = sorted(path for path in (tmp_path / "plane").rglob("*") if path.is_file())
+        with pytest.raises(RunConfigError, match="family is 'xgboost': choose gnn or gbdt"):
             run(defs, [MODEL], instance, family="xgboost")
+        # a config no model can train with is refused before anything runs: no model, no run folder
+        with pytest.raises(
+            RunConfigError, match=r"epochs \(passes over the training rows\) is 0: set it to 1"
+        ):
+            run(defs, [MODEL], instance, epochs=0, device="cpu")
+        with pytest.raises(RunConfigError, match=r"gbdt_trees \(boosting rounds\) is -5"):
+            run(defs, [MODEL], instance, family="gbdt", gbdt_trees=-5)
+        assert sorted(path for path in (tmp_path / "plane").rglob("*") if path.is_file()) == written
         # the precision reaches the trainer and the sampling strategy the sampler: unknown ones fail there
         with pytest.raises(ValueError, match="precision 'fp16': choose one of auto, tf32, bf16, fp32"):
             run(defs, [MODEL], instance, epochs=1, channels=8, fanouts=[2], device="cpu", precision="fp16")

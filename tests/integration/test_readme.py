@@ -158,6 +158,25 @@ def test_bring_your_own_database_block_runs():
     assert explained["task_type"] == "regression" and explained["entity"]["table"] == "household"
 
 
+def test_kumo_validate_block_passes_on_f1_and_writes_nothing(tmp_path):
+    (command,) = [line for line in readme_commands() if line.startswith(".venv/bin/kumo validate ")]
+    before = {
+        path: path.stat().st_mtime for path in (REPO_ROOT / "kumo_assets" / "examples" / "f1").iterdir()
+    }
+    env = {**os.environ, "KUMO_HOME": str(tmp_path), "KUMO_DATA_PLANE": str(tmp_path / "data")}
+    completed = subprocess.run(
+        command.split(), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    lines = completed.stdout.splitlines()
+    assert sum(line.startswith("  table ") and line.endswith(" OK") for line in lines) == len(F1_ROWS)
+    assert [line.split()[1] for line in lines if line.startswith("  query ")] == [
+        "driver_dnf", "driver_top3", "driver_position"]  # fmt: skip
+    assert lines[-1].startswith("OK: 9 table(s) and 3 query(ies)")
+    after = {path: path.stat().st_mtime for path in (REPO_ROOT / "kumo_assets" / "examples" / "f1").iterdir()}
+    assert after == before and not any(tmp_path.iterdir())
+
+
 def wait_for(url: str, process: subprocess.Popen, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

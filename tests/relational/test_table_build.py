@@ -108,6 +108,8 @@ def test_unparseable_event_time_is_a_blocking_failure(tmp_path):
     check = checks_of(built["orders"])["event_time"]
     assert not check.passed and check.blocking
     assert "data row 5: 'last tuesday'" in check.description
+    assert check.description.startswith("table 'orders': `time_column` 'created_at': 1 of ")
+    assert "Accepted: text as YYYY-MM-DD" in check.description
 
 
 def test_type_clash_between_foreign_and_primary_key(tmp_path):

@@ -69,9 +69,9 @@ CASES = [
     ),
     (f"PREDICT COUNT(circuits.*, 0, 30) {E}", "circuits has no time column", "circuits.*"),
     (
-        f"PREDICT COUNT(results.*, 0, 30) {E} WHERE results.points > 1",
-        "only columns of drivers",
-        "results.points",
+        f"PREDICT COUNT(results.*, 0, 30) {E} WHERE qualifying.position > 1",
+        "no target aggregation reads qualifying",
+        "qualifying.position",
     ),
     (f"PREDICT LIST_DISTINCT(results.raceId, 0, 30) {E}", "needs RANK TOP K or CLASSIFY", "LIST_DISTINCT"),
     (f"PREDICT drivers.driverRef {E}", "cannot be predicted", "drivers.driverRef"),
@@ -88,6 +88,18 @@ CASES = [
         f"PREDICT drivers.nationality {E} ASSUMING COUNT(results.*, 0, 30) > 0",
         "ASSUMING needs a temporal target",
         "COUNT(results.*, 0, 30) > 0",
+    ),
+    (f"PREDICT MEDIAN(results.points, 0, 30) {E}", "unknown aggregation 'MEDIAN'", "MEDIAN"),
+    (f"PREDICT COUNT(results.*, -10, 30) {E}", "must start at the anchor or later", "COUNT"),
+    (
+        f"PREDICT COUNT(results.*, 0, 30) > 0 {E} WHERE " + "NOT " * 101 + "drivers.nationality = 'x'",
+        "nesting limit",
+        "last:NOT ",
+    ),
+    (
+        f"PREDICT COUNT(results.* VIA results.raceId, 0, 30) {E}",
+        "no route from results to drivers uses it",
+        "results.raceId",
     ),
 ]
 
@@ -116,3 +128,86 @@ def test_malformed_query(text, fragment, caret, f1_schema):
 
 def test_there_are_at_least_twenty_cases():
     assert len(CASES) >= 20
+
+
+def _fixes(error: QueryError) -> list[str]:
+    return [part for part in error.message.split("`") if part.startswith("PREDICT ")]
+
+
+@pytest.fixture(scope="module")
+def f1():
+    return in_memory_graph(F1_SPEC)
+
+
+def test_list_distinct_without_rank_or_classify_shows_both_fixes(f1):
+    schema, _ = f1
+    with pytest.raises(QueryError) as info:
+        bind_query(parse_query(f"PREDICT LIST_DISTINCT(results.raceId, 0, 30, days) {E}"), schema)
+    assert _fixes(info.value) == [
+        f"PREDICT LIST_DISTINCT(results.raceId, 0, 30, days) RANK TOP 10 {E}",
+        f"PREDICT LIST_DISTINCT(results.raceId, 0, 30, days) CLASSIFY {E}",
+    ]
+    assert bind_query(parse_query(_fixes(info.value)[0]), schema).task_type == "link_prediction"
+    with pytest.raises(QueryError) as plain:
+        bind_query(parse_query(f"PREDICT LIST_DISTINCT(results.statusId, 0, 30, days) {E}"), schema)
+    assert "results.statusId is no foreign key" in plain.value.message
+    assert _fixes(plain.value) == [f"PREDICT LIST_DISTINCT(results.statusId, 0, 30, days) CLASSIFY {E}"]
+    assert bind_query(parse_query(_fixes(plain.value)[0]), schema).task_type == "multilabel_classification"
+
+
+TYPE_CASES = [
+    (
+        f"PREDICT COUNT(results.*, 0, 30) {E} WHERE drivers.nationality > 3",
+        "drivers.nationality is categorical",
+        "3",
+        "drivers.nationality > '3'",
+    ),
+    (
+        f"PREDICT COUNT(results.* WHERE results.statusId = 'x', 0, 30) {E}",
+        "results.statusId is categorical",
+        "'x'",
+        "results.statusId = 0",
+    ),
+    (
+        f"PREDICT COUNT(results.* WHERE results.points IN (1, '2'), 0, 30) {E}",
+        "results.points is numerical",
+        "'2'",
+        "results.points IN (1, 2)",
+    ),
+    (
+        f"PREDICT COUNT(results.*, 0, 30) {E} ASSUMING results.points > '10'",
+        "results.points is numerical",
+        "'10'",
+        "WHERE NOT results.points > 10",
+    ),
+    (
+        f"PREDICT COUNT(results.*, 0, 30) {E} WHERE drivers.nationality IN (TRUE)",
+        "drivers.nationality is categorical",
+        "TRUE",
+        "drivers.nationality IN ('true')",
+    ),
+    (
+        f"PREDICT MAX(results.points, 0, 30) = 'high' {E}",
+        "MAX(results.points) is numerical",
+        "'high'",
+        "MAX(results.points, 0, 30, days) = 0",
+    ),
+]
+
+
+@pytest.mark.parametrize("text, named, literal, fixed", TYPE_CASES)
+def test_a_constant_of_the_wrong_type_is_refused_at_bind_time(f1, text, named, literal, fixed):
+    schema, tables = f1
+    with pytest.raises(QueryError) as info:
+        bind_query(parse_query(text), schema, tables)
+    assert named in info.value.message and info.value.position == text.rindex(literal)
+    [fix] = _fixes(info.value)
+    assert fixed in fix
+    bind_query(parse_query(fix), schema, tables)
+
+
+def test_dates_still_compare_with_time_columns(f1):
+    schema, tables = f1
+    bound = bind_query(parse_query(f"PREDICT COUNT(results.*, 0, 30) {E} WHERE drivers.dob < '1980-01-01' "
+                                   "AND drivers.dob >= 1950-01-01"), schema, tables)  # fmt: skip
+    assert [item.right.value for item in bound.where.items] == [315532800, -631152000]

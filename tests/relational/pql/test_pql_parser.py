@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from relational.pql.ast import Aggregation, BoolOp, Column, Comparison, Literal, Membership, Not, NullCheck
+from relational.pql.errors import QueryError
 from relational.pql.parser import parse_query
+from relational.pql.render import render_query
 
 
 def test_temporal_binary_with_inner_filter_and_assuming():
@@ -139,3 +142,98 @@ def test_positions_point_into_the_text():
     query = parse_query(text)
     assert text[query.target.left.position :].startswith("COUNT")
     assert text[query.entity.position :].startswith("users.user_id")
+
+
+def test_filter_inside_an_aggregation():
+    query = parse_query(
+        "PREDICT COUNT(orders.* WHERE orders.amount > 100, 0, 30, days) FOR EACH users.user_id"
+    )
+    assert query.target == Aggregation(
+        "COUNT",
+        Column("orders", "*"),
+        0,
+        30,
+        "days",
+        Comparison(Column("orders", "amount"), ">", Literal(100, "number")),
+    )
+
+
+def test_via_after_the_aggregated_column_and_after_a_plain_column():
+    query = parse_query(
+        "PREDICT COUNT(flights.* VIA flights.origin VIA dest WHERE flights.delay > 3, 0, 30, days) "
+        "FOR EACH airports.faa WHERE airports.elevation VIA x.y > 1"
+    )
+    assert query.target.via == (Column("flights", "origin"), Column("", "dest"))
+    assert query.target.where == Comparison(Column("flights", "delay"), ">", Literal(3, "number"))
+    assert query.where.left == Column("airports", "elevation", via=(Column("x", "y"),))
+    static = parse_query("PREDICT airports.elevation via flights.ORIGIN FOR EACH flights.flight_id")
+    assert static.target == Column("airports", "elevation", via=(Column("flights", "ORIGIN"),))
+    assert str(Column("", "dest")) == "dest"
+
+
+@pytest.mark.parametrize("text, message, at", [
+    ("PREDICT COUNT(flights.* VIA, 0, 30) FOR EACH a.b", "expected a foreign key after VIA", ","),
+    ("PREDICT COUNT(flights.* VIA flights., 0, 30) FOR EACH a.b", "expected a foreign key column after 'flights.'", ", 0"),
+    ("PREDICT COUNT(flights.* WHERE flights.x = 1 VIA origin, 0, 30) FOR EACH a.b",
+     "VIA comes right after the aggregated column, before WHERE", "VIA"),
+])  # fmt: skip
+def test_via_syntax_errors(text, message, at):
+    with pytest.raises(QueryError) as info:
+        parse_query(text)
+    assert message in info.value.message and info.value.position == text.index(at)
+
+
+@pytest.mark.parametrize("name, hint", [
+    ("MEDIAN", "; did you mean MIN?"), ("average", "; did you mean AVG?"), ("COUNTT", "; did you mean COUNT?"),
+    ("LIST_DISTINC", "; did you mean LIST_DISTINCT?"), ("stddev", ""),
+])  # fmt: skip
+def test_an_unknown_aggregation_is_named_with_the_supported_list(name, hint):
+    text = f"PREDICT {name}(orders.amount, 0, 30, days) FOR EACH users.user_id"
+    with pytest.raises(QueryError) as info:
+        parse_query(text)
+    supported = "SUM, AVG, MIN, MAX, COUNT, COUNT_DISTINCT, FIRST, LAST, LIST_DISTINCT"
+    assert (
+        info.value.message
+        == f"unknown aggregation {name!r}: the supported aggregations are {supported}{hint}"
+    )
+    assert info.value.position == text.index(name)
+    inner = f"PREDICT COUNT(orders.*, 0, 1) FOR EACH u.id WHERE {name}(orders.x, -1, 0) > 1"
+    with pytest.raises(QueryError, match="unknown aggregation") as nested:
+        parse_query(inner)
+    assert nested.value.position == inner.index(name)
+
+
+def test_nesting_up_to_the_limit_parses_and_deeper_is_refused_where_it_happens():
+    assert isinstance(
+        parse_query("PREDICT u.x FOR EACH u.id WHERE " + "(" * 100 + "u.a = 1" + ")" * 100).where, Comparison
+    )
+    nots = parse_query("PREDICT u.x FOR EACH u.id WHERE " + "NOT " * 100 + "u.a = 1").where
+    depth = 0
+    while isinstance(nots, Not):
+        nots, depth = nots.item, depth + 1
+    assert depth == 100
+    for text in [
+        "PREDICT u.x FOR EACH u.id WHERE " + "(" * 100_000 + "u.a = 1" + ")" * 100_000,
+        "PREDICT u.x FOR EACH u.id WHERE " + "NOT " * 5000 + "u.a = 1",
+        "PREDICT " + "(NOT " * 51 + "COUNT(o.*, 0, 1) > 0" + ")" * 51 + " FOR EACH u.id",
+    ]:
+        with pytest.raises(QueryError) as info:
+            parse_query(text)
+        assert "more than 100 levels deep (the nesting limit)" in info.value.message
+        opened = [i for i, c in enumerate(text) if c == "(" or text.startswith("NOT ", i)]
+        assert info.value.position == opened[100]  # where the 101st level opens
+
+
+@pytest.mark.parametrize("text", [
+    "PREDICT COUNT(results.* WHERE results.statusId != 1, 0, 30, days) > 0 FOR EACH drivers.driverId "
+    "WHERE NOT (drivers.a IN ('x', 'it''s') OR drivers.b IS NULL) AND COUNT(q.*, -INF, 0, days) > 0 "
+    "ASSUMING COUNT(results.* VIA results.driverId, 0, 30, days) >= 1",
+    "PREDICT LIST_DISTINCT(orders.item_id, 0, 7, hours) RANK TOP 12 FOR users.user_id IN (1, 'b')",
+    "PREDICT SUM(o.`odd name`, 0.5, 2, months) FORECAST 3 TIMEFRAMES FOR EACH `my table`.`count`",
+    "PREDICT airports.elevation VIA flights.origin VIA dest FOR flights.flight_id = -4 WHERE flights.x < 2024-01-01",
+])  # fmt: skip
+def test_rendering_parses_back_to_the_same_query(text):
+    parsed = parse_query(text)
+    rendered = render_query(parsed)
+    assert replace(parse_query(rendered), text="") == replace(parsed, text="")
+    assert render_query(parse_query(rendered)) == rendered

@@ -1,18 +1,22 @@
 """Property tests: compiled training tables equal a brute-force plain-Python reference on random databases.
 
-The reference applies the documented semantics directly, row by row: window (anchor+start, anchor+end],
-COUNT/SUM of an empty window are 0 and other aggregations drop the example, a comparison with a missing
-value is false, entities exist from their creation time, WHERE reads the past and ASSUMING the future.
+The reference (`brute_force`) applies the documented semantics directly, row by row: window (anchor+start,
+anchor+end], COUNT/SUM of an empty window are 0 and other aggregations drop the example, a comparison with a
+missing value is false, entities exist from their creation time, WHERE reads the past (a condition on the
+target table's rows filters the rows the target reads, a parent's column filters entities), ASSUMING the
+future (a condition on rows: every row in the target's span satisfies it), VIA picks one of two foreign
+keys, static targets read the entity's or a parent's column, and two classes make a binary label.
 """
 
 from __future__ import annotations
 
 import math
+import operator
 import tempfile
 from pathlib import Path
 
 import polars as pl
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from relational.pql.anchors import AnchorPlan
@@ -20,16 +24,33 @@ from relational.pql.training_table import build_training_table
 from relational.schema import GraphSchema
 from relational.spec_loader import load_spec
 from relational.table_build import build_table
+from tests.relational.pql.brute_force import (
+    DAY,
+    Agg,
+    Context,
+    Static,
+    Temporal,
+    World,
+    positive_class,
+    reference_static,
+    reference_temporal,
+)
 
-DAY = 86400
 SPEC_TEXT = """\
 tables:
-  users: {source: users.parquet, primary_key: user_id, time_column: created}
+  regions: {source: regions.parquet, primary_key: region_id, stypes: {inhabitants: numerical, kind: categorical}}
+  stores: {source: stores.parquet, primary_key: store_id, stypes: {size: numerical, label: categorical}}
+  users:
+    source: users.parquet
+    primary_key: user_id
+    time_column: created
+    foreign_keys: {region_id: regions}
+    stypes: {country: categorical, flag: categorical}
   orders:
     source: orders.parquet
     primary_key: order_id
     time_column: at
-    foreign_keys: {user_id: users}
+    foreign_keys: {user_id: users, store_id: stores, pickup_id: stores}
     stypes: {status: categorical, amount: numerical, qty: numerical}
   items:
     source: items.parquet
@@ -41,240 +62,342 @@ tables:
 _SPEC_DIR = Path(tempfile.mkdtemp(prefix="pql-property-"))
 (_SPEC_DIR / "graph.yaml").write_text(SPEC_TEXT)
 SPEC = load_spec(_SPEC_DIR / "graph.yaml")
-
+SCHEMAS = {
+    "regions": {"region_id": pl.Int64, "inhabitants": pl.Float64, "kind": pl.String},
+    "stores": {"store_id": pl.Int64, "size": pl.Float64, "label": pl.String},
+    "users": {"user_id": pl.Int64, "created": pl.Int64, "country": pl.String, "flag": pl.Boolean,
+              "region_id": pl.Int64},
+    "orders": {"order_id": pl.Int64, "user_id": pl.Int64, "store_id": pl.Int64, "pickup_id": pl.Int64,
+               "at": pl.Int64, "amount": pl.Float64, "qty": pl.Int64, "status": pl.String},
+    "items": {"item_id": pl.Int64, "order_id": pl.Int64, "price": pl.Float64},
+}  # fmt: skip
+OPS = {">": operator.gt, "=": operator.eq, "<=": operator.le, "!=": operator.ne, ">=": operator.ge}
 maybe_amount = st.one_of(st.none(), st.integers(0, 9).map(float))
 
 
 @st.composite
-def databases(draw):
+def databases(draw) -> dict:
+    def column(strategy, n):
+        return [draw(strategy) for _ in range(n)]
+
+    n_regions, n_stores = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    classes = draw(st.sampled_from([("Y", "N"), ("up", "down"), ("Y", "N", "maybe")]))
+    regions = {"region_id": list(range(1, n_regions + 1)), "inhabitants": column(maybe_amount, n_regions),
+               "kind": column(st.sampled_from(["x", "y", None]), n_regions)}  # fmt: skip
+    stores = {"store_id": list(range(100, 100 + n_stores)), "size": column(maybe_amount, n_stores),
+              "label": column(st.sampled_from([*classes, None]), n_stores)}  # fmt: skip
     n_users = draw(st.integers(1, 5))
     users = {
         "user_id": list(range(10, 10 + n_users)),
-        "created": [draw(st.one_of(st.none(), st.integers(0, 12))) for _ in range(n_users)],
-        "country": [draw(st.sampled_from(["a", "b"])) for _ in range(n_users)],
+        "created": column(st.one_of(st.none(), st.integers(0, 12)), n_users),
+        "country": column(st.sampled_from(["a", "b"]), n_users),
+        "flag": column(st.sampled_from([True, False, None]), n_users),
+        "region_id": column(st.one_of(st.none(), st.integers(1, n_regions + 1)), n_users),  # the last dangles
     }
     n_orders = draw(st.integers(1, 25))
     orders = {
         "order_id": list(range(n_orders)),
-        "user_id": [draw(st.integers(10, 10 + n_users)) for _ in range(n_orders)],  # the last id dangles
-        "at": [draw(st.integers(0, 20)) for _ in range(n_orders)],
-        "amount": [draw(maybe_amount) for _ in range(n_orders)],
-        "qty": [draw(st.one_of(st.none(), st.integers(-3, 9))) for _ in range(n_orders)],
-        "status": [draw(st.sampled_from(["done", "open", None])) for _ in range(n_orders)],
+        "user_id": column(st.integers(10, 10 + n_users), n_orders),  # the last id dangles
+        "store_id": column(st.one_of(st.none(), st.integers(100, 100 + n_stores)), n_orders),
+        "pickup_id": column(st.one_of(st.none(), st.integers(100, 99 + n_stores)), n_orders),
+        "at": column(st.integers(0, 20), n_orders),
+        "amount": column(maybe_amount, n_orders),
+        "qty": column(st.one_of(st.none(), st.integers(-3, 9)), n_orders),
+        "status": column(st.sampled_from(["done", "open", None]), n_orders),
     }
     n_items = draw(st.integers(1, 12))
-    items = {
-        "item_id": list(range(n_items)),
-        "order_id": [draw(st.integers(0, n_orders - 1)) for _ in range(n_items)],
-        "price": [draw(maybe_amount) for _ in range(n_items)],
-    }
-    return users, orders, items
+    items = {"item_id": list(range(n_items)), "order_id": column(st.integers(0, n_orders - 1), n_items),
+             "price": column(maybe_amount, n_items)}  # fmt: skip
+    return {"regions": regions, "stores": stores, "users": users, "orders": orders, "items": items}
 
 
-@st.composite
-def queries(draw):
-    table, column = draw(
-        st.sampled_from(
-            [
-                ("orders", "*"),
-                ("orders", "amount"),
-                ("orders", "qty"),
-                ("orders", "status"),
-                ("items", "price"),
-                ("items", "*"),
-            ]
-        )
-    )
-    functions = ["COUNT"] if column == "*" else ["COUNT", "COUNT_DISTINCT", "FIRST", "LAST"]
-    if column in {"amount", "price", "qty"}:
-        functions += ["SUM", "AVG", "MIN", "MAX"]
-    function = draw(st.sampled_from(functions))
-    start = draw(st.integers(0, 3))
-    end = start + draw(st.integers(1, 6))
-    inner = ""
-    if table == "orders" and draw(st.booleans()):
-        inner = draw(st.sampled_from([" WHERE orders.status = 'done'", " WHERE orders.amount > 3"]))
-    target = f"{function}({table}.{column}{inner}, {start}, {end}, days)"
-    numeric = function in {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"} or column in {
-        "amount",
-        "price",
-        "qty",
-    }
-    if numeric and draw(st.booleans()):
-        target += draw(st.sampled_from([" > 2", " = 0", " <= 4", " != 1"]))
-    elif not numeric:
-        target += " = 'done'"
-    query = f"PREDICT {target} FOR EACH users.user_id"
-    if draw(st.booleans()):
-        query += draw(
-            st.sampled_from(
-                [
-                    " WHERE users.country = 'a'",
-                    " WHERE COUNT(orders.*, -5, 0, days) > 0",
-                    " WHERE NOT users.country IN ('b') OR SUM(orders.amount, -INF, 0) >= 5",
-                ]
-            )
-        )
-    if draw(st.booleans()):
-        query += " ASSUMING COUNT(orders.*, 0, 4, days) > 0"
-    return query
-
-
-def validated_tables(database) -> dict[str, pl.DataFrame]:
-    users, orders, items = database
-    raw = {
-        "users": pl.DataFrame(users, schema={"user_id": pl.Int64, "created": pl.Int64, "country": pl.String}),
-        "orders": pl.DataFrame(
-            orders,
-            schema={
-                "order_id": pl.Int64,
-                "user_id": pl.Int64,
-                "at": pl.Int64,
-                "amount": pl.Float64,
-                "qty": pl.Int64,
-                "status": pl.String,
-            },
-        ).with_columns(pl.col("at") * DAY),
-        "items": pl.DataFrame(items, schema={"item_id": pl.Int64, "order_id": pl.Int64, "price": pl.Float64}),
-    }
+def validated_tables(database: dict) -> dict[str, pl.DataFrame]:
+    raw = {name: pl.DataFrame(database[name], schema=SCHEMAS[name]) for name in SCHEMAS}
     raw["users"] = raw["users"].with_columns(pl.col("created") * DAY)
+    raw["orders"] = raw["orders"].with_columns(pl.col("at") * DAY)
     built = {}
-    for table in ("users", "orders", "items"):
+    for table in SCHEMAS:  # parents first
         parents = {p: built[p].parent_keys(SPEC.tables[p].primary_key_columns) for p in SPEC.parents(table)}
         built[table] = build_table(SPEC, table, raw[table], parents)
     return built
 
 
-# -- the brute-force reference -------------------------------------------------------------------
+# -- query generators: the query text and its meaning for the reference ---------------------------------
 
 
-def reference_table(query: str, database, anchors: list[int]) -> list[tuple]:
-    users, orders, items = database
-    order_rows = [dict(zip(orders, values, strict=True)) for values in zip(*orders.values(), strict=True)]
-    order_by_id = {row["order_id"]: row for row in order_rows}
-    item_rows = []
-    for values in zip(*items.values(), strict=True):
-        row = dict(zip(items, values, strict=True))
-        parent = order_by_id[row["order_id"]]
-        item_rows.append({**row, "user_id": parent["user_id"], "at": parent["at"]})
-    spec = _reference_parse(query)
-    rows = []
-    for anchor_day in anchors:
-        for index, user in enumerate(users["user_id"]):
-            created = users["created"][index]
-            if created is None or created > anchor_day:
-                continue  # ingest drops rows with no time; others exist from their creation
-            user_row = {"user_id": user, "country": users["country"][index]}
-            source = order_rows if spec["table"] == "orders" else item_rows
-            value, empty = _aggregate(spec, source, user, anchor_day)
-            if spec["where"] and not _where(spec["where"], user_row, order_rows, anchor_day):
-                continue
-            if spec["assuming"] and _aggregate({"function": "COUNT", "column": "*", "inner": None, "start": 0,
-                                                "end": 4}, order_rows, user, anchor_day)[0] <= 0:  # fmt: skip
-                continue
-            if empty and spec["function"] not in {"COUNT", "SUM"}:
-                continue
-            if spec["compare"] is not None:
-                operator, threshold = spec["compare"]
-                label = int(value is not None and _OPS[operator](value, threshold))
-            else:
-                if value is None:
-                    continue
-                label = float(value)
-            rows.append((user, anchor_day * DAY, label))
-    return sorted(rows)
+def _value(row: dict | None, column: str):
+    return None if row is None else row[column]
 
 
-_OPS = {
-    ">": lambda a, b: a > b,
-    "=": lambda a, b: a == b,
-    "<=": lambda a, b: a <= b,
-    "!=": lambda a, b: a != b,
-    ">=": lambda a, b: a >= b,
-}
+def _above(value, threshold) -> bool:
+    return value is not None and value > threshold
 
 
-def _reference_parse(query: str) -> dict:
-    """Read back the few shapes `queries()` generates (independent of the real parser)."""
-    head, _, rest = query.removeprefix("PREDICT ").partition(" FOR EACH users.user_id")
-    function, _, inside = head.partition("(")
-    inside, _, comparison = inside.rpartition(")")
-    target, *window = [part.strip() for part in inside.split(",")]
-    table_column, _, inner = target.partition(" WHERE ")
-    table, _, column = table_column.partition(".")
+def _classes(world: World, values: list) -> tuple[str, object]:
+    positive = positive_class({value for value in values if value is not None})
+    return (
+        ("binary_classification", positive) if positive is not None else ("multiclass_classification", None)
+    )
+
+
+def _joined(parts: list[str]) -> str:
+    return " AND ".join(f"({part})" if " OR " in part else part for part in parts)
+
+
+def _single_target(draw, key: str, via: str) -> tuple[str, list[Agg], object, object]:
+    """One aggregation over orders or items, with an optional inner WHERE and comparison."""
+    tables = [("orders", "*"), ("orders", "amount"), ("orders", "qty"), ("orders", "status")]
+    tables += [("items", "price"), ("items", "*")] if key == "user_id" else []
+    table, column = draw(st.sampled_from(tables))
+    functions = ["COUNT"] if column == "*" else ["COUNT", "COUNT_DISTINCT", "FIRST", "LAST"]
+    functions += ["SUM", "AVG", "MIN", "MAX"] if column in {"amount", "price", "qty"} else []
+    function = draw(st.sampled_from(functions))
+    start = draw(st.integers(0, 3))
+    end = start + draw(st.integers(1, 6))
+    inner_text, inner = "", None
+    if table == "orders" and draw(st.booleans()):
+        inner_text, inner = draw(st.sampled_from([
+            (" WHERE orders.status = 'done'", lambda r: r["status"] == "done"),
+            (" WHERE orders.amount > 3", lambda r: _above(r["amount"], 3)),
+        ]))  # fmt: skip
+    agg = Agg(function, table, column, start, end, inner, key)
+    text = f"{function}({table}.{column}{via if table == 'orders' else ''}{inner_text}, {start}, {end}, days)"
+    numeric = function in {"COUNT", "COUNT_DISTINCT", "SUM", "AVG", "MIN", "MAX"} or column != "status"
     compare = None
-    if comparison.strip():
-        operator, value = comparison.split()
-        compare = (operator, value.strip("'") if "'" in value else float(value))
-    where = rest.partition(" WHERE ")[2].partition(" ASSUMING ")[0] or None
-    return {
-        "function": function, "table": table, "column": column, "inner": inner or None,
-        "start": int(window[0]), "end": int(window[1]), "compare": compare, "where": where,
-        "assuming": " ASSUMING " in rest,
-    }  # fmt: skip
+    if numeric and draw(st.booleans()):
+        compare = draw(st.sampled_from([(">", 2), ("=", 0), ("<=", 4), ("!=", 1)]))
+    elif not numeric and draw(st.booleans()):
+        compare = ("=", "done")
+    if compare is not None:
+        text += f" {compare[0]} " + (f"'{compare[1]}'" if isinstance(compare[1], str) else str(compare[1]))
+
+    def label(world, values):
+        value = values[0]
+        if compare is not None:
+            return int(value is not None and OPS[compare[0]](value, compare[1]))
+        if value is None:
+            return None
+        if column == "status" and function in {"FIRST", "LAST"}:
+            _, positive = _classes(world, [order["status"] for order in world.orders])
+            return int(value == positive) if positive is not None else value
+        return float(value)
+
+    def task(world):
+        if compare is not None:
+            return "binary_classification", None
+        if column == "status" and function in {"FIRST", "LAST"}:
+            return _classes(world, [order["status"] for order in world.orders])
+        return "regression", None
+
+    return text, [agg], label, task
 
 
-def _aggregate(spec: dict, rows: list[dict], user: int, anchor_day: int) -> tuple[object, bool]:
-    start, end = spec["start"], spec["end"]
-    low = -math.inf if start == -math.inf else anchor_day + start
-    chosen = [r for r in rows if r["user_id"] == user and low < r["at"] <= anchor_day + end]
-    if spec["inner"] == "orders.status = 'done'":
-        chosen = [r for r in chosen if r["status"] == "done"]
-    elif spec["inner"] == "orders.amount > 3":
-        chosen = [r for r in chosen if r["amount"] is not None and r["amount"] > 3]
-    function, column = spec["function"], spec["column"]
-    values = [r[column] for r in chosen] if column != "*" else chosen
-    present = [v for v in values if v is not None] if column != "*" else values
-    empty = not chosen
-    if function == "COUNT":
-        return len(present), empty
-    if function == "SUM":
-        return sum(present), empty
-    if function == "COUNT_DISTINCT":
-        return len(set(present)), empty
-    if not present:
-        return None, empty
-    ordered = [r[column] for r in sorted(chosen, key=lambda r: r["at"]) if r[column] is not None]
-    result = {
-        "AVG": lambda: sum(present) / len(present),
-        "MIN": lambda: min(present),
-        "MAX": lambda: max(present),
-        "FIRST": lambda: ordered[0],
-        "LAST": lambda: ordered[-1],
-    }[function]()
-    return result, empty
+@st.composite
+def user_queries(draw) -> Temporal:
+    if draw(st.integers(0, 2)) == 0:  # two windows: ASSUMING on rows spans both
+        s1, s2 = draw(st.integers(0, 3)), draw(st.integers(0, 3))
+        e1, e2 = s1 + draw(st.integers(1, 5)), s2 + draw(st.integers(1, 5))
+        target = f"COUNT(orders.*, {s1}, {e1}, days) > 0 OR SUM(orders.amount, {s2}, {e2}, days) > 3"
+        targets = [Agg("COUNT", "orders", "*", s1, e1), Agg("SUM", "orders", "amount", s2, e2)]
+
+        def label(world, values):
+            return int(values[0] > 0 or values[1] > 3)
+
+        def task(world):
+            return "binary_classification", None
+    else:
+        target, targets, label, task = _single_target(draw, "user_id", "")
+    options = [
+        ("users.country = 'a'", lambda c: c.entity["country"] == "a"),
+        ("COUNT(orders.*, -5, 0, days) > 0", lambda c: Agg("COUNT", "orders", "*", -5, 0).value(c.world, c.entity_id, c.anchor)[0] > 0),
+        ("NOT users.country IN ('b') OR SUM(orders.amount, -INF, 0) >= 5",
+         lambda c: c.entity["country"] != "b" or Agg("SUM", "orders", "amount", -math.inf, 0).value(c.world, c.entity_id, c.anchor)[0] >= 5),
+        ("regions.inhabitants > 4", lambda c: _above(_value(c.world.region(c.entity), "inhabitants"), 4)),
+        ("regions.kind = 'x' OR users.flag = TRUE", lambda c: _value(c.world.region(c.entity), "kind") == "x" or c.entity["flag"] is True),
+    ]  # fmt: skip
+    chosen = draw(st.lists(st.sampled_from(options), max_size=2, unique_by=lambda o: o[0]))
+    where_text = [text for text, _ in chosen]
+    if all(agg.table == "orders" for agg in targets) and draw(st.booleans()):  # filters the target's rows
+        where_text.insert(draw(st.integers(0, len(where_text))), "orders.status = 'done'")
+        targets = [Agg(a.function, a.table, a.column, a.start, a.end,
+                       lambda r, inner=a.inner: r["status"] == "done" and (inner is None or inner(r)), a.key)
+                   for a in targets]  # fmt: skip
+    orders, items = Agg("COUNT", "orders", "*", 0, 0), Agg("COUNT", "items", "*", 0, 0)
+    assuming = draw(st.sampled_from([
+        None,
+        ("COUNT(orders.*, 0, 4, days) > 0", lambda c: Agg("COUNT", "orders", "*", 0, 4).value(c.world, c.entity_id, c.anchor)[0] > 0),
+        ("orders.status = 'done'", lambda c: c.every(orders, lambda r: r["status"] == "done")),
+        ("NOT orders.amount > 5", lambda c: c.every(orders, lambda r: not _above(r["amount"], 5))),
+        ("orders.qty >= 0 OR COUNT(orders.*, 0, 4, days) > 1",
+         lambda c: c.every(orders, lambda r: r["qty"] is not None and r["qty"] >= 0)
+         or Agg("COUNT", "orders", "*", 0, 4).value(c.world, c.entity_id, c.anchor)[0] > 1),
+        ("items.price > 3", lambda c: c.every(items, lambda r: _above(r["price"], 3))),
+        ("users.country = 'a' AND orders.status IS NOT NULL",
+         lambda c: c.entity["country"] == "a" and c.every(orders, lambda r: r["status"] is not None)),
+    ]))  # fmt: skip
+    text = f"PREDICT {target} FOR EACH users.user_id"
+    text += f" WHERE {_joined(where_text)}" if where_text else ""
+    text += f" ASSUMING {assuming[0]}" if assuming else ""
+    return Temporal(text, "users", targets, label, task, [condition for _, condition in chosen],
+                    assuming[1] if assuming else None)  # fmt: skip
 
 
-def _where(where: str, user_row: dict, orders: list[dict], anchor_day: int) -> bool:
-    if where == "users.country = 'a'":
-        return user_row["country"] == "a"
-    if where == "COUNT(orders.*, -5, 0, days) > 0":
-        spec = {"function": "COUNT", "column": "*", "inner": None, "start": -5, "end": 0}
-        return _aggregate(spec, orders, user_row["user_id"], anchor_day)[0] > 0
-    spec = {"function": "SUM", "column": "amount", "inner": None, "start": -math.inf, "end": 0}
-    total = _aggregate(spec, orders, user_row["user_id"], anchor_day)[0]
-    return user_row["country"] not in ("b",) or total >= 5
+@st.composite
+def store_queries(draw) -> Temporal:
+    """Stores are reached from orders through two keys: every aggregation names one with VIA."""
+    key = draw(st.sampled_from(["store_id", "pickup_id"]))
+    other = "pickup_id" if key == "store_id" else "store_id"
+    via = draw(st.sampled_from([f" VIA orders.{key}", f" VIA {key}"]))
+    target, targets, label, task = _single_target(draw, key, via)
+    options = [
+        ("stores.size > 2", lambda c: _above(c.entity["size"], 2)),
+        (f"COUNT(orders.* VIA orders.{other}, -5, 0, days) > 0",
+         lambda c: Agg("COUNT", "orders", "*", -5, 0, key=other).value(c.world, c.entity_id, c.anchor)[0] > 0),
+    ]  # fmt: skip
+    chosen = draw(st.lists(st.sampled_from(options), max_size=2, unique_by=lambda o: o[0]))
+    assuming = draw(st.sampled_from([
+        None,
+        ("orders.status = 'done'", lambda c: c.every(Agg("COUNT", "orders", "*", 0, 0, key=key), lambda r: r["status"] == "done")),
+        (f"COUNT(orders.* VIA orders.{key}, 0, 3, days) > 0",
+         lambda c: Agg("COUNT", "orders", "*", 0, 3, key=key).value(c.world, c.entity_id, c.anchor)[0] > 0),
+    ]))  # fmt: skip
+    text = f"PREDICT {target} FOR EACH stores.store_id"
+    text += f" WHERE {_joined([t for t, _ in chosen])}" if chosen else ""
+    text += f" ASSUMING {assuming[0]}" if assuming else ""
+    return Temporal(
+        text, "stores", targets, label, task, [c for _, c in chosen], assuming[1] if assuming else None
+    )
 
 
-# -- the property ---------------------------------------------------------------------------------
+def _known_user(context: Context) -> dict | None:
+    """The order's user, if it existed at the anchor (a parent row created later reads as missing)."""
+    user = context.world.user(context.entity["user_id"])
+    return user if user is not None and user["created"] <= context.anchor else None
 
 
-@given(databases(), queries(), st.lists(st.integers(-2, 22), min_size=1, max_size=4, unique=True))
-def test_compiled_table_equals_brute_force(database, query, anchor_days):
+@st.composite
+def order_queries(draw) -> Temporal:
+    """Orders filtered by their user (a time-stamped parent) and the user's region (two hops)."""
+    end = draw(st.integers(1, 4))
+    where = draw(st.sampled_from([
+        ("users.country = 'a'", lambda c: _value(_known_user(c), "country") == "a"),
+        ("regions.kind = 'x'", lambda c: _value(c.world.region(_known_user(c)), "kind") == "x"),
+        ("users.flag IS NULL", lambda c: _value(_known_user(c), "flag") is None),
+    ]))  # fmt: skip
+    text = f"PREDICT COUNT(items.*, 0, {end}, days) FOR EACH orders.order_id WHERE {where[0]}"
+    return Temporal(text, "orders", [Agg("COUNT", "items", "*", 0, end, key="order_id")],
+                    lambda world, values: float(values[0]), lambda world: ("regression", None), [where[1]])  # fmt: skip
+
+
+def _stores_of(key: str):
+    return lambda world, order: world.stores.get(order[key])
+
+
+@st.composite
+def static_queries(draw) -> Static:
+    """A static target: the entity's column, or a parent's (one or two hops, or one of two keys with VIA)."""
+    entity = draw(st.sampled_from(["users", "orders"]))
+    if entity == "users":
+        user = lambda world, row: row  # noqa: E731
+        region = lambda world, row: world.region(row)  # noqa: E731
+        routes = [("users", user, ""), ("regions", region, "")]
+        options = [("regions.inhabitants > 4", lambda w, r: _above(_value(w.region(r), "inhabitants"), 4)),
+                   ("users.country = 'a'", lambda w, r: r["country"] == "a")]  # fmt: skip
+    else:
+        user = lambda world, row: world.user(row["user_id"])  # noqa: E731
+        region = lambda world, row: world.region(world.user(row["user_id"]))  # noqa: E731
+        routes = [("users", user, ""), ("regions", region, ""), ("stores", _stores_of("store_id"), " VIA orders.store_id"),
+                  ("stores", _stores_of("pickup_id"), " VIA pickup_id")]  # fmt: skip
+        options = [("orders.amount > 3", lambda w, r: _above(r["amount"], 3)),
+                   ("regions.kind = 'y'", lambda w, r: _value(region(w, r), "kind") == "y"),
+                   ("users.country = 'b' OR orders.qty IS NULL",
+                    lambda w, r: _value(user(w, r), "country") == "b" or r["qty"] is None)]  # fmt: skip
+    table, route, via = draw(st.sampled_from(routes))
+    column = draw(st.sampled_from({"users": ["country", "flag"], "regions": ["kind", "inhabitants"],
+                                   "stores": ["label", "size"]}[table]))  # fmt: skip
+    everything = {"users": lambda w: w.users, "regions": lambda w: list(w.regions.values()),
+                  "stores": lambda w: list(w.stores.values())}[table]  # fmt: skip
+
+    def task(world):
+        if column == "flag":
+            return "binary_classification", positive_class(set(), boolean=True)
+        if column in {"inhabitants", "size"}:
+            return "regression", None
+        return _classes(world, [row[column] for row in everything(world)])
+
+    def value(world, row):
+        found = _value(route(world, row), column)
+        return float(found) if column in {"inhabitants", "size"} and found is not None else found
+
+    chosen = draw(st.lists(st.sampled_from(options), max_size=2, unique_by=lambda o: o[0]))
+    text = f"PREDICT {table}.{column}{via} FOR EACH {entity}.{'user_id' if entity == 'users' else 'order_id'}"
+    text += f" WHERE {_joined([t for t, _ in chosen])}" if chosen else ""
+    return Static(text, entity, value, task, [c for _, c in chosen])
+
+
+# -- the properties ------------------------------------------------------------------------------------
+
+
+def build(database: dict, query: str, anchor_days: list[int] | None = None):
     built = validated_tables(database)
     schema = GraphSchema.from_built_tables(SPEC, built)
     tables = {name: table.frame for name, table in built.items()}
-    plan = AnchorPlan(timestamps={"train": [day * DAY for day in anchor_days]})
-    result = build_training_table(query, schema, tables, plan)
-    got = sorted(
-        (entity, anchor, float(label) if isinstance(label, float) else label)
-        for entity, anchor, label in result.table.select("entity", "anchor_time", "label").rows()
-    )
-    expected = reference_table(query, database, sorted(anchor_days))
+    plan = AnchorPlan(timestamps={"train": [day * DAY for day in anchor_days or []]})
+    return build_training_table(query, schema, tables, plan, refuse_degenerate=False)
+
+
+def assert_same_rows(got: list[tuple], expected: list[tuple], query: str) -> None:
     assert [row[:2] for row in got] == [row[:2] for row in expected], query
     for (_, _, ours), (_, _, theirs) in zip(got, expected, strict=True):
         if isinstance(theirs, float):
             assert math.isclose(float(ours), theirs, rel_tol=1e-12), query
         else:
-            assert ours == theirs, query
+            assert ours == theirs and type(ours) is type(theirs), (query, ours, theirs)
+
+
+def check_temporal(database: dict, query: Temporal, anchor_days: list[int]) -> None:
+    result = build(database, query.text, anchor_days)
+    world = World.of(database)
+    assert (result.meta["task_type"], result.meta["positive_class"]) == query.task_type(world), query.text
+    got = sorted(result.table.select("entity", "anchor_time", "label").rows())
+    assert_same_rows(got, reference_temporal(query, world, sorted(anchor_days)), query.text)
     assert result.meta["leakage_audit"]["passed"]
+
+
+anchor_lists = st.lists(st.integers(-2, 22), min_size=1, max_size=4, unique=True)
+
+
+@settings(deadline=None, max_examples=200)
+@given(databases(), user_queries(), anchor_lists)
+def test_user_queries_equal_brute_force(database, query, anchor_days):
+    check_temporal(database, query, anchor_days)
+
+
+@settings(deadline=None, max_examples=200)
+@given(databases(), st.one_of(store_queries(), order_queries()), anchor_lists)
+def test_via_and_parent_filters_equal_brute_force(database, query, anchor_days):
+    check_temporal(database, query, anchor_days)
+
+
+@settings(deadline=None, max_examples=200)
+@given(databases(), static_queries())
+def test_static_targets_equal_brute_force(database, query):
+    result = build(database, query.text)
+    world = World.of(database)
+    assert (result.meta["task_type"], result.meta["positive_class"]) == query.task_type(world), query.text
+    table, column = query.text.split()[1].split(".")
+    assert result.meta["masked_input_columns"] == [f"{table}.{column}"]
+    got = sorted(
+        result.table.select("entity", "anchor_time", "label").rows(), key=lambda r: (r[0], r[1] or 0)
+    )
+    assert_same_rows(got, reference_static(query, world), query.text)
+    n = result.table.height  # 80/10/10 by the entity's time
+    expected = {"train": sum(i / n < 0.8 for i in range(n)), "val": sum(0.8 <= i / n < 0.9 for i in range(n))}
+    assert result.meta["rows"]["train"] == expected["train"] and result.meta["rows"]["val"] == expected["val"]
+    times = {
+        split: result.table.filter(pl.col("split") == split)["anchor_time"]
+        for split in ("train", "val", "test")
+    }
+    for earlier, later in (("train", "val"), ("val", "test")):
+        if times[earlier].len() and times[later].len():
+            assert times[earlier].max() <= times[later].min(), query.text
