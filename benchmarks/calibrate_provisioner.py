@@ -1,12 +1,13 @@
 """Calibrate the provisioner's trial estimate (cluster/trial_estimate.py) against real F1 trials on this CPU.
 
 Each configuration trains one epoch of a few steps of the driver_dnf GNN in its own process (one thread,
-OMP_NUM_THREADS=1), which reports its peak RSS and how long the trial took; the parent measures the sampled
-subgraph sizes and prints measured beside estimated, plus least-squares time coefficients to copy into
-trial_estimate.py. docs/provisioner.md keeps the last run's table.
+OMP_NUM_THREADS=1), which reports its own peak RSS (VmHWM: see `peak_rss_gib`) and how long the trial took;
+the parent measures the sampled subgraph sizes and prints measured beside estimated, plus least-squares time
+coefficients to copy into trial_estimate.py. docs/provisioner.md keeps the last run's table.
 
     .venv/bin/python benchmarks/calibrate_provisioner.py            # every configuration (~3 minutes)
     .venv/bin/python benchmarks/calibrate_provisioner.py --quick    # two of them
+    .venv/bin/python benchmarks/calibrate_provisioner.py --only 0 8 --warm   # forked as the trial server does
 """
 
 from __future__ import annotations
@@ -40,6 +41,40 @@ CONFIGS = [
     {"family": "gbdt", "gbdt_trees": 300, "gbdt_leaves": 31, "gbdt_learning_rate": 0.05},
 ]
 GIB = 1024**3
+
+
+def peak_rss_gib() -> float:
+    """This process's own peak resident set in GiB: the high-water mark of its address space (VmHWM).
+
+    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: on exec Linux folds the outgoing address space's high-water
+    mark into the process's ru_maxrss, and `subprocess` starts children with vfork, so the outgoing address
+    space is the launcher's. A trial launched by a pytest process that had already peaked at 1.13 GiB
+    reported 1.13 GiB whatever it used itself (RUSAGE_CHILDREN in the launcher, the max over reaped
+    children, inherits the same figure). VmHWM belongs to the new address space exec creates: only the
+    trial's own pages, as a fresh pod or the warm trial server's fork would hold them.
+    """
+    peak = _status_gib("VmHWM")
+    if peak is not None:
+        return peak
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: macOS reports bytes, others KiB
+    return maxrss * (1 if sys.platform == "darwin" else 1024) / GIB
+
+
+def _status_gib(field: str) -> float | None:
+    """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in GiB; None without /proc."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(f"{field}:"):
+                    return int(line.split()[1]) * 1024 / GIB  # kB
+    except OSError:
+        pass
+    return None
+
+
+def _rusage_gib() -> float:
+    """``ru_maxrss`` as Linux reports it (the launcher's peak folded in): kept beside the real peak."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
 def prepare(scratch: Path) -> dict:
@@ -87,19 +122,24 @@ def data_stats(prepared: dict):
     return DataStats.from_stores(graph, features, prepared["train_rows"], prepared["eval_rows"], SEED_TYPE)
 
 
-def launch(params: dict, scratch: str | Path) -> subprocess.Popen:
-    """Start one trial in a fresh process. It imports while `prepare` may still be building ``scratch``, and
-    trains once ``ready.json`` appears there (the calibration test overlaps the two to stay short)."""
+def launch(params: dict, scratch: str | Path, warm: bool = False) -> subprocess.Popen:
+    """Start one trial in a fresh process (``warm``: forked from a warm trial server, see `warm_child`). It
+    imports while `prepare` may still be building ``scratch``, and trains once ``ready.json`` appears there
+    (the calibration test overlaps the two to stay short)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
            "KUMO_BENCH_CACHE": str(scratch)}  # fmt: skip
     payload = json.dumps({"params": params, "scratch": str(scratch)})
-    return subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", payload],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    launcher_peak = peak_rss_gib()  # what the child's ru_maxrss starts from (see peak_rss_gib)
+    flag = "--warm-child" if warm else "--child"
+    process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), flag, payload],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+    process.launcher_peak_rss_gib = launcher_peak  # type: ignore[attr-defined]
+    return process
 
 
 def collect(process: subprocess.Popen, timeout: float = 600) -> dict:
-    """Wait for a launched trial: its peak RSS (GiB) and seconds (imports apart from training)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    """Wait for a launched trial: its own peak RSS (GiB), seconds (imports apart from training), and for the
+    record its ``ru_maxrss`` beside the launcher's peak when it started (the figure ru_maxrss inherits)."""
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -109,15 +149,13 @@ def collect(process: subprocess.Popen, timeout: float = 600) -> dict:
     if process.returncode:
         raise RuntimeError(f"calibration trial failed ({process.args[-1]}):\n{stderr[-3000:]}")
     report = json.loads(stdout.strip().splitlines()[-1])
-    # RUSAGE_CHILDREN is the largest child reaped so far: it confirms the child's own report when it grew
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    report["children_maxrss_gib"] = children * 1024 / GIB if children > before else None
+    report["launcher_peak_rss_gib"] = getattr(process, "launcher_peak_rss_gib", None)
     return report
 
 
-def measure(params: dict, prepared: dict, timeout: float = 600) -> dict:
+def measure(params: dict, prepared: dict, timeout: float = 600, warm: bool = False) -> dict:
     """Run one trial in a fresh process on prepared stores and report what it used."""
-    return collect(launch(params, prepared["scratch"]), timeout)
+    return collect(launch(params, prepared["scratch"], warm), timeout)
 
 
 def _wait_ready(scratch: str, timeout: float = 600) -> dict:
@@ -183,14 +221,38 @@ def child(payload: dict) -> None:
     )  # fmt: skip
     # the compiled sampler loads on first use: part of the base
     TemporalSampler(graph, SamplerConfig((1,)), threads=1).sample(SEED_TYPE, splits["train"].seeds[:1])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_rss_gib()
     trained = time.perf_counter()
     result = run_gnn_trial(graph, features, splits, payload["task_type"], config, threads=1)
     finished = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-    print(json.dumps({"peak_rss_gib": peak / GIB, "base_rss_gib": base / GIB, "import_seconds": imported - started,
-                      "trial_seconds": finished - trained, "fit_seconds": result.fit.seconds,
-                      "steps": result.fit.steps}))  # fmt: skip
+    print(json.dumps({"peak_rss_gib": peak_rss_gib(), "base_rss_gib": base, "ru_maxrss_gib": _rusage_gib(),
+                      "import_seconds": imported - started, "trial_seconds": finished - trained,
+                      "fit_seconds": result.fit.seconds, "steps": result.fit.steps,
+                      **payload.get("extra", {})}))  # fmt: skip
+
+
+def warm_child(payload: dict) -> None:
+    """The trial as the local launcher's warm start runs it: import what `training.trial_server` preloads,
+    fork, and run the trial in the child, whose report adds the server's resident set at the fork."""
+    from training.trial_server import _preload
+
+    _preload()
+    server = _status_gib("VmRSS")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child({**payload, "extra": {"server_rss_gib": server}})
+            code = 0
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
 
 
 def child_gbdt(payload: dict) -> None:
@@ -204,7 +266,7 @@ def child_gbdt(payload: dict) -> None:
     imported = time.perf_counter()
     _wait_ready(payload["scratch"])
     setup = f1_setup([QUERY])
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = peak_rss_gib()
     params = payload["params"]
     config = GBDTConfig(n_estimators=params["gbdt_trees"], num_leaves=params["gbdt_leaves"],
                         learning_rate=params["gbdt_learning_rate"], threads=1)  # fmt: skip
@@ -212,14 +274,13 @@ def child_gbdt(payload: dict) -> None:
     result = run_gbdt_trial(setup.frames, setup.schema, SEED_TYPE, setup.frames[SEED_TYPE].select("driverId", "_kumo_id"),
                             setup.tables[QUERY], setup.task_types[QUERY], config, observe_until=TEST_TIMESTAMP)  # fmt: skip
     finished = time.perf_counter()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_rss_gib": peak / GIB, "base_rss_gib": base / GIB, "import_seconds": imported - started,
-                      "trial_seconds": finished - trained, "fit_seconds": result.fit_seconds,
+    print(json.dumps({"peak_rss_gib": peak_rss_gib(), "base_rss_gib": base, "ru_maxrss_gib": _rusage_gib(),
+                      "import_seconds": imported - started, "trial_seconds": finished - trained, "fit_seconds": result.fit_seconds,
                       "feature_seconds": result.feature_seconds, "features": result.features,
-                      "steps": int(result.model.best_iterations[0])}))  # fmt: skip
+                      "steps": int(result.model.best_iterations[0]), **payload.get("extra", {})}))  # fmt: skip
 
 
-def calibrate(configs: list[dict], scratch: Path, log: Path | None = None) -> list[dict]:
+def calibrate(configs: list[dict], scratch: Path, log: Path | None = None, warm: bool = False) -> list[dict]:
     """Measure every configuration and put the estimate beside it (appended to ``log`` as JSON lines)."""
     from cluster.trial_estimate import estimate_trial, work_terms
 
@@ -228,7 +289,7 @@ def calibrate(configs: list[dict], scratch: Path, log: Path | None = None) -> li
     rows = []
     for config in configs:
         params = {**BASE, **config}
-        measured = measure(params, prepared)
+        measured = measure(params, prepared, warm=warm)
         estimate = estimate_trial(params, stats)
         nodes, edges = sampled_sizes(params, prepared) if params["family"] == "gnn" else (0.0, 0.0)
         terms = work_terms(params, stats) if params["family"] == "gnn" else {}
@@ -295,7 +356,9 @@ def fit_time(rows: list[dict]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-child", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="two configurations only")
+    parser.add_argument("--warm", action="store_true", help="fork each trial from a warm trial server")
     parser.add_argument("--only", type=int, nargs="+", help="these configurations (indices into CONFIGS)")
     parser.add_argument("--scratch", default=os.environ.get("KUMO_BENCH_CACHE", ""),
                         help="where the F1 stores are built (default: a temporary folder)")  # fmt: skip
@@ -306,6 +369,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         child(json.loads(args.child))
+        return
+    if args.warm_child:
+        warm_child(json.loads(args.warm_child))
         return
     import tempfile
 
@@ -319,7 +385,7 @@ def main() -> None:
         print("fitted time coefficients:", json.dumps(fit_time(rows), indent=1))
         return
     configs = [CONFIGS[i] for i in args.only] if args.only else CONFIGS[1:3] if args.quick else CONFIGS
-    rows = calibrate(configs, scratch, Path(args.json) if args.json else None)
+    rows = calibrate(configs, scratch, Path(args.json) if args.json else None, warm=args.warm)
     if len(rows) >= 4:
         print("fitted time coefficients:", json.dumps(fit_time(rows), indent=1))
 

@@ -30,7 +30,9 @@ GIB = 1024**3
 FLOAT = 4  # bytes: fp32 activations and parameters (bf16 autocast on a GPU only makes this smaller)
 
 # -- calibrated on this machine (benchmarks/calibrate_provisioner.py; docs/provisioner.md) --------------------
-BASE_HOST_GIB = 1.0  # python, torch, PyG, numba's compiled sampler, stores opened (measured 0.89 GiB)
+# python, torch, PyG, numba's compiled sampler, stores opened: a trial's own peak before its first batch
+# (VmHWM, not ru_maxrss, which carries the launcher's peak): 0.59 GiB GNN, 0.86 GBDT with F1's tables
+BASE_HOST_GIB = 1.0
 BATCHES_IN_FLIGHT = 4  # prefetch queue (2) + the one being built + the one training
 ACTIVATION_SCALE = 1.5  # autograd temporaries and allocator slack over the saved tensors counted below
 SAMPLE_SECONDS_PER_ELEMENT = 5.9e-7  # sampling, feature gather, collation and encoders per node or edge
