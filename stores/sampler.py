@@ -10,24 +10,45 @@ keeps neighbours with time in [seed + a, seed + b] (b is capped at 0). Output pe
 
 Seeds are split into one contiguous chunk per thread; each chunk runs in compiled numba code that releases
 the GIL, so chunks run in parallel on Python threads. Every seed draws from its own counter-based random
-stream, so results do not depend on the number of threads.
+stream, so results do not depend on the number of threads. Threads default to `default_threads()`.
+
+Seeds and sampled nodes are the caller's ids: for a graph built from ids out of time order, seeds are
+mapped to store ids on the way in and sampled ids back on the way out (a pipeline store maps nothing).
+Every node type and edge type of the graph is in the result, empty when nothing of it was sampled.
+Fanouts, strategy and windows come from the sampler's `SamplerConfig`, or per call.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from stores.graph_store import StoredGraph
+from stores.graph_core import StoredGraph
 from stores.sampler_kernels import NO_WINDOW, chunk_counts, place, sample_chunk
 
-__all__ = ["SampledSubgraph", "SamplerConfig", "TemporalSampler"]
+__all__ = ["MAX_DEFAULT_THREADS", "SampledSubgraph", "SamplerConfig", "TemporalSampler", "default_threads"]
 
 EdgeType = tuple[str, str, str]
+MAX_DEFAULT_THREADS = 4
+
+
+def default_threads() -> int:
+    """Sampling threads when none are given: min(4, the CPUs this process may run on).
+
+    The CPUs this process may use (its affinity, i.e. what a container or taskset grants), not the host's
+    count; at most 4 because a batch of a few hundred seeds takes milliseconds, so more chunks add more
+    hand-offs than they save, and the sampler runs beside the model's own threads.
+    """
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        available = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_THREADS, available))
 
 
 @dataclass(frozen=True)
@@ -49,7 +70,8 @@ class SamplerConfig:
 
 @dataclass
 class SampledSubgraph:
-    """Per node type: global ids, seed index, count per hop; per edge type: local (row, col), count per hop."""
+    """Per node type (every one, empty when none was sampled): the caller's ids, seed index, count per hop;
+    per edge type (every one): local (row, col), count per hop."""
 
     node: dict[str, np.ndarray]
     batch: dict[str, np.ndarray]
@@ -60,12 +82,16 @@ class SampledSubgraph:
 
 
 class TemporalSampler:
-    """Samples from one opened graph-store version; cheap to construct, safe to share read-only."""
+    """Samples from one graph store (opened or built in memory); cheap to construct, safe to share read-only."""
 
-    def __init__(self, graph: StoredGraph, config: SamplerConfig, threads: int | None = None) -> None:
+    def __init__(
+        self, graph: StoredGraph, config: SamplerConfig | None = None, threads: int | None = None
+    ) -> None:
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be 1 or more, got {threads}")
         self.graph = graph
         self.config = config
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = threads or default_threads()
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
@@ -85,11 +111,15 @@ class TemporalSampler:
         self._indptr_offset = np.array([meta["indptr_offset"] for meta in metas], dtype=np.int64)
         self._single = np.array([meta["layout"] == "single" for meta in metas], dtype=np.bool_)
         self._indices_offset = np.array([meta["indices_offset"] for meta in metas], dtype=np.int64)
-        self._fanouts = self._fanout_matrix(config.fanouts)
-        self._windows = np.full((len(config.fanouts), 2), NO_WINDOW, dtype=np.int64)
+        self._plan = None if config is None else self._compile(config)
+
+    def _compile(self, config: SamplerConfig) -> tuple[np.ndarray, np.ndarray, bool]:
+        """(fanouts per hop and edge type, windows per hop, take the last) for the kernels."""
+        windows = np.full((len(config.fanouts), 2), NO_WINDOW, dtype=np.int64)
         for hop, window in enumerate(config.windows or ()):
             if window is not None:
-                self._windows[hop] = (int(window[0]), min(int(window[1]), 0))
+                windows[hop] = (int(window[0]), min(int(window[1]), 0))
+        return self._fanout_matrix(config.fanouts), windows, config.strategy == "last"
 
     def _fanout_matrix(self, fanouts: tuple) -> np.ndarray:
         matrix = np.zeros((len(fanouts), len(self.edge_types)), dtype=np.int64)
@@ -103,10 +133,38 @@ class TemporalSampler:
                 matrix[hop] = int(fanout)
         return matrix
 
+    def _call_plan(self, fanouts, strategy, windows) -> tuple[np.ndarray, np.ndarray, bool]:
+        """The sampler's config with this call's overrides (windows drop when only the fanouts change)."""
+        if fanouts is None and strategy is None and windows is None:
+            if self._plan is None:
+                raise ValueError("give fanouts: this sampler was built without a SamplerConfig")
+            return self._plan
+        base = self.config
+        if fanouts is None and base is None:
+            raise ValueError("give fanouts: this sampler was built without a SamplerConfig")
+        config = SamplerConfig(
+            tuple(fanouts) if fanouts is not None else base.fanouts,
+            strategy or (base.strategy if base is not None else "uniform"),
+            tuple(windows) if windows is not None else (base.windows if fanouts is None else None),
+        )
+        return self._compile(config)
+
     def sample(
-        self, seed_type: str, seeds: np.ndarray, seed_times: np.ndarray | None = None, rng_seed: int = 0
+        self,
+        seed_type: str,
+        seeds: np.ndarray,
+        seed_times: np.ndarray | None = None,
+        rng_seed: int = 0,
+        *,
+        fanouts: Sequence | None = None,
+        strategy: str | None = None,
+        windows: Sequence | None = None,
     ) -> SampledSubgraph:
-        """Sample the disjoint subgraphs of ``seeds`` (node ids of ``seed_type``) at ``seed_times``."""
+        """Sample the disjoint subgraphs of ``seeds`` (node ids of ``seed_type``) at ``seed_times``.
+
+        ``fanouts``/``strategy``/``windows`` override the sampler's `SamplerConfig` for this call.
+        """
+        fanout_matrix, window_matrix, take_last = self._call_plan(fanouts, strategy, windows)
         if seed_type not in self.node_types:
             raise ValueError(f"unknown node type {seed_type!r}; known: {self.node_types}")
         seeds = np.ascontiguousarray(seeds, dtype=np.int64)
@@ -114,6 +172,8 @@ class TemporalSampler:
             raise ValueError(
                 f"seed ids must lie in [0, {self.graph.node_counts[seed_type]}) for {seed_type!r}"
             )
+        if seed_type in self.graph.rank:
+            seeds = np.ascontiguousarray(self.graph.rank[seed_type][seeds], dtype=np.int64)
         if seed_times is None:
             seed_times = np.full(len(seeds), np.iinfo(np.int64).max, dtype=np.int64)
         seed_times = np.ascontiguousarray(seed_times, dtype=np.int64)
@@ -125,11 +185,11 @@ class TemporalSampler:
         arguments = (
             self.node_types.index(seed_type), seeds, seed_times, self._src_type, self._dst_type, self._type_offset,
             self._has_time, graph.times, self._time_offset, graph.indptr, self._indptr_offset, graph.indices,
-            self._indices_offset, self._single, self._fanouts, self._windows, self.config.strategy == "last",
+            self._indices_offset, self._single, fanout_matrix, window_matrix, take_last,
             np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF),
         )  # fmt: skip
 
-        hops = self._fanouts.shape[0]
+        hops = fanout_matrix.shape[0]
         types, edge_types = len(self.node_types), len(self.edge_types)
 
         parts: list = [None] * chunks
@@ -177,18 +237,19 @@ class TemporalSampler:
         return [first, *(future.result() for future in futures)]
 
     def _result(self, plan: dict, node_id, node_seed, row, col) -> SampledSubgraph:
+        """Every node and edge type's slice of the output (empty when none), node ids as caller ids."""
         result = SampledSubgraph({}, {}, {}, {}, {}, {})
         type_start, edge_start = plan["type_start"], plan["edge_start"]
         for t, name in enumerate(self.node_types):
-            if type_start[t + 1] > type_start[t]:
-                result.node[name] = node_id[type_start[t] : type_start[t + 1]]
-                result.batch[name] = node_seed[type_start[t] : type_start[t + 1]]
-                result.num_sampled_nodes[name] = plan["node_totals"][t].tolist()
+            ids = node_id[type_start[t] : type_start[t + 1]]
+            order = self.graph.order.get(name)
+            result.node[name] = ids if order is None else order[ids].astype(np.int64)
+            result.batch[name] = node_seed[type_start[t] : type_start[t + 1]]
+            result.num_sampled_nodes[name] = plan["node_totals"][t].tolist()
         for e, name in enumerate(self.edge_types):
-            if edge_start[e + 1] > edge_start[e]:
-                result.row[name] = row[edge_start[e] : edge_start[e + 1]]
-                result.col[name] = col[edge_start[e] : edge_start[e + 1]]
-                result.num_sampled_edges[name] = plan["edge_totals"][e].tolist()
+            result.row[name] = row[edge_start[e] : edge_start[e + 1]]
+            result.col[name] = col[edge_start[e] : edge_start[e + 1]]
+            result.num_sampled_edges[name] = plan["edge_totals"][e].tolist()
         return result
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from stores.graph_store import EdgeList, GraphStoreError, build_graph_store, open_graph_store
+from stores.temporal import build_graph
 from tests.conftest import REPO_ROOT
 
 
@@ -43,6 +44,34 @@ def test_same_content_same_version_and_pointer(tmp_path):
     other, _ = small_store(tmp_path, events=999)
     assert other != first and open_graph_store(tmp_path).version == other.name
     assert open_graph_store(tmp_path, first.name).version == first.name
+
+
+def test_pipeline_stores_keep_their_version_names(tmp_path):
+    """The building passes moved (stores.graph_build) without changing a byte: a version name computed
+    before the move still names the same content, so caches keyed by graph version stay valid."""
+    path, manifest = small_store(tmp_path)
+    assert path.name == "8452afcb4dcc6ecb5aea" and "order" not in manifest["node_types"]["events"]
+    assert open_graph_store(tmp_path).order == {}  # nothing to translate on the pipeline's path
+
+
+def test_a_graph_built_in_memory_saves_as_a_version(tmp_path):
+    rng = np.random.default_rng(0)
+    src, dst, times = np.arange(1000), rng.integers(0, 50, 1000), rng.permutation(1000) * 10
+    graph = build_graph(
+        {"users": 50, "events": 1000}, {("events", "user", "users"): (src, dst)}, {"events": times}
+    )
+    path = graph.save(tmp_path)
+    opened = open_graph_store(tmp_path)
+    assert opened.version == path.name and (path / "nodes" / "events.order.npy").is_file()
+    for name in ("indptr", "indices", "times"):
+        assert np.array_equal(getattr(opened, name), getattr(graph, name))
+    assert opened.manifest["edge_types"] == graph.manifest["edge_types"]
+    assert np.array_equal(opened.times_of("events", np.arange(1000)), times)
+    indptr, indices = opened.csc[("events", "user", "users")]
+    for user in range(50):  # neighbourhoods by time, read through the permutation
+        assert np.all(np.diff(opened.node_times["events"][indices[indptr[user] : indptr[user + 1]]]) >= 0)
+        caller_ids = opened.to_caller_ids("events", indices[indptr[user] : indptr[user + 1]])
+        assert sorted(caller_ids.tolist()) == np.flatnonzero(dst == user).tolist()
 
 
 def test_damaged_or_missing_store_gives_clear_errors(tmp_path):

@@ -103,7 +103,9 @@ def test_per_edge_type_fanouts_and_static_types():
     items_of_events = ("items", "rev_item", "events")
     config = SamplerConfig(({events_of_users: 2}, {items_of_events: -1}), "last")
     out = TemporalSampler(graph, config).sample("users", np.arange(4), np.full(4, 49))
-    assert set(out.row) <= {events_of_users, items_of_events}
+    assert set(out.row) == set(graph.edge_types)  # every edge type, empty when nothing was sampled
+    sampled = {edge_type for edge_type, rows in out.row.items() if len(rows)}
+    assert sampled <= {events_of_users, items_of_events}
     assert out.num_sampled_edges[events_of_users][1] == 0 and out.num_sampled_edges[items_of_events][0] == 0
 
 
