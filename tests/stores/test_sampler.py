@@ -8,32 +8,20 @@ from hypothesis import strategies as st
 
 from stores.sampler import SamplerConfig, TemporalSampler
 from tests.support.sampler_reference import per_seed_view, random_store, reference_last, visible
+from tests.support.sampler_strategies import GRAPH_SIZES, fanouts, seed_batches
 
 graphs = st.builds(
     lambda seed, users, items, events, user_times: random_store(
         np.random.default_rng(seed), users, items, events, user_times
     ),
-    st.integers(0, 2**32 - 1),
-    st.integers(1, 6),
-    st.integers(1, 5),
-    st.integers(1, 40),
-    st.booleans(),
+    *GRAPH_SIZES,
 )
-fanouts = st.lists(st.sampled_from([-1, 0, 1, 2, 3, 5]), min_size=1, max_size=3)
-
-
-@st.composite
-def seed_batches(draw, graph):
-    count = draw(st.integers(1, 8))
-    seeds = draw(st.lists(st.integers(0, graph.node_counts["users"] - 1), min_size=count, max_size=count))
-    times = draw(st.lists(st.integers(-5, 55), min_size=count, max_size=count))
-    return np.array(seeds), np.array(times)
 
 
 @settings(deadline=None)
 @given(graphs, fanouts, st.data())
 def test_last_equals_brute_force(graph, hop_fanouts, data):
-    seeds, times = data.draw(seed_batches(graph))
+    seeds, times = data.draw(seed_batches(graph.node_counts["users"]))
     out = TemporalSampler(graph, SamplerConfig(tuple(hop_fanouts), "last"), threads=2).sample(
         "users", seeds, times
     )
@@ -43,7 +31,7 @@ def test_last_equals_brute_force(graph, hop_fanouts, data):
 @settings(deadline=None)
 @given(graphs, st.data())
 def test_windows_equal_brute_force(graph, data):
-    seeds, times = data.draw(seed_batches(graph))
+    seeds, times = data.draw(seed_batches(graph.node_counts["users"]))
     windows = tuple(data.draw(st.sampled_from([None, (-10, 0), (-3, -1), (-20, 5)])) for _ in range(2))
     config = SamplerConfig((-1, 2), "last", windows)
     out = TemporalSampler(graph, config, threads=1).sample("users", seeds, times)
@@ -55,7 +43,7 @@ def test_windows_equal_brute_force(graph, data):
 @settings(deadline=None)
 @given(graphs, fanouts, st.data(), st.integers(0, 10_000))
 def test_uniform_invariants(graph, hop_fanouts, data, rng_seed):
-    seeds, times = data.draw(seed_batches(graph))
+    seeds, times = data.draw(seed_batches(graph.node_counts["users"]))
     sampler = TemporalSampler(graph, SamplerConfig(tuple(hop_fanouts), "uniform"), threads=2)
     out = sampler.sample("users", seeds, times, rng_seed=rng_seed)
     # Seeds first, in order, one subgraph per seed.

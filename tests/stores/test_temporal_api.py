@@ -19,6 +19,7 @@ from stores.sampler import SampledSubgraph, SamplerConfig, TemporalSampler, defa
 from stores.temporal import build_graph
 from tests.conftest import REPO_ROOT
 from tests.support.sampler_reference import per_seed_view, reference_last
+from tests.support.sampler_strategies import GRAPH_SIZES, fanouts, seed_batches
 
 USER, ITEM = ("events", "user", "users"), ("events", "item", "items")
 
@@ -71,23 +72,7 @@ def caller_graph(seed: int, users: int, items: int, events: int, user_times: boo
     return CallerGraph(counts, times, edges, rank)
 
 
-graphs = st.builds(
-    caller_graph,
-    st.integers(0, 2**32 - 1),
-    st.integers(1, 6),
-    st.integers(1, 5),
-    st.integers(1, 40),
-    st.booleans(),
-)
-fanouts = st.lists(st.sampled_from([-1, 0, 1, 2, 3, 5]), min_size=1, max_size=3)
-
-
-@st.composite
-def seed_batches(draw, graph: CallerGraph):
-    count = draw(st.integers(1, 8))
-    seeds = draw(st.lists(st.integers(0, graph.counts["users"] - 1), min_size=count, max_size=count))
-    times = draw(st.lists(st.integers(-5, 55), min_size=count, max_size=count))
-    return np.array(seeds), np.array(times)
+graphs = st.builds(caller_graph, *GRAPH_SIZES)
 
 
 @settings(max_examples=60)
@@ -95,7 +80,7 @@ def seed_batches(draw, graph: CallerGraph):
 def test_ids_in_any_order_sample_as_the_time_ordered_store(graph, hop_fanouts, data, rng_seed):
     """Caller ids in, caller ids out: relabelled, the same samples as the time-ordered pipeline store, and
     `last` equal to the brute-force reference there."""
-    seeds, times = data.draw(seed_batches(graph))
+    seeds, times = data.draw(seed_batches(graph.counts["users"]))
     ours = TemporalSampler(graph.in_memory(), threads=2)
     with tempfile.TemporaryDirectory() as root:
         ordered = graph.time_ordered(root)
@@ -132,7 +117,7 @@ def same_sample(first: SampledSubgraph, second: SampledSubgraph) -> bool:
 @settings(max_examples=30)
 @given(graphs, fanouts, st.data(), st.sampled_from(["uniform", "last"]))
 def test_in_memory_and_saved_stores_sample_identically(graph, hop_fanouts, data, strategy):
-    seeds, times = data.draw(seed_batches(graph))
+    seeds, times = data.draw(seed_batches(graph.counts["users"]))
     built = graph.in_memory()
     with tempfile.TemporaryDirectory() as root:
         path = built.save(root)
@@ -155,7 +140,7 @@ def test_in_memory_and_saved_stores_sample_identically(graph, hop_fanouts, data,
 def test_fanouts_and_strategy_per_call_equal_a_sampler_built_with_them(
     graph, hop_fanouts, data, strategy, rng_seed
 ):
-    seeds, times = data.draw(seed_batches(graph))
+    seeds, times = data.draw(seed_batches(graph.counts["users"]))
     built = graph.in_memory()
     windows = data.draw(st.sampled_from([None, tuple((-10, 0) for _ in hop_fanouts)]))
     configured = TemporalSampler(built, SamplerConfig(tuple(hop_fanouts), strategy, windows), threads=2)
