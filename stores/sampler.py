@@ -8,9 +8,12 @@ visible ones, ``uniform`` draws ``k`` without replacement (Floyd's algorithm). A
 keeps neighbours with time in [seed + a, seed + b] (b is capped at 0). Output per node type is in
 (hop, seed) order, so ``num_sampled_nodes`` describes layers as PyG expects.
 
-Seeds are split into one contiguous chunk per thread; each chunk runs in compiled numba code that releases
-the GIL, so chunks run in parallel on Python threads. Every seed draws from its own counter-based random
-stream, so results do not depend on the number of threads. Threads default to `default_threads()`.
+Seeds are split into one contiguous chunk per thread and the whole batch runs in one compiled call
+(`stores.sampler_batch`): on the calling thread, or on numba's OpenMP threads, one chunk each. Every seed
+draws from its own counter-based random stream, so results do not depend on the number of threads.
+Threads default to `default_threads()`. A process forked after this one sampled on several threads (a
+DataLoader worker, say) samples on one: GNU OpenMP does not survive a fork, and the workers are the
+parallelism there.
 
 Seeds and sampled nodes are the caller's ids: for a graph built from ids out of time order, seeds are
 mapped to store ids on the way in and sampled ids back on the way out (a pipeline store maps nothing).
@@ -20,16 +23,18 @@ Fanouts, strategy and windows come from the sampler's `SamplerConfig`, or per ca
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from stores.graph_core import StoredGraph
-from stores.sampler_kernels import NO_WINDOW, chunk_counts, place, sample_chunk
+from stores.sampler_batch import sample_batch, sample_batch_parallel
+from stores.sampler_search import NO_WINDOW
 
 __all__ = ["MAX_DEFAULT_THREADS", "SampledSubgraph", "SamplerConfig", "TemporalSampler", "default_threads"]
 
@@ -92,10 +97,12 @@ class TemporalSampler:
         self.graph = graph
         self.config = config
         self.threads = threads or default_threads()
-        self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
+        self._buffers = _RowBuffers()
         self.node_types = sorted(graph.node_counts)
+        self._node_counts = graph.node_counts  # a property that builds its dict on every read
+        self._orders = [graph.order.get(name) for name in self.node_types]  # store id -> caller id, or None
         self.edge_types = sorted(graph.edge_types)
         type_index = {name: i for i, name in enumerate(self.node_types)}
         self._src_type = np.array([type_index[e[0]] for e in self.edge_types], dtype=np.int64)
@@ -168,10 +175,8 @@ class TemporalSampler:
         if seed_type not in self.node_types:
             raise ValueError(f"unknown node type {seed_type!r}; known: {self.node_types}")
         seeds = np.ascontiguousarray(seeds, dtype=np.int64)
-        if len(seeds) and (seeds.min() < 0 or seeds.max() >= self.graph.node_counts[seed_type]):
-            raise ValueError(
-                f"seed ids must lie in [0, {self.graph.node_counts[seed_type]}) for {seed_type!r}"
-            )
+        if len(seeds) and (seeds.min() < 0 or seeds.max() >= self._node_counts[seed_type]):
+            raise ValueError(f"seed ids must lie in [0, {self._node_counts[seed_type]}) for {seed_type!r}")
         if seed_type in self.graph.rank:
             seeds = np.ascontiguousarray(self.graph.rank[seed_type][seeds], dtype=np.int64)
         if seed_times is None:
@@ -179,8 +184,6 @@ class TemporalSampler:
         seed_times = np.ascontiguousarray(seed_times, dtype=np.int64)
         if len(seed_times) != len(seeds):
             raise ValueError("give one seed time per seed")
-        chunks = max(1, min(self.threads, len(seeds)))
-        bounds = [len(seeds) * chunk // chunks for chunk in range(chunks + 1)]
         graph = self.graph
         arguments = (
             self.node_types.index(seed_type), seeds, seed_times, self._src_type, self._dst_type, self._type_offset,
@@ -188,80 +191,108 @@ class TemporalSampler:
             self._indices_offset, self._single, fanout_matrix, window_matrix, take_last,
             np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF),
         )  # fmt: skip
-
-        hops = fanout_matrix.shape[0]
-        types, edge_types = len(self.node_types), len(self.edge_types)
-
-        parts: list = [None] * chunks
-        shared: dict = {}
-
-        def plan_placement() -> None:  # runs once, in the last thread to finish sampling
-            plan = _placement([part[2] for part in parts], [part[3] for part in parts])
-            total_nodes, total_edges = int(plan["node_totals"].sum()), int(plan["edge_totals"].sum())
-            shared["plan"] = plan
-            shared["out"] = (np.empty(total_nodes, np.int64), np.empty(total_nodes, np.int64),
-                             np.empty(total_edges, np.int64), np.empty(total_edges, np.int64))  # fmt: skip
-
-        barrier = threading.Barrier(chunks, action=plan_placement)
-
-        def work(chunk: int) -> None:
-            """Sample a chunk, wait until every chunk's counts are known, then write its part of the output."""
-            node_rows, edge_rows = sample_chunk(
-                *arguments[:3], bounds[chunk], bounds[chunk + 1], *arguments[3:]
-            )
-            parts[chunk] = (
-                node_rows,
-                edge_rows,
-                *chunk_counts(node_rows, edge_rows, types, edge_types, hops),
-            )
-            barrier.wait()
-            plan = shared["plan"]
-            place(node_rows, edge_rows, plan["node_base"][chunk], plan["edge_base"][chunk], plan["type_start"],
-                   *shared["out"])  # fmt: skip
-
-        # Forked (e.g. a DataLoader worker): the parent's threads did not follow, its lock may be held.
+        chunks = max(1, min(self.threads, len(seeds)))
+        # Forked (e.g. a DataLoader worker): the parent's lock may be held by a thread that did not follow.
         if os.getpid() != self._owner_pid:
-            self._executor, self._lock, self._owner_pid = None, threading.Lock(), os.getpid()
-        with self._lock:  # one sample call at a time per sampler (its thread pool is shared)
-            self._map(work, chunks)
-        return self._result(shared["plan"], *shared["out"])
+            self._lock, self._owner_pid = threading.Lock(), os.getpid()
+        with self._lock:  # one sample call at a time per sampler (its row buffers are shared)
+            if chunks > 1 and _may_run_parallel():
+                output = self._sample_parallel(chunks, arguments)
+            else:
+                node_buffer, edge_buffer, *output = sample_batch(*self._buffers.serial(), *arguments)
+                self._buffers.keep_serial(node_buffer, edge_buffer)
+        return self._result(*output)
 
-    def _map(self, function, chunks: int) -> list:
-        """Run chunk 0 in this thread and the others on the pool (one wake-up fewer per batch)."""
-        if chunks == 1:
-            return [function(0)]
-        if self._executor is None or self._executor._max_workers < chunks - 1:
-            self._executor = ThreadPoolExecutor(max_workers=chunks - 1, thread_name_prefix="sampler")
-        futures = [self._executor.submit(function, chunk) for chunk in range(1, chunks)]
-        first = function(0)
-        return [first, *(future.result() for future in futures)]
+    def _sample_parallel(self, chunks: int, arguments: tuple) -> list:
+        """The batch on ``chunks`` numba threads, into per-chunk buffers grown (and the batch resampled)
+        when a chunk needed more rows than they had."""
+        seeds = arguments[1]
+        bounds = np.array([len(seeds) * chunk // chunks for chunk in range(chunks + 1)], dtype=np.int64)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(min(chunks, numba.config.NUMBA_NUM_THREADS))
+        try:
+            while True:
+                node_buffers, edge_buffers = self._buffers.parallel(chunks, len(seeds) // chunks + 1)
+                with _LAUNCH_LOCK if _launches_must_queue() else contextlib.nullcontext():
+                    used, *output = sample_batch_parallel(node_buffers, edge_buffers, bounds, *arguments)
+                if self._buffers.fits(used):
+                    return output
+        finally:
+            numba.set_num_threads(previous)
 
-    def _result(self, plan: dict, node_id, node_seed, row, col) -> SampledSubgraph:
+    def _result(
+        self, node_id, node_seed, row, col, node_totals, edge_totals, type_start, edge_start
+    ) -> SampledSubgraph:
         """Every node and edge type's slice of the output (empty when none), node ids as caller ids."""
-        result = SampledSubgraph({}, {}, {}, {}, {}, {})
-        type_start, edge_start = plan["type_start"], plan["edge_start"]
-        for t, name in enumerate(self.node_types):
-            ids = node_id[type_start[t] : type_start[t + 1]]
-            order = self.graph.order.get(name)
+        result = SampledSubgraph({}, {}, dict(zip(self.node_types, node_totals.tolist(), strict=True)), {}, {},
+                                 dict(zip(self.edge_types, edge_totals.tolist(), strict=True)))  # fmt: skip
+        start = 0
+        for name, end, order in zip(self.node_types, type_start[1:].tolist(), self._orders, strict=True):
+            ids = node_id[start:end]  # slicing with Python ints: a third of numpy ints' cost
             result.node[name] = ids if order is None else order[ids].astype(np.int64)
-            result.batch[name] = node_seed[type_start[t] : type_start[t + 1]]
-            result.num_sampled_nodes[name] = plan["node_totals"][t].tolist()
-        for e, name in enumerate(self.edge_types):
-            result.row[name] = row[edge_start[e] : edge_start[e + 1]]
-            result.col[name] = col[edge_start[e] : edge_start[e + 1]]
-            result.num_sampled_edges[name] = plan["edge_totals"][e].tolist()
+            result.batch[name] = node_seed[start:end]
+            start = end
+        start = 0
+        for name, end in zip(self.edge_types, edge_start[1:].tolist(), strict=True):
+            result.row[name], result.col[name] = row[start:end], col[start:end]
+            start = end
         return result
 
 
-def _placement(node_counts: list[np.ndarray], edge_counts: list[np.ndarray]) -> dict:
-    """Where each chunk's (type, hop) and (edge type, hop) runs go in the output: hop-major, then seed order."""
-    nodes = np.stack(node_counts)  # chunks x types x (hops + 1)
-    edges = np.stack(edge_counts)  # chunks x edge types x hops
-    plan = {"node_totals": nodes.sum(0), "edge_totals": edges.sum(0)}
-    for kind, counts, totals in (("node", nodes, plan["node_totals"]), ("edge", edges, plan["edge_totals"])):
-        block_start = np.concatenate([[0], np.cumsum(totals.sum(1))]).astype(np.int64)
-        hop_start = np.cumsum(totals, axis=1) - totals
-        chunk_start = np.cumsum(counts, axis=0) - counts
-        plan[f"{kind}_base"] = block_start[:-1][None, :, None] + hop_start[None] + chunk_start
-        plan["type_start" if kind == "node" else "edge_start"] = block_start
-    return plan
+_PARALLEL_PID: int | None = None  # the process whose numba threads sampled first
+
+
+def _may_run_parallel() -> bool:
+    """Whether this process may start numba's (OpenMP) threads: not in a child forked after its parent did
+    (GNU OpenMP aborts such a child)."""
+    global _PARALLEL_PID
+    if _PARALLEL_PID is None:
+        _PARALLEL_PID = os.getpid()
+    return os.getpid() == _PARALLEL_PID
+
+
+_LAUNCH_LOCK = threading.Lock()
+
+
+def _launches_must_queue() -> bool:
+    """Whether parallel launches must take turns: numba's own `workqueue` layer (used when neither OpenMP
+    nor TBB is there) aborts when two threads launch at once; before the first launch, to be safe."""
+    try:
+        return numba.threading_layer() == "workqueue"
+    except ValueError:  # no parallel launch yet in this process
+        return True
+
+
+class _RowBuffers:
+    """A sampler's node and edge row buffers (rows of 4 int64), kept from one batch to the next: sampling
+    into fresh memory would allocate and page-fault it again for every batch."""
+
+    def __init__(self) -> None:
+        self._serial = (np.empty((0, 4), np.int64), np.empty((0, 4), np.int64))
+        self._parallel = (np.empty((0, 0, 4), np.int64), np.empty((0, 0, 4), np.int64))
+
+    def serial(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._serial
+
+    def keep_serial(self, node_buffer: np.ndarray, edge_buffer: np.ndarray) -> None:
+        self._serial = (node_buffer, edge_buffer)
+
+    def parallel(self, chunks: int, seeds_per_chunk: int) -> tuple[np.ndarray, np.ndarray]:
+        """chunks x rows x 4 buffers: at least as many chunks and rows as before (8 rows a seed to start)."""
+        if self._parallel[0].shape[0] < chunks:
+            self._parallel = tuple(
+                np.empty((chunks, max(buffers.shape[1], 8 * seeds_per_chunk), 4), np.int64)
+                for buffers in self._parallel
+            )
+        return self._parallel
+
+    def fits(self, used: np.ndarray) -> bool:
+        """Whether every chunk's rows fitted; if not, the buffers grow to a quarter more than was used."""
+        node_buffers, edge_buffers = self._parallel
+        most_nodes, most_edges = int(used[:, 0].max()), int(used[:, 1].max())
+        if most_nodes <= node_buffers.shape[1] and most_edges <= edge_buffers.shape[1]:
+            return True
+        chunks = node_buffers.shape[0]
+        rows = (max(most_nodes, node_buffers.shape[1]), max(most_edges, edge_buffers.shape[1]))
+        self._parallel = tuple(np.empty((chunks, n + n // 4, 4), np.int64) for n in rows)
+        return False

@@ -1,7 +1,20 @@
-"""The compiled core of the temporal sampler (numba, releases the GIL): sampling a chunk of seeds and
-writing its nodes and edges to their final positions. `stores.sampler` is the Python API around it.
+"""The compiled core of the temporal sampler (numba, releases the GIL): sampling one chunk of seeds.
+`stores.sampler_batch` runs it over a batch's chunks and `stores.sampler` is the Python API around both.
 
 Records: nodes as rows (type, id, seed, hop), edges as rows (edge type, src record, dst record, hop).
+
+How it is fast (docs/benchmarks.md has the measurements):
+- A chunk is sampled a block of seeds at a time, one hop at a time across the block (every seed keeps its
+  own subgraph, dedup entries and random stream, so the result is that of sampling seed by seed): each
+  hop first reads every frontier node's neighbourhood bounds, then finds every visible range, then picks,
+  deduplicates and writes. Each pass is a loop of independent memory reads, which the CPU overlaps, where
+  sampling seed by seed waits for one cache miss after another.
+- The passes are functions that never replace an array they were given, so numba counts no references
+  inside their loops; buffers are sized before each pass.
+- Node ids follow time order, so the neighbours visible at time T are those with id < cut(T): a seed
+  with several big neighbourhoods of a type finds its cut once in the type's times and then searches
+  each neighbourhood on ids alone (one memory read per step instead of two), checking the bounds found on
+  the times themselves.
 """
 
 from __future__ import annotations
@@ -9,41 +22,13 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["NO_WINDOW", "chunk_counts", "place", "sample_chunk"]
+from stores.sampler_search import NO_WINDOW, count_at_most, count_below, visible_by_id, visible_range
 
-NO_WINDOW = np.iinfo(np.int64).min
+__all__ = ["sample_chunk_into"]
 
-
-@numba.njit(cache=True, nogil=True)
-def chunk_counts(node_rows, edge_rows, types, edge_types, hops):
-    node_counts = np.zeros((types, hops + 1), np.int64)
-    for record in range(node_rows.shape[0]):
-        node_counts[node_rows[record, 0], node_rows[record, 3]] += 1
-    edge_counts = np.zeros((edge_types, hops), np.int64)
-    for edge in range(edge_rows.shape[0]):
-        edge_counts[edge_rows[edge, 0], edge_rows[edge, 3] - 1] += 1
-    return node_counts, edge_counts
-
-
-@numba.njit(cache=True, nogil=True)
-def place(node_rows, edge_rows, node_base, edge_base, type_start, node_id, node_seed, row, col):
-    """Write one chunk's nodes and edges at their final positions; edges get local (per-type) indices."""
-    node_cursor = node_base.copy()
-    local = np.empty(node_rows.shape[0], np.int64)
-    for record in range(node_rows.shape[0]):
-        t = node_rows[record, 0]
-        position = node_cursor[t, node_rows[record, 3]]
-        node_cursor[t, node_rows[record, 3]] += 1
-        node_id[position] = node_rows[record, 1]
-        node_seed[position] = node_rows[record, 2]
-        local[record] = position - type_start[t]
-    edge_cursor = edge_base.copy()
-    for edge in range(edge_rows.shape[0]):
-        e = edge_rows[edge, 0]
-        position = edge_cursor[e, edge_rows[edge, 3] - 1]
-        edge_cursor[e, edge_rows[edge, 3] - 1] += 1
-        row[position] = local[edge_rows[edge, 1]]
-        col[position] = local[edge_rows[edge, 2]]
+BLOCK = 16  # seeds sampled together, hop by hop
+SMALL = 64  # neighbourhoods up to this size are searched on their times (no cut needed)
+NO_CUT, ONE_SEARCHED = -1, -2  # a cut not found yet, without or after a big neighbourhood searched on times
 
 
 @numba.njit(cache=True, inline="always")
@@ -55,191 +40,303 @@ def _next_random(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@numba.njit(cache=True)
-def _grow_rows(buffer, rows):
+@numba.njit(cache=True, nogil=True)
+def _grow_rows(buffer, rows, used):
+    """A buffer of at least ``rows`` rows (twice the old one's) holding the old one's first ``used`` rows."""
     bigger = np.empty((max(rows, 2 * buffer.shape[0]), buffer.shape[1]), dtype=buffer.dtype)
-    bigger[: buffer.shape[0]] = buffer
+    bigger[:used] = buffer[:used]
     return bigger
 
 
-@numba.njit(cache=True, inline="always")
-def _visible_range(indices, times, time_base, start, end, upper, lower, has_time):
-    """[lo, hi) of a time-sorted neighbourhood whose source times lie in [lower, upper]."""
-    if not has_time:
-        return start, end
-    lo, hi = start, end
-    while lo < hi:  # first position with time > upper
-        mid = (lo + hi) // 2
-        if times[time_base + indices[mid]] <= upper:
-            lo = mid + 1
-        else:
-            hi = mid
-    stop = lo
-    lo = start
-    if lower != NO_WINDOW:
-        hi = stop
-        while lo < hi:  # first position with time >= lower
-            mid = (lo + hi) // 2
-            if times[time_base + indices[mid]] < lower:
-                lo = mid + 1
-            else:
-                hi = mid
-    return lo, stop
-
-
 @numba.njit(cache=True, nogil=True)
-def sample_chunk(seed_type, seeds, seed_times, first, last, src_type, dst_type, type_offset, has_time,
-                      times, time_offset, indptr, indptr_offset, indices, indices_offset, single, fanouts, windows,
-                      take_last, rng_seed):  # fmt: skip
-    """Nodes as rows (type, id, seed, hop) and edges as rows (edge type, src record, dst record, hop)."""
-    hops, edge_types = fanouts.shape
-    node_rows = np.empty((4096, 4), np.int64)
-    edge_rows = np.empty((4096, 4), np.int64)
-    picked = np.empty(256, np.int64)
-    nodes = 0
-    edges = 0
-    # Dedup within a seed: a small open-addressing table (node key -> record + 1) that stays in cache;
-    # a slot belongs to the current seed iff its stamp equals the seed's generation.
-    capacity = 64
-    slot_keys = np.empty(capacity, np.int64)
-    slot_values = np.empty(capacity, np.int64)
-    slot_stamps = np.zeros(capacity, np.int64)
-    for s in range(first, last):
-        seed_first_record = nodes
-        state = rng_seed ^ (np.uint64(s) * np.uint64(0xD1B54A32D192ED03))
-        if nodes + 1 > node_rows.shape[0]:
-            node_rows = _grow_rows(node_rows, nodes + 1)
-        node_rows[nodes, 0] = seed_type
-        node_rows[nodes, 1] = seeds[s]
-        node_rows[nodes, 2] = s
-        node_rows[nodes, 3] = 0
-        generation = s - first + 1
-        _insert(slot_keys, slot_values, slot_stamps, generation, type_offset[seed_type] + seeds[s], nodes + 1)
-        nodes += 1
-        in_table = 1
-        frontier_start, frontier_end = seed_first_record, nodes
-        for hop in range(hops):
-            upper = seed_times[s]
-            lower = NO_WINDOW
-            if windows[hop, 0] != NO_WINDOW:
-                lower = seed_times[s] + windows[hop, 0]
-                upper = seed_times[s] + windows[hop, 1]
-            for record in range(frontier_start, frontier_end):
-                t = node_rows[record, 0]
-                v = node_rows[record, 1]
-                for e in range(edge_types):
-                    k = fanouts[hop, e]
-                    if dst_type[e] != t or k == 0:
-                        continue
-                    st = src_type[e]
-                    base_ix = indices_offset[e]
-                    if single[e]:  # at most one source: no offsets to read
-                        lo = base_ix + v
-                        hi = lo + 1 if indices[lo] >= 0 else lo
-                        if hi > lo and has_time[st]:
-                            when = times[time_offset[st] + indices[lo]]
-                            if when > upper or (lower != NO_WINDOW and when < lower):
-                                hi = lo
-                    else:
-                        base_ptr = indptr_offset[e] + v
-                        lo, hi = _visible_range(
-                            indices, times, time_offset[st], base_ix + indptr[base_ptr],
-                            base_ix + indptr[base_ptr + 1], upper, lower, has_time[st],
-                        )  # fmt: skip
-                    count = hi - lo
-                    if count <= 0:
-                        continue
-                    take = count if (k < 0 or count <= k) else k
-                    if take > picked.shape[0]:
-                        picked = np.empty(2 * take, np.int64)
-                    if take == count:
-                        for j in range(take):
-                            picked[j] = lo + j
-                    elif take_last:
-                        for j in range(take):
-                            picked[j] = hi - take + j
-                    else:
-                        for chosen, j in enumerate(
-                            range(count - take, count)
-                        ):  # Floyd: take distinct of count
-                            state, r = _next_random(state)
-                            candidate = np.int64(r % np.uint64(j + 1))
-                            for q in range(chosen):
-                                if picked[q] == lo + candidate:
-                                    candidate = j
-                                    break
-                            picked[chosen] = lo + candidate
-                    if nodes + take > node_rows.shape[0]:
-                        node_rows = _grow_rows(node_rows, nodes + take)
-                    if edges + take > edge_rows.shape[0]:
-                        edge_rows = _grow_rows(edge_rows, edges + take)
-                    base = type_offset[st]
-                    for j in range(take):
-                        u = np.int64(indices[picked[j]])
-                        mark = _lookup(slot_keys, slot_values, slot_stamps, generation, base + u)
-                        if mark == 0:
-                            node_rows[nodes, 0] = st
-                            node_rows[nodes, 1] = u
-                            node_rows[nodes, 2] = s
-                            node_rows[nodes, 3] = hop + 1
-                            nodes += 1
-                            mark = nodes
-                            if 2 * (in_table + 1) > capacity:
-                                capacity *= 4
-                                slot_keys, slot_values, slot_stamps = _rehash(
-                                    node_rows, type_offset, seed_first_record, nodes - 1, capacity, generation
-                                )
-                            _insert(slot_keys, slot_values, slot_stamps, generation, base + u, mark)
-                            in_table += 1
-                        edge_rows[edges, 0] = e
-                        edge_rows[edges, 1] = mark - 1
-                        edge_rows[edges, 2] = record
-                        edge_rows[edges, 3] = hop + 1
-                        edges += 1
-            frontier_start, frontier_end = frontier_end, nodes
-    return node_rows[:nodes], edge_rows[:edges]
+def _bigger(buffer, size):
+    """A new buffer of at least ``size`` entries (twice the old one's); nothing copied."""
+    return np.empty(max(size, 2 * buffer.shape[0]), dtype=buffer.dtype)
 
 
 @numba.njit(cache=True, inline="always")
-def _slot(key, mask):
-    return np.int64((np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)) & mask
+def _slot(key, seed, mask):
+    mixed = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed) * np.uint64(0xC2B2AE3D27D4EB4F)
+    return np.int64(mixed >> np.uint64(32)) & mask
 
 
 @numba.njit(cache=True, inline="always")
-def _lookup(keys, values, stamps, generation, key):
-    mask = keys.shape[0] - 1
-    slot = _slot(key, mask)
-    while stamps[slot] == generation:
-        if keys[slot] == key:
-            return values[slot]
+def _lookup(table, generation, key, seed):
+    """The record + 1 of node ``key`` in ``seed``'s subgraph, 0 if absent. Rows: key, seed, value, stamp."""
+    mask = table.shape[0] - 1
+    slot = _slot(key, seed, mask)
+    while table[slot, 3] == generation:
+        if table[slot, 0] == key and table[slot, 1] == seed:
+            return table[slot, 2]
         slot = (slot + 1) & mask
     return 0
 
 
 @numba.njit(cache=True, inline="always")
-def _insert(keys, values, stamps, generation, key, value):
-    mask = keys.shape[0] - 1
-    slot = _slot(key, mask)
-    while stamps[slot] == generation:
+def _insert(table, generation, key, seed, value):
+    mask = table.shape[0] - 1
+    slot = _slot(key, seed, mask)
+    while table[slot, 3] == generation:
         slot = (slot + 1) & mask
-    keys[slot] = key
-    values[slot] = value
-    stamps[slot] = generation
+    table[slot, 0] = key
+    table[slot, 1] = seed
+    table[slot, 2] = value
+    table[slot, 3] = generation
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _rehash(node_rows, type_offset, first_record, end_record, capacity, generation):
-    """A bigger table holding this seed's records so far (records first_record .. end_record-1)."""
-    keys = np.empty(capacity, np.int64)
-    values = np.empty(capacity, np.int64)
-    stamps = np.zeros(capacity, np.int64)
+    """A table of ``capacity`` slots holding the block's records so far (first_record .. end_record-1)."""
+    table = np.zeros((capacity, 4), np.int64)
     for record in range(first_record, end_record):
-        _insert(
-            keys,
-            values,
-            stamps,
-            generation,
-            type_offset[node_rows[record, 0]] + node_rows[record, 1],
-            record + 1,
-        )
-    return keys, values, stamps
+        key = type_offset[node_rows[record, 0]] + node_rows[record, 1]
+        _insert(table, generation, key, node_rows[record, 2], record + 1)
+    return table
+
+
+# The hops are sampled by the three functions below, which never replace an array they were given: numba
+# then takes no reference counts inside their loops (atomic increments and decrements on every iteration
+# cost about half the time when the buffers could be regrown in the middle of a loop). `sample_chunk_into`
+# sizes every buffer for the next step before calling it.
+
+
+@numba.njit(cache=True, nogil=True)
+def _frontier_pairs(node_rows, frontier_start, frontier_end, hop, sampled_start, sampled, single, indices,
+                    indices_offset, indptr, indptr_offset, pair_record, pair_edge, pair_lo, pair_hi):  # fmt: skip
+    """One pair per frontier node and edge type sampled into it: the neighbourhood bounds [lo, hi) (csc)
+    or the one source id, -1 for none, in lo (single). Independent reads, which the CPU overlaps."""
+    pairs = 0
+    for record in range(frontier_start, frontier_end):
+        t = node_rows[record, 0]
+        v = node_rows[record, 1]
+        for i in range(sampled_start[hop, t], sampled_start[hop, t + 1]):
+            e = sampled[hop, i]
+            pair_record[pairs] = record
+            pair_edge[pairs] = e
+            if single[e]:
+                pair_lo[pairs] = indices[indices_offset[e] + v]
+            else:
+                at = indptr_offset[e] + v
+                pair_lo[pairs] = indices_offset[e] + indptr[at]
+                pair_hi[pairs] = indices_offset[e] + indptr[at + 1]
+            pairs += 1
+    return pairs
+
+
+@numba.njit(cache=True, nogil=True)
+def _visible_pairs(pairs, pair_record, pair_edge, pair_lo, pair_hi, node_rows, block_first, hop, seed_times,
+                   windows, fanouts, src_type, single, has_time, times, time_offset, type_offset, indices,
+                   cut_upper, cut_lower):  # fmt: skip
+    """Narrow every pair to its visible neighbours ([lo, hi) for csc; hi = 1 or 0 for single) and return
+    (how many neighbours all pairs take, the most one pair takes)."""
+    windowed = windows[hop, 0] != NO_WINDOW
+    total = 0
+    most = 0
+    for p in range(pairs):
+        e = pair_edge[p]
+        st = src_type[e]
+        s = node_rows[pair_record[p], 2]
+        upper = seed_times[s]
+        lower = NO_WINDOW
+        if windowed:
+            lower = seed_times[s] + windows[hop, 0]
+            upper = seed_times[s] + windows[hop, 1]
+        if single[e]:
+            u = pair_lo[p]
+            visible = u >= 0
+            if visible and has_time[st]:
+                when = times[time_offset[st] + u]
+                visible = when <= upper and (lower == NO_WINDOW or when >= lower)
+            pair_hi[p] = np.int64(visible)
+            total += pair_hi[p]
+            most = max(most, pair_hi[p])
+            continue
+        if has_time[st] and pair_hi[p] > pair_lo[p]:
+            b = s - block_first
+            if cut_upper[b, st] < 0 and (pair_hi[p] - pair_lo[p] <= SMALL or cut_upper[b, st] == NO_CUT):
+                if pair_hi[p] - pair_lo[p] > SMALL:  # the seed's first big one: the next finds the cut
+                    cut_upper[b, st] = ONE_SEARCHED
+                pair_lo[p], pair_hi[p] = visible_range(
+                    indices, times, time_offset[st], pair_lo[p], pair_hi[p], upper, lower, True
+                )
+            else:
+                if cut_upper[b, st] < 0:
+                    size = type_offset[st + 1] - type_offset[st]
+                    cut_upper[b, st] = count_at_most(times, time_offset[st], size, upper)
+                    if windowed:
+                        cut_lower[b, st] = count_below(times, time_offset[st], size, lower)
+                pair_lo[p], pair_hi[p] = visible_by_id(
+                    indices, times, time_offset[st], pair_lo[p], pair_hi[p], upper, lower, cut_upper[b, st],
+                    cut_lower[b, st],
+                )  # fmt: skip
+        count = pair_hi[p] - pair_lo[p]
+        k = fanouts[hop, e]
+        take = count if (k < 0 or count <= k) else k
+        if take > 0:
+            total += take
+            most = max(most, take)
+    return total, most
+
+
+@numba.njit(cache=True, nogil=True)
+def _take_pairs(pairs, pair_record, pair_edge, pair_lo, pair_hi, hop, fanouts, src_type, single, type_offset,
+                indices, take_last, states, block_first, picked, table, generation, node_rows, nodes, edge_rows,
+                edges, node_counts, edge_counts):  # fmt: skip
+    """Pick each pair's neighbours, deduplicate them within the seed and append their node and edge rows,
+    pair by pair (so in seed order), counting them per (type, hop). Returns the new (nodes, edges)."""
+    for p in range(pairs):
+        e = pair_edge[p]
+        record = pair_record[p]
+        s = node_rows[record, 2]
+        st = src_type[e]
+        k = fanouts[hop, e]
+        if single[e]:
+            if pair_hi[p] == 0:
+                continue
+            take = 1
+            picked[0] = pair_lo[p]
+        else:
+            lo, hi = pair_lo[p], pair_hi[p]
+            count = hi - lo
+            if count <= 0:
+                continue
+            take = count if (k < 0 or count <= k) else k
+            if take == count:
+                for j in range(take):
+                    picked[j] = indices[lo + j]
+            elif take_last:
+                for j in range(take):
+                    picked[j] = indices[hi - take + j]
+            else:
+                state = states[s - block_first]
+                for chosen, j in enumerate(range(count - take, count)):  # Floyd: take distinct of count
+                    state, r = _next_random(state)
+                    candidate = np.int64(r % np.uint64(j + 1))
+                    for q in range(chosen):
+                        if picked[q] == lo + candidate:
+                            candidate = j
+                            break
+                    picked[chosen] = lo + candidate
+                states[s - block_first] = state
+                for j in range(take):
+                    picked[j] = indices[picked[j]]
+        base = type_offset[st]
+        edge_counts[e, hop] += take
+        first_new = nodes
+        for j in range(take):
+            u = picked[j]
+            mark = _lookup(table, generation, base + u, s)
+            if mark == 0:
+                node_rows[nodes, 0] = st
+                node_rows[nodes, 1] = u
+                node_rows[nodes, 2] = s
+                node_rows[nodes, 3] = hop + 1
+                nodes += 1
+                mark = nodes
+                _insert(table, generation, base + u, s, mark)
+            edge_rows[edges, 0] = e
+            edge_rows[edges, 1] = mark - 1
+            edge_rows[edges, 2] = record
+            edge_rows[edges, 3] = hop + 1
+            edges += 1
+        node_counts[st, hop + 1] += nodes - first_new
+    return nodes, edges
+
+
+@numba.njit(cache=True, nogil=True)
+def sample_chunk_into(node_rows, edge_rows, node_counts, edge_counts, seed_type, seeds, seed_times, first, last,
+                      src_type, dst_type, type_offset, has_time, times, time_offset, indptr, indptr_offset,
+                      indices, indices_offset, single, fanouts, windows, take_last, rng_seed):  # fmt: skip
+    """Sample seeds ``first .. last - 1`` into buffers the caller keeps from one batch to the next.
+
+    ``node_rows``/``edge_rows``: int64 arrays of shape (n, 4), any n; a buffer too small is replaced by a
+    bigger one (the caller sees it in the result). ``node_counts`` (types x (hops + 1)) and
+    ``edge_counts`` (edge types x hops) are overwritten with the chunk's counts per (type, hop). Returns
+    (node buffer, edge buffer, nodes, edges): the rows are ``node_buffer[:nodes]`` and
+    ``edge_buffer[:edges]``, within a (type, hop) and an (edge type, hop) in seed order, as `place` needs.
+    """
+    hops, edge_types = fanouts.shape
+    types = type_offset.shape[0] - 1
+    node_counts[:, :] = 0
+    edge_counts[:, :] = 0
+    node_counts[seed_type, 0] = last - first
+    # Per hop and node type: the edge types sampled into it (destination type, fanout not 0), in order.
+    sampled_start = np.zeros((hops, types + 1), np.int64)
+    sampled = np.empty((hops, max(edge_types, 1)), np.int64)
+    widest = np.zeros(hops, np.int64)  # per hop: the most edge types one node is sampled through
+    for hop in range(hops):
+        n = 0
+        for t in range(types):
+            sampled_start[hop, t] = n
+            for e in range(edge_types):
+                if dst_type[e] == t and fanouts[hop, e] != 0:
+                    sampled[hop, n] = e
+                    n += 1
+            widest[hop] = max(widest[hop], n - sampled_start[hop, t])
+        sampled_start[hop, types] = n
+    nodes = 0
+    edges = 0
+    picked = np.empty(256, np.int64)
+    pair_record = np.empty(1024, np.int64)
+    pair_edge = np.empty(1024, np.int64)
+    pair_lo = np.empty(1024, np.int64)
+    pair_hi = np.empty(1024, np.int64)
+    # Dedup within a seed: one open-addressing table per block keyed by (node, seed), which stays in cache;
+    # a slot is in use iff its stamp equals the block's generation (no clearing between blocks).
+    capacity = 1024  # a power of two, at least 2 * BLOCK
+    table = np.zeros((capacity, 4), np.int64)
+    states = np.empty(BLOCK, np.uint64)
+    # Per seed of the block and temporal node type: how many of its nodes lie at or before the hop's upper
+    # bound (cut_upper) and before its lower one (cut_lower), found when first needed (-1: not yet).
+    cut_upper = np.empty((BLOCK, types), np.int64)
+    cut_lower = np.empty((BLOCK, types), np.int64)
+    for generation, block_first in enumerate(range(first, last, BLOCK), 1):
+        block_last = min(block_first + BLOCK, last)
+        block_first_record = nodes
+        if nodes + BLOCK > node_rows.shape[0]:
+            node_rows = _grow_rows(node_rows, nodes + BLOCK, nodes)
+        for s in range(block_first, block_last):
+            states[s - block_first] = rng_seed ^ (np.uint64(s) * np.uint64(0xD1B54A32D192ED03))
+            node_rows[nodes, 0] = seed_type
+            node_rows[nodes, 1] = seeds[s]
+            node_rows[nodes, 2] = s
+            node_rows[nodes, 3] = 0
+            _insert(table, generation, type_offset[seed_type] + seeds[s], s, nodes + 1)
+            nodes += 1
+        frontier_start, frontier_end = block_first_record, nodes
+        for hop in range(hops):
+            most_pairs = (frontier_end - frontier_start) * widest[hop]
+            if most_pairs > pair_record.shape[0]:
+                pair_record = _bigger(pair_record, most_pairs)
+                pair_edge = _bigger(pair_edge, most_pairs)
+                pair_lo = _bigger(pair_lo, most_pairs)
+                pair_hi = _bigger(pair_hi, most_pairs)
+            pairs = _frontier_pairs(
+                node_rows, frontier_start, frontier_end, hop, sampled_start, sampled, single, indices,
+                indices_offset, indptr, indptr_offset, pair_record, pair_edge, pair_lo, pair_hi,
+            )  # fmt: skip
+            if pairs == 0:
+                break
+            if hop == 0 or windows[hop, 0] != NO_WINDOW or windows[hop - 1, 0] != NO_WINDOW:
+                cut_upper[:, :] = NO_CUT  # cuts hold for every hop until the window changes
+            total, most = _visible_pairs(
+                pairs, pair_record, pair_edge, pair_lo, pair_hi, node_rows, block_first, hop, seed_times, windows,
+                fanouts, src_type, single, has_time, times, time_offset, type_offset, indices, cut_upper, cut_lower,
+            )  # fmt: skip
+            if most > picked.shape[0]:
+                picked = np.empty(2 * most, np.int64)
+            if nodes + total > node_rows.shape[0]:
+                node_rows = _grow_rows(node_rows, nodes + total, nodes)
+            if edges + total > edge_rows.shape[0]:
+                edge_rows = _grow_rows(edge_rows, edges + total, edges)
+            if 2 * (nodes - block_first_record + total) > capacity:
+                while 2 * (nodes - block_first_record + total) > capacity:
+                    capacity *= 4
+                table = _rehash(node_rows, type_offset, block_first_record, nodes, capacity, generation)
+            nodes, edges = _take_pairs(
+                pairs, pair_record, pair_edge, pair_lo, pair_hi, hop, fanouts, src_type, single, type_offset,
+                indices, take_last, states, block_first, picked, table, generation, node_rows, nodes, edge_rows,
+                edges, node_counts, edge_counts,
+            )  # fmt: skip
+            frontier_start, frontier_end = frontier_end, nodes
+    return node_rows, edge_rows, nodes, edges

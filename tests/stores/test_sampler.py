@@ -99,7 +99,8 @@ def test_per_edge_type_fanouts_and_static_types():
 
 def test_sampler_keeps_working_in_a_forked_worker():
     """DataLoader workers fork the process, maybe while another thread is sampling (its lock held): the child
-    must get its own lock and pool instead of waiting forever on the parent's."""
+    must get its own lock instead of waiting forever on the parent's, and must not start numba's OpenMP
+    threads, which the parent started (GNU OpenMP aborts such a child): it samples the same on one thread."""
     import multiprocessing
 
     graph = random_store(np.random.default_rng(4), 5, 3, 50, user_times=True)
