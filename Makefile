@@ -38,10 +38,7 @@ demo: install
 	@echo; $(BIN)/kumo leaderboard --spec $(DEMO_SPEC)
 	@echo "Artifacts: $(KUMO_DATA_PLANE)   Dagster instance: $(DAGSTER_HOME)"
 	@echo "Look at it: make dev, then http://127.0.0.1:$(DEV_PORT) (lineage, each query's study and best_model pages)."
-	@echo "Automation is off until you turn it on (make dev runs the daemon that ticks it):"
-	@echo "  daily refresh: $(BIN)/dagster schedule start -m kumo_assets.definitions f1__driver_dnf__refresh_daily"
-	@echo "  new data:      $(BIN)/dagster sensor start -m kumo_assets.definitions new_data"
-	@echo "  capacity:      $(BIN)/dagster sensor start -m kumo_assets.definitions capacity_ahead_of_demand"
+	@echo; $(BIN)/kumo automation
 
 test: install
 	$(BIN)/ruff check .

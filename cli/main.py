@@ -5,6 +5,7 @@ kumo query table "PREDICT ..." --spec graph.yaml --val 2005-01-01 --test 2010-01
 kumo predict --query driver_dnf --spec graph.yaml --entities rows.parquet --out predictions.parquet
 kumo leaderboard --spec graph.yaml   # per query: chosen model, baselines, holdout; where predictions are
 kumo validate --spec graph.yaml [--queries queries.yaml]   # every table and query checked; writes nothing
+kumo automation   # which refresh schedules and sensors are on in $DAGSTER_HOME, and how to turn on the rest
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from cli.automation import add_automation_command, run_automation
 from cli.predict import add_predict_command, run_predict
 from cli.validate import add_validate_command, run_validate
 from relational.errors import KumoError
@@ -70,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_predict_command(commands)
     add_validate_command(commands)
+    add_automation_command(commands)
     board = commands.add_parser("leaderboard", help="print each query's leaderboard stored by best_model")
     board.add_argument(
         "--spec", required=True, type=Path, help="graph.yaml (its queries.yaml names the queries)"
@@ -83,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             return _leaderboard(args)
         if args.group == "validate":
             return run_validate(args)
+        if args.group == "automation":
+            return run_automation(args)
         if args.command == "explain":
             return _explain(args)
         return _table(args)

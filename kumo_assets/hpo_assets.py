@@ -51,7 +51,7 @@ from resources.launchers import TrialLauncher
 from stores.data_plane import DataPlane
 from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores
-from training.hpo import StudySettings, recover_orphaned_trials, run_slot, slot_quotas
+from training.hpo import StudySettings, enqueue_seed_trials, recover_orphaned_trials, run_slot, slot_quotas
 from training.hpo_trial import TrialRequest
 from training.studies import StudyStorage
 from training.study_setup import StudyContext, open_query_study
@@ -157,7 +157,8 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
         study_storage: ResourceParam[StudyStorage],
         trial_launcher: TrialLauncher,
     ):
-        """Open (or continue) the study of each study seed, fail trials orphaned by dead runs, split the budget.
+        """Open (or continue) the study of each study seed, fail trials orphaned by dead runs, enqueue the seed
+        trials not yet covered (before any slot asks), split the budget.
 
         Each slot works the seeds in turn (seed k's trials start once the slot's quota of seed k - 1 is done),
         so ``parallelism`` holds; seed k's timeout runs from the start of the run plus k timeouts."""
@@ -171,6 +172,11 @@ def _hpo_asset(spec: GraphSpec, query: NamedQuery) -> AssetsDefinition:
             if orphans:
                 context.log.warning(
                     f"trials {orphans} of {study.name} were left running by a run that ended: re-enqueued to resume"
+                )
+            seeds = enqueue_seed_trials(study.study, study.space)  # here, once: slots enqueueing them raced
+            if seeds:
+                context.log.info(
+                    f"study {study.name}: {len(seeds)} seed trials enqueued (one per family and preset)"
                 )
             quotas = slot_quotas(study.study, study.space.n_trials, config.parallelism)
             deadline = time.time() + 60 * study.space.timeout_minutes * (index + 1)

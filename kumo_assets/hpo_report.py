@@ -46,7 +46,11 @@ def study_metadata(context: StudyContext, summary: dict[str, Any], data_plane: D
     best = summary["best"]
     if best is not None:
         metadata[f"best_val_{metric}"] = dg.MetadataValue.float(readable(float(best["value"])))
-        metadata["best_trial"] = dg.MetadataValue.int(int(best["number"]))
+        family = (best.get("params") or {}).get("family")
+        # text, not a number: a trial's number is a label, and the Plots tab charts every numeric entry
+        metadata["best_trial"] = dg.MetadataValue.text(
+            f"trial {best['number']}" + (f" ({family})" if family else "")
+        )
     metadata["trials"] = ui_table([("state", "string"), ("trials", "int")], sorted(summary["states"].items()))
     by_family = summary.get("best_by_family") or {}
     if by_family:

@@ -34,10 +34,13 @@ def build_training_table_assets(spec: GraphSpec, queries: dict[str, NamedQuery])
 
 
 # A failing leakage audit raises before anything is written, so nothing downstream runs: that is its block.
-# (Dagster's own blocking flag cannot be used here: the study's graph asset fans its inputs in.)
+# (Dagster's own blocking flag cannot be used here: the study's graph asset fans its inputs in, and a blocking
+# check upstream of it breaks the run plan.) The UI therefore labels the check non-blocking, so its description
+# says plainly what a failure does.
 _CHECKS = {
-    "leakage_audit": "No label or filter reads past its anchor and the splits are in time order (a failure "
-    "writes nothing).",
+    "leakage_audit": "Blocks in effect, whatever the label says: a failing audit stops the training table from "
+    "being written, so the step fails and nothing downstream runs. Passes when no label or filter reads past "
+    "its anchor and the splits are in time order.",
     "labels_per_split": f"At least {MIN_LABELS_PER_SPLIT} labels per split, of each class when binary (warns).",
 }
 
@@ -83,7 +86,8 @@ def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -
     audited = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in meta["leakage_audit"].items()
                         if name != "passed")  # fmt: skip
     return {
-        "query": dg.MetadataValue.md(f"```\n{meta['query']}\n```"),
+        # text wraps inside the page; a code block of a long query would run past its right edge
+        "query": dg.MetadataValue.text(meta["query"]),
         "task_type": dg.MetadataValue.text(meta["task_type"]),
         "dagster/row_count": dg.MetadataValue.int(result.table.height),
         "splits": ui_table(SPLIT_COLUMNS, splits),

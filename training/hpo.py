@@ -2,12 +2,13 @@
 
 Plain functions (no Dagster): `kumo_assets.hpo_assets` wires them into the ``hpo_study`` asset. Each slot
 asks the study for a trial only when it is free, so TPE sees every finished trial before proposing the next
-(proposing all trials up front would leave it blind). A trial that dies is launched again and resumes from
-its checkpoint; after ``trial_retries`` more failures it is marked failed and the slot asks for a
-replacement. A trial that fits no placement (`cluster.provisioner`) fails at once, alone, with the
-provisioner's reason. Trials left running by a killed Dagster run are failed and re-enqueued with the same
-parameters, so the next materialisation resumes them from their checkpoints; completed trials are never
-rerun.
+(proposing all trials up front would leave it blind); only the seed trials, one per family and sampling
+preset, are enqueued up front, once, before any slot starts (`enqueue_seed_trials`). A trial that dies is
+launched again and resumes from its checkpoint; after ``trial_retries`` more failures it is marked failed
+and the slot asks for a replacement. A trial that fits no placement (`cluster.provisioner`) fails at once,
+alone, with the provisioner's reason. Trials left running by a killed Dagster run are failed and re-enqueued
+with the same parameters, so the next materialisation resumes them from their checkpoints; completed trials
+are never rerun.
 """
 
 from __future__ import annotations
@@ -35,13 +36,14 @@ __all__ = [
     "SlotOutcome",
     "StudySettings",
     "TrialsKeepFailing",
+    "enqueue_seed_trials",
     "leaderboard",
-    "next_seed_trial",
     "open_hpo_study",
     "recover_orphaned_trials",
     "run_slot",
     "slot_quotas",
     "study_name",
+    "uncovered_seed_trials",
 ]
 
 
@@ -142,23 +144,39 @@ def open_hpo_study(
 SEED_IDENTITY = ("family", "layers")  # with sampling_<layers>: what a seed trial must cover
 
 
-def next_seed_trial(study: optuna.Study, space: SearchSpace) -> dict[str, Any] | None:
-    """The first of the space's seed trials (`SearchSpace.seed_trials`) that no trial of the study covers yet;
-    None once every family and sampling preset has a trial."""
+def _covers(trial: optuna.trial.FrozenTrial, identity: Mapping[str, Any]) -> bool:
+    """Whether ``trial`` (any state; a WAITING one by its enqueued parameters) has the seed's family and preset.
+    A draw fixed by a one-option space is not recorded, so a missing name matches; a trial with no draws
+    yet covers nothing."""
+    known = {**trial.system_attrs.get("fixed_params", {}), **trial.params}
+    return bool(known) and all(known.get(name, value) == value for name, value in identity.items())
+
+
+def uncovered_seed_trials(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]]:
+    """The space's seed trials (`SearchSpace.seed_trials`, in its order) that no trial of the study covers:
+    one of the same family (and GNN layers and sampling preset), whatever its other draws."""
     trials = study.get_trials(deepcopy=False)
+    uncovered = []
     for seed in space.seed_trials():
-        # covered: a trial of the same family (and GNN layers and sampling preset), whatever its other draws
-        identity = {
-            name: value
-            for name, value in seed.items()
-            if name in SEED_IDENTITY or name.startswith("sampling_")
-        }
-        if not any(
-            all(trial.params.get(name, value) == value for name, value in identity.items())
-            for trial in trials
-        ):
-            return seed
-    return None
+        identity = {name: value for name, value in seed.items()
+                    if name in SEED_IDENTITY or name.startswith("sampling_")}  # fmt: skip
+        if not any(_covers(trial, identity) for trial in trials):
+            uncovered.append(seed)
+    return uncovered
+
+
+def enqueue_seed_trials(study: optuna.Study, space: SearchSpace) -> list[dict[str, Any]]:
+    """Enqueue the uncovered seed trials, at most as many as the budget (``space.n_trials``) has room for.
+
+    Call it once, before any slot asks: parallel slots that each enqueued the next uncovered seed raced (both
+    saw the same seed uncovered and ran it twice). Reopening enqueues no seed a trial in any state covers.
+    """
+    pending = (*FINISHED_STATES, TrialState.RUNNING, TrialState.WAITING)
+    room = space.n_trials - len(study.get_trials(deepcopy=False, states=pending))
+    seeds = uncovered_seed_trials(study, space)[: max(0, room)]
+    for seed in seeds:  # every family and sampling preset gets a trial before TPE takes over
+        study.enqueue_trial(seed, user_attrs={"seeded": True})
+    return seeds
 
 
 def recover_orphaned_trials(study: optuna.Study, run_alive: Callable[[str | None], bool]) -> list[int]:
@@ -254,9 +272,6 @@ def run_slot(
         else:
             trials_so_far = len(study.get_trials(deepcopy=False))
             study.sampler = tpe_sampler(proposal_seed(seed, slot_key, trials_so_far), space.n_trials)
-            uncovered = next_seed_trial(study, space)
-            if uncovered is not None:  # every family and sampling preset gets a trial before TPE takes over
-                study.enqueue_trial(uncovered, user_attrs={"seeded": True})
             # Postgres heartbeats serve Study.optimize; an ask/tell driver claims its trials instead.
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")

@@ -137,8 +137,8 @@ class SearchSpace:
 
     def seed_trials(self) -> list[dict[str, Any]]:
         """The first trials of a new study: one per family, and for the GNN one per sampling preset, so TPE
-        starts from every family and preset instead of starving one (``Study.enqueue_trial`` parameters; the
-        rest of each trial is drawn as usual)."""
+        starts from every family and preset instead of starving one (``Study.enqueue_trial`` parameters, enqueued
+        once before slots start by `training.hpo.enqueue_seed_trials`; the rest of each trial is drawn as usual)."""
         seeds: list[dict[str, Any]] = []
         for family in self.families:
             if family == "gbdt":

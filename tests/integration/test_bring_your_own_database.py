@@ -71,7 +71,8 @@ def test_doc_names_the_example_and_the_environment():
 
 def test_walkthrough(tmp_path, monkeypatch):
     if not (SHARED_DATA / "completejourney").is_dir():
-        pytest.skip(f"{SHARED_DATA / 'completejourney'} is not on this machine")
+        pytest.fail(f"{SHARED_DATA / 'completejourney'} is missing: this walkthrough reads it (put "
+                    "../shared/data beside the repository or set KUMO_SHARED_DATA)")  # fmt: skip
     plane, home = tmp_path / "plane", tmp_path / "dagster"
     plane.mkdir()
     home.mkdir()

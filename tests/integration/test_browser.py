@@ -1,7 +1,7 @@
 """The UI in a real browser: what a person sees of a small real F1 run in Dagster's pages (headless Chromium).
 
 One module fixture fills a fresh Dagster instance through the dagster CLI (driver_dnf only: tables, stores,
-training table, a two-trial study, the best model, one day of predictions), serves it with
+training table, a three-trial study, the best model, one day of predictions), serves it with
 `kumo_assets.webserver` and opens Debian's Chromium through Playwright. Every test saves a full-page
 screenshot under ``test-artifacts/browser/`` for people to look at.
 """
@@ -33,9 +33,11 @@ ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
 VIEWPORT = {"width": 1600, "height": 1000}
 QUERY = "f1/driver_dnf"
 PARTITION = "2025-03-01"
-# The smallest study that still finishes one trial of each family (its first trials are one per family).
+# The smallest study that finishes one trial of each family (its first trials are one per family) and draws
+# parameter importances (training.pictures: 3 complete trials; the median pruner waits for 4 before pruning).
+N_TRIALS = 3
 RUN_CONFIG = {"ops": {"f1__driver_dnf__study": {"config": {
-    "mode": "fast", "n_trials": 2, "parallelism": 2, "device": "cpu",
+    "mode": "fast", "n_trials": N_TRIALS, "parallelism": 2, "device": "cpu",
     "space": {"max_steps_per_epoch": 5, "epochs": [2, 2], "gbdt_trees": [20, 40]},
 }}}}  # fmt: skip
 WAIT_MS = 60_000  # the first page of a fresh server compiles its queries; a busy 2-core machine is slow
@@ -131,6 +133,22 @@ def pictures_loaded(page: Page, fragment: str) -> list[dict]:
     return page.evaluate(PICTURES_LOADED_JS, fragment)
 
 
+def right_edge(box: dict | None) -> float:
+    assert box is not None, "the element is not laid out"
+    return box["x"] + box["width"]
+
+
+def expect_within_metadata(page: Page, row_key: str) -> None:
+    """The metadata table holding ``row_key`` ends where the Metadata section does (its Table/Plots toggle's right
+    edge): nothing in it runs past the page's right edge, where Dagster's panel would cut it off."""
+    row = page.get_by_role("row").filter(has=page.get_by_text(row_key, exact=True)).first
+    table = right_edge(row.locator("xpath=ancestor::table[1]").bounding_box())
+    edge = right_edge(page.get_by_role("button", name="Plots").bounding_box())
+    assert table <= edge + 4, (
+        f"the metadata table ends at x={table:.0f}, past the section's edge at x={edge:.0f}"
+    )
+
+
 def expect_materialised(page: Page) -> None:
     """The Status section's "Latest materialization": a green success tag linking its run ("... ago")."""
     status = page.get_by_text("Latest materialization", exact=True).locator("xpath=..")
@@ -216,22 +234,51 @@ def test_global_lineage_shows_groups_and_stages(page: Page):
     save_screenshot(page, "lineage")
 
 
+def test_training_table_page_shows_splits_labels_histogram_and_checks(page: Page):
+    page.goto(f"/assets/{QUERY}/training_table")
+    expect_materialised(page)
+    for key, header in [("splits", "first anchor"), ("labels", "positive rate")]:  # a table per split
+        table = page.get_by_role("row").filter(has=page.get_by_text(key, exact=True)).first
+        expect(table.get_by_text(header, exact=True)).to_be_visible()
+        for split in ["train", "val", "test"]:
+            expect(table.get_by_role("cell", name=split, exact=True)).to_be_visible()
+    audit = page.get_by_role("row").filter(has=page.get_by_text("leakage_audit", exact=True)).first
+    expect(audit).to_contain_text("passed: rows")
+    pictures = pictures_loaded(page, "label_distribution")
+    assert len(pictures) == 1 and pictures[0]["loaded"], f"label histograms on the page: {pictures}"
+    save_screenshot(page, "training_table")
+    expect_within_metadata(page, "splits")  # the query wraps: no code block runs past the page's edge
+
+    page.goto(f"/assets/{QUERY}/training_table?view=checks")
+    expect(page.get_by_text("Succeeded", exact=True)).to_have_count(2)  # the list: both checks passed
+    for check, description in [("labels_per_split", "labels per split"),
+                               ("leakage_audit", "stops the training table from being written")]:  # fmt: skip
+        page.get_by_text(check, exact=True).first.click()
+        expect(page.get_by_text(re.compile(description)).first).to_be_visible()
+        expect(page.get_by_text("Evaluation result")).to_be_visible()
+        expect(page.get_by_text("Passed", exact=True)).to_be_visible()
+    save_screenshot(page, "training_table_checks")  # leakage_audit's: what a failure does, in words
+
+
 def test_study_page_shows_leaderboard_pictures_and_check(page: Page):
     page.goto(f"/assets/{QUERY}/study")
     expect_materialised(page)
     leaderboard = page.get_by_role("row").filter(has=page.get_by_text("leaderboard", exact=True)).first
-    for family in ["gnn", "gbdt"]:
-        expect(leaderboard.get_by_role("cell", name=family, exact=True)).to_be_visible()
-    expect(leaderboard.get_by_role("cell", name="complete", exact=True)).to_have_count(2)
+    for family in ["gnn", "gbdt"]:  # a trial of each family (two of one in a three-trial study)
+        expect(leaderboard.get_by_role("cell", name=family, exact=True).first).to_be_visible()
+    expect(leaderboard.get_by_role("cell", name="complete", exact=True)).to_have_count(N_TRIALS)
     pictures = pictures_loaded(page, "/kumo/pictures/")
     assert pictures and all(picture["loaded"] for picture in pictures), f"pictures on the page: {pictures}"
-    assert any("optimisation_history" in picture["src"] for picture in pictures), pictures
+    for name in ["optimisation_history", "parameter_importances", "learning_curves"]:
+        assert any(name in picture["src"] for picture in pictures), (name, pictures)
     save_screenshot(page, "study")
+    expect_within_metadata(page, "leaderboard")  # pictures fit beside the longest key
 
     # live progress: the observations each epoch logged, drawn over time on the Plots toggle
     page.get_by_role("button", name="Plots").click()
-    for series in ["epoch_val_auroc", "epoch_train_loss", "best_val_auroc"]:
+    for series in ["epoch_val_auroc", "epoch_train_loss", "best_val_auroc", "finished_trials"]:
         expect(page.get_by_text(series, exact=True).first).to_be_visible()
+    expect(page.get_by_text("best_trial", exact=True)).to_have_count(0)  # a label, not a series to chart
     save_screenshot(page, "study_plots")
 
     page.goto(f"/assets/{QUERY}/study?view=checks")
@@ -247,10 +294,23 @@ def test_best_model_page_shows_leaderboard_roc_and_check(page: Page):
     leaderboard = page.get_by_role("row").filter(has=page.get_by_text("leaderboard", exact=True)).first
     for text in ["baseline: own history", "holdout (test)", "published: RelGNN"]:
         expect(leaderboard.get_by_role("cell", name=text, exact=True).first).to_be_visible()
+    # each number in context: the holdout's protocol beside it, published numbers marked not comparable
+    served_row = leaderboard.get_by_role("row").filter(has_text=re.compile("^served: "))
+    expect(served_row).to_contain_text("each row sees data up to its anchor")
+    expect(leaderboard.get_by_role("row").filter(has_text="published: RelGNN")).to_contain_text(
+        "not comparable"
+    )
+    published = page.get_by_role("row").filter(has=page.get_by_text("published", exact=True)).first
+    expect(published).to_contain_text("not comparable")
+    served = page.get_by_role("row").filter(has=page.get_by_text("served", exact=True)).first
+    expect(served).to_contain_text(
+        re.compile(r"(the study's best trial|beat the best trial alone) on validation")
+    )
     pictures = pictures_loaded(page, "roc_curve")
     assert len(pictures) == 1 and pictures[0]["loaded"], f"ROC pictures on the page: {pictures}"
     assert "/kumo/pictures/" in pictures[0]["src"], pictures
     save_screenshot(page, "best_model")
+    expect_within_metadata(page, "leaderboard")  # the table wraps inside the page: no column is cut off
 
     page.goto(f"/assets/{QUERY}/best_model?view=checks")
     expect(page.get_by_text("beats_trivial_baselines").first).to_be_visible()

@@ -2,7 +2,9 @@
 
 `make demo` runs for real (the Makefile target, the dagster CLI, a SQLite instance) with a CI-sized run
 config (`tests/support/f1_demo_ci.yaml`; the full demo's time is measured in docs/benchmarks.md). The
-commands it prints, `make dev`, `kumo leaderboard` and the bring-your-own-database block run on what it made.
+commands it prints, `make dev`, `kumo leaderboard` and `kumo automation` run on what it made. The
+bring-your-own-database section runs as written on ../shared/data/completejourney (in a temporary folder
+instead of .kumo/), its `make dev` included, and its YAML excerpts are checked against the example's files.
 """
 
 from __future__ import annotations
@@ -37,11 +39,30 @@ F1_ROWS = {
     "circuits": 77, "constructors": 212, "drivers": 864, "races": 1149, "results": 27118,
     "driver_standings": 35235, "constructor_results": 12805, "constructor_standings": 13571, "qualifying": 10854,
 }  # fmt: skip
+INSTIGATORS = ("f1__driver_dnf__refresh_daily", "f1__driver_position__refresh_daily",
+               "f1__driver_top3__refresh_daily", "capacity_ahead_of_demand", "new_data")  # fmt: skip
+BYOD = "Bring your own database"
+EXAMPLE = REPO_ROOT / "kumo_assets" / "examples" / "completejourney"
 
 
 def readme_commands() -> list[str]:
     """Each command line of the README's bash blocks (comments stripped), in order."""
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.DOTALL)
+    lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def readme_section(title: str) -> str:
+    """The README's ``## title`` section, up to the next ``## ``."""
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def section_commands(title: str) -> list[str]:
+    """The command lines of a README section's bash blocks (comments stripped), in order."""
+    blocks = re.findall(r"```bash\n(.*?)```", readme_section(title), flags=re.DOTALL)
     lines = [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
@@ -67,6 +88,12 @@ def demo(tmp_path_factory):
 
 def test_the_readme_runs_only_commands_these_tests_run():
     assert readme_commands()[:3] == ["make demo", "make test", "make dev"]
+    # Every bash line is run below: the first three, the bring-your-own-database block, the validate block.
+    assert readme_commands() == [
+        *readme_commands()[:3],
+        *section_commands(BYOD),
+        *section_commands("Check a spec before you run it"),
+    ]
     assert (REPO_ROOT / ".ci" / "run").read_text().rstrip().endswith("make test")  # CI runs `make test`
     assert all(command.startswith((".venv/bin/kumo ",)) for command in readme_inline_commands())
 
@@ -98,17 +125,29 @@ def test_make_demo_trains_scores_and_prints_the_leaderboard(demo):
 
 def test_the_automation_commands_the_demo_prints_turn_it_on(demo):
     home, env, output = demo
-    commands = re.findall(
-        r"^\s+[a-z ]+:\s+(\S+/dagster (?:schedule|sensor) start .+)$", output, flags=re.MULTILINE
-    )
-    assert len(commands) == 3
-    for command in commands:
-        completed = subprocess.run(command.split(), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                                   timeout=300)  # fmt: skip
-        assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
+    table = output[output.index("Automation in the Dagster instance ") :].splitlines()
+    assert table[0] == f"Automation in the Dagster instance {Path(env['DAGSTER_HOME']).resolve()}:"
+    states = {line.split()[2]: line.split()[0] for line in table[2:7]}
+    assert states == dict.fromkeys(INSTIGATORS, "off")  # a fresh instance: everything starts stopped
+    assert "every minute" in next(line for line in table if "capacity_ahead_of_demand" in line)
+    turn_on = table[
+        table.index("Turn on what is off (the daemon that ticks them runs under `make dev`):") + 1 :
+    ]
+    turn_on = [line.strip() for line in itertools.takewhile(lambda line: line.startswith("  "), turn_on)]
+    assert turn_on[0] == f"export DAGSTER_HOME={Path(env['DAGSTER_HOME']).resolve()}" and len(turn_on) == 6
+    completed = subprocess.run(["bash", "-c", "set -euo pipefail\n" + "\n".join(turn_on)], cwd=REPO_ROOT,
+                               env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
     with DagsterInstance.from_config(str(home / "dagster")) as instance:
         running = {state.instigator_name for state in instance.all_instigator_state() if state.is_running}
-    assert {"f1__driver_dnf__refresh_daily", "new_data", "capacity_ahead_of_demand"} <= running
+    assert set(INSTIGATORS) <= running
+    (command,) = [line for line in readme_inline_commands() if line.startswith(".venv/bin/kumo automation")]
+    completed = subprocess.run(command.split(), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                               timeout=300)  # fmt: skip
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    lines = completed.stdout.splitlines()
+    assert {line.split()[2]: line.split()[0] for line in lines[2:7]} == dict.fromkeys(INSTIGATORS, "on")
+    assert lines[-1] == "All on; the daemon that ticks them runs under `make dev`."
 
 
 def test_kumo_leaderboard_in_the_readme_prints_every_query(demo):
@@ -144,22 +183,82 @@ def test_make_dev_serves_the_ui_pictures_and_runs_the_daemon(demo):
         dev.wait(timeout=60)
 
 
-def test_bring_your_own_database_block_runs():
+def test_bring_your_own_database_yaml_is_the_examples_own():
+    """Each YAML excerpt of the section is lines of graph.yaml or queries.yaml, in the files' order."""
+    graph, queries = re.findall(r"```yaml\n(.*?)```", readme_section(BYOD), flags=re.DOTALL)
+    for excerpt, path in ((graph, EXAMPLE / "graph.yaml"), (queries, EXAMPLE / "queries.yaml")):
+        remaining = iter(path.read_text().splitlines())
+        for line in excerpt.splitlines():
+            assert any(line == candidate for candidate in remaining), (
+                f"{path.name} has no (later) line {line!r}"
+            )
+
+
+def test_bring_your_own_database_block_runs(tmp_path):
     if not (SHARED_DATA / "completejourney").is_dir():
-        pytest.skip(f"{SHARED_DATA / 'completejourney'} is not on this machine")
-    block = [line for line in readme_commands() if "KUMO_GRAPH_SPEC" in line]
-    assert block and block[0].startswith("export KUMO_GRAPH_SPEC=$PWD/")
-    script = "set -euo pipefail\n" + "\n".join(block)
-    completed = subprocess.run(
-        ["bash", "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+        pytest.fail(f"{SHARED_DATA / 'completejourney'} is missing: the README's bring-your-own-database "
+                    "section reads it (put ../shared/data beside the repository or set KUMO_SHARED_DATA)")  # fmt: skip
+    commands = section_commands(BYOD)
+    assert commands[-1] == "make dev" and any(c.startswith(".venv/bin/kumo validate ") for c in commands)
+    # The newcomer's .kumo/completejourney/ becomes a temporary folder; every command runs as written.
+    exports = [line.replace("$PWD/.kumo/", f"{tmp_path}/") for line in commands if line.startswith("export ")]
+    assert sum(line.count(f"{tmp_path}/") for line in exports) == 2  # the data plane and the Dagster instance
+    exports.append(f"export KUMO_SHARED_DATA={SHARED_DATA}")  # where conftest found the data
+    script = "set -euo pipefail\n" + "\n".join(
+        exports + [c for c in commands[:-1] if not c.startswith("export ")]
     )
-    assert completed.returncode == 0, completed.stdout[-2000:] + completed.stderr[-2000:]
-    explained = json.loads(completed.stdout)
-    assert explained["task_type"] == "regression" and explained["entity"]["table"] == "household"
+    env = {key: value for key, value in os.environ.items() if key not in ("DAGSTER_HOME", "KUMO_DATA_PLANE")}
+    completed = subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                               timeout=900)  # fmt: skip
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "OK: 12 table(s) and 2 query(ies)" in completed.stdout
+    out = tmp_path / "completejourney" / "data" / "completejourney"
+    pointer = json.loads((out / "best_model" / "churn" / "pointer.json").read_text())
+    assert 0.0 <= pointer["metrics"]["test"]["auroc"] <= 1.0
+    assert (out / "hpo" / "churn" / "summary.json").is_file()
+
+    # `make dev` in the same shell: the UI shows the section's groups and churn's best model.
+    port = free_port()
+    dev = subprocess.Popen(["bash", "-c", "\n".join([*exports, f"exec make dev DEV_PORT={port}"])],
+                           cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True)  # fmt: skip
+    try:
+        wait_for(f"http://127.0.0.1:{port}/server_info", dev, timeout=120)
+        deadline = time.monotonic() + 120
+        answer = graphql(port, UI_QUERY)["data"]
+        while not answer["assetNodes"] and time.monotonic() < deadline:  # the code location still loading
+            time.sleep(1)
+            answer = graphql(port, UI_QUERY)["data"]
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.wait(timeout=60)
+    groups = {node["groupName"] for node in answer["assetNodes"]}
+    assert {"completejourney_tables", "completejourney_stores", "completejourney_churn"} <= groups
+    assert answer["assetOrError"]["assetMaterializations"], "churn's best_model is not materialised in the UI"
+
+
+UI_QUERY = """
+{
+  assetNodes { groupName }
+  assetOrError(assetKey: {path: ["completejourney", "churn", "best_model"]}) {
+    ... on Asset { assetMaterializations(limit: 1) { runId } }
+  }
+}
+"""
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
 
 
 def test_kumo_validate_block_passes_on_f1_and_writes_nothing(tmp_path):
-    (command,) = [line for line in readme_commands() if line.startswith(".venv/bin/kumo validate ")]
+    (command,) = section_commands("Check a spec before you run it")
     before = {
         path: path.stat().st_mtime for path in (REPO_ROOT / "kumo_assets" / "examples" / "f1").iterdir()
     }

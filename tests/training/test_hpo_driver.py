@@ -15,13 +15,14 @@ from training.hpo import (
     SlotOutcome,
     StudySettings,
     TrialsKeepFailing,
+    enqueue_seed_trials,
     leaderboard,
-    next_seed_trial,
     open_hpo_study,
     recover_orphaned_trials,
     run_slot,
     slot_quotas,
     study_name,
+    uncovered_seed_trials,
 )
 from training.search_space import search_space
 from training.studies import StudyStorage
@@ -178,6 +179,7 @@ def test_a_new_study_starts_with_each_family_and_sampling_preset(tmp_path):
     space = search_space("binary_classification", "fast")
     storage = StudyStorage(url=str(tmp_path / "journal.log")).get_storage()
     study = open_hpo_study(storage, "seeded", space, StudySettings())
+    enqueue_seed_trials(study, space)
 
     def either_family(trial, params, placement) -> dict:
         value = params["gbdt_learning_rate"] if params["family"] == "gbdt" else params["lr"]
@@ -199,7 +201,7 @@ def test_a_new_study_starts_with_each_family_and_sampling_preset(tmp_path):
     )  # 3 presets
     # reopening a study that has trials seeds nothing more
     again = open_hpo_study(storage, "seeded", space, StudySettings())
-    assert len(again.get_trials()) == 4
+    assert enqueue_seed_trials(again, space) == [] and len(again.get_trials()) == 4
 
 
 def misfit_study(tmp_path) -> tuple[optuna.Study, SlotOutcome, list[str]]:
@@ -211,6 +213,7 @@ def misfit_study(tmp_path) -> tuple[optuna.Study, SlotOutcome, list[str]]:
     space = search_space("binary_classification", "fast")
     storage = StudyStorage(url=str(tmp_path / "journal.log")).get_storage()
     study = open_hpo_study(storage, "misfit", space, StudySettings())
+    enqueue_seed_trials(study, space)
     provisioner, stats = NodeProvisioner(), shop()
     launched = []
 
@@ -264,7 +267,9 @@ def test_a_seed_trial_is_covered_by_any_trial_of_its_family_and_preset(tmp_path)
     trial = study.ask()
     space.suggest(trial)
     study.tell(trial, 0.7)
-    assert next_seed_trial(study, space)["family"] == "gnn"
+    assert [seed["family"] for seed in uncovered_seed_trials(study, space)] == ["gnn"] * (
+        len(space.seed_trials()) - 1
+    )
     assert [seed["family"] for seed in space.seed_trials()].count("gbdt") == 1
 
 
