@@ -51,15 +51,10 @@ def count_at_most(times, start, count, value):
 
 @numba.njit(cache=True, inline="always")
 def count_below(times, start, count, value):
-    """How many of the sorted ``times[start : start + count]`` are < ``value`` (branch-free halving)."""
-    if count == 0:
+    """How many of the sorted integer ``times[start : start + count]`` are < ``value``."""
+    if value == NO_WINDOW:  # the smallest int64: nothing is below it (and value - 1 would wrap)
         return 0
-    base, length = start, count
-    while length > 1:
-        half = length >> 1
-        base += half * np.int64(times[base + half - 1] < value)
-        length -= half
-    return base - start + np.int64(times[base] < value)
+    return count_at_most(times, start, count, value - 1)
 
 
 @numba.njit(cache=True, inline="always")

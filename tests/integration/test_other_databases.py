@@ -23,7 +23,9 @@ EXAMPLES = REPO_ROOT / "kumo_assets" / "examples"
 def materialise(name: str, tmp_path, monkeypatch, data_plane, queries: bool = False):
     """Ingest the example's tables (and, with ``queries``, build the training tables of its queries.yaml)."""
     if not (SHARED_DATA / name).is_dir():
-        pytest.skip(f"{SHARED_DATA / name} is not on this machine")
+        pytest.fail(
+            f"{SHARED_DATA / name} is missing: these tests read the shared data beside the repository"
+        )
     monkeypatch.setenv("KUMO_SHARED_DATA", str(SHARED_DATA))
     spec = load_spec(EXAMPLES / name / "graph.yaml")
     assets = build_ingest_assets(spec)

@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from stores.data_plane import DataPlane
 from tests.conftest import REPO_ROOT, SHARED_DATA
 from tests.support.prediction_checks import check_f1_predictions
-from tests.support.servers import free_port
+from tests.support.servers import free_port, graphql
 from training.studies import StudyStorage
 
 pytestmark = pytest.mark.integration
@@ -245,16 +245,6 @@ UI_QUERY = """
   }
 }
 """
-
-
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        return json.loads(response.read())
 
 
 def test_kumo_validate_block_passes_on_f1_and_writes_nothing(tmp_path):

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import urllib.request
 
 import pytest
 from dagster import instance_for_test, materialize
 
 from kumo_assets.definitions import build_definitions
 from tests.conftest import F1_SPEC, REPO_ROOT
-from tests.support.servers import free_port, running_server, venv_tool
+from tests.support.servers import free_port, graphql, running_server, venv_tool
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +27,6 @@ QUERY = """
 """
 
 
-def graphql(port: int, query: str) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def test_ui_lists_assets_checks_and_metadata(tmp_path):
     plane = tmp_path / "plane"
     defs = build_definitions([F1_SPEC], str(plane))
@@ -51,7 +39,7 @@ def test_ui_lists_assets_checks_and_metadata(tmp_path):
 
     def answered() -> bool:
         try:
-            answers.append(graphql(port, QUERY))
+            answers.append(graphql(port, QUERY, timeout=30))
         except OSError:
             return False
         return bool(answers[-1].get("data", {}).get("assetNodes"))

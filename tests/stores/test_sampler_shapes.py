@@ -49,7 +49,6 @@ def test_events_follow_their_user_and_item(power_law):
 
 @pytest.mark.parametrize("fanouts", WORKLOADS, ids=str)
 def test_equals_brute_force_and_relationallib(store, seeds, fanouts):
-    pytest.importorskip("kumo_relational_engine.relationallib")
     from benchmarks.bench_sampler import relationallib_plan, relationallib_sampler, relationallib_view
 
     users, times = seeds
