@@ -17,7 +17,12 @@ from kumo_assets.ui_tables import ui_table
 from relational.pql.compiler import SPLITS
 from relational.pql.parser import parse_query
 from relational.pql.queries import NamedQuery
-from relational.pql.training_table import MIN_LABELS_PER_SPLIT, TrainingTable, training_table_checks
+from relational.pql.training_table import (
+    MIN_LABELS_PER_SPLIT,
+    TrainingTable,
+    task_description,
+    training_table_checks,
+)
 from relational.spec import GraphSpec
 from stores.data_plane import DataPlane
 from stores.tables import materialise_training_table
@@ -88,7 +93,7 @@ def training_table_metadata(result: TrainingTable, meta: dict, seconds: float) -
     return {
         # text wraps inside the page; a code block of a long query would run past its right edge
         "query": dg.MetadataValue.text(meta["query"]),
-        "task_type": dg.MetadataValue.text(meta["task_type"]),
+        "task_type": dg.MetadataValue.text(task_description(meta)),
         "dagster/row_count": dg.MetadataValue.int(result.table.height),
         "splits": ui_table(SPLIT_COLUMNS, splits),
         "labels": label_table(meta["label_distribution"], meta["task_type"]),

@@ -24,6 +24,7 @@ __all__ = [
     "TrainingTable",
     "build_training_table",
     "label_distribution",
+    "task_description",
     "training_table_checks",
 ]
 
@@ -99,6 +100,12 @@ def _data_times(bound: BoundQuery, tables: Mapping[str, pl.DataFrame]) -> DataTi
         last=max(int(series.max()) for series in timed),
         last_target=max(int(value) for value in target_times),
     )
+
+
+def task_description(meta: dict) -> str:
+    """The task type as a reader needs it: a two-class target says which class is labelled 1."""
+    positive = meta.get("positive_class")
+    return meta["task_type"] if positive is None else f"{meta['task_type']} (label 1 = {positive!r})"
 
 
 def _number(value) -> float | None:

@@ -9,6 +9,7 @@ from relational.pql.anchors import AnchorPlan
 from relational.pql.binder import bind_query
 from relational.pql.compiler import select_entities
 from relational.pql.parser import parse_query
+from relational.pql.training_table import task_description
 from tests.relational.pql.linked_graph import (
     DAY,
     build,
@@ -41,6 +42,7 @@ def test_a_parent_column_is_a_static_target_through_the_entity_key(linked):
     assert labels(result) == expected  # null, dangling (99) or unknown parent values give no row
     assert 0 < len(expected) < raw(linked, "transactions").height
     assert result.meta["task_type"] == "binary_classification" and result.meta["positive_class"] is True
+    assert task_description(result.meta) == "binary_classification (label 1 = True)"  # what the UI shows
     assert result.meta["masked_input_columns"] == ["reports.is_fraud"]
     assert result.bound.explain()["parent_columns"] == [{"column": "reports.is_fraud", "via": ["report_id"]}]
     times = {
@@ -66,6 +68,7 @@ def test_a_parent_two_hops_up_and_a_multiclass_parent_column(linked):
     ]
     kinds = build(linked, "PREDICT reports.kind FOR EACH transactions.tx_id")
     assert kinds.meta["task_type"] == "multiclass_classification" and kinds.meta["positive_class"] is None
+    assert task_description(kinds.meta) == "multiclass_classification"
 
 
 def test_where_on_a_parent_column_filters_entities(linked):
