@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import glob
+import gzip
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,9 +155,8 @@ def _read_one(
             if not place.remote:
                 _check_csv_shape(place)
             overrides = dict.fromkeys(as_text, pl.String)
-            frame = pl.scan_csv(
-                place.uri, storage_options=options, infer_schema_length=10_000, schema_overrides=overrides
-            )
+            frame = pl.scan_csv(place.uri, storage_options=options, infer_schema_length=10_000,
+                                schema_overrides=overrides, separator=delimiter_of(place.uri))  # fmt: skip
         names = frame.collect_schema().names()
         _refuse_renamed_duplicates(place, names)
         if columns is not None:
@@ -285,18 +285,34 @@ def _repeated_names_error(place: _Place, names: list[str]) -> SourceError:
     )
 
 
+def delimiter_of(path: str) -> str:
+    """The field separator of a delimited text source: a tab for ``.tsv`` (also gzipped), else a comma."""
+    return "\t" if path.lower().endswith((".tsv", ".tsv.gz")) else ","
+
+
+def _rows(handle, path: str) -> Iterator[list[str]]:
+    """The rows of ``path``'s open handle, split by the separator its name implies."""
+    return csv.reader(handle, delimiter=delimiter_of(path))
+
+
+def _open_text(path: str):
+    """A local delimited file opened as text, gunzipped when its name ends in ``.gz``."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    return opener(path, "rt", newline="", encoding="utf-8", errors="replace")
+
+
 def repeated_header_names(path: str) -> list[str]:
     """Column names that appear more than once in a local CSV file's header, in header order."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        header = next(csv.reader(handle), None) or []
+    with _open_text(path) as handle:
+        header = next(_rows(handle, path), None) or []
     counts = Counter(header)
     return [name for name in dict.fromkeys(header) if counts[name] > 1]
 
 
 def _csv_row_of(path: str, column: str, value: str) -> int | None:
     """The 1-based data row of a local CSV where ``column`` holds ``value`` (None when not found)."""
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle)
+    with _open_text(path) as handle:
+        reader = _rows(handle, path)
         header = next(reader, None) or []
         if column not in header:
             return None
@@ -320,8 +336,8 @@ def find_ragged_row(path: str) -> tuple[int, int, int] | None:
 
     polars reports long rows without a line number and silently pads short ones, so we look first.
     """
-    with open(path, newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle)
+    with _open_text(path) as handle:
+        reader = _rows(handle, path)
         header = next(reader, None)
         if header is None:
             return None

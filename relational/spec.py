@@ -241,7 +241,7 @@ def format_from_extension(source: str) -> str:
     lowered = source.lower()
     if lowered.endswith((".parquet", ".pq", ".parquet*", "*.parquet")):
         return "parquet"
-    if lowered.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
+    if lowered.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz", ".txt")):
         return "csv"
     raise ValueError(
         f"cannot tell the format of {source!r} from its extension: add `format: parquet` or `format: csv`"

@@ -54,6 +54,34 @@ def test_ragged_csv_row_names_file_and_line(tmp_path, body, line, found):
         read_table_source(spec, "t")
 
 
+def test_tab_separated_and_gzipped_sources(tmp_path):
+    """A .tsv is split on tabs (a comma inside a value stays in it), also gzipped; a .csv.gz is read too,
+    and a ragged row of either is found on its line."""
+    import gzip
+
+    tsv = "id\tname\n1\tSmith, Jo\n2\tLee\n"
+    (tmp_path / "t.tsv").write_text(tsv)
+    (tmp_path / "g.tsv.gz").write_bytes(gzip.compress(tsv.encode()))
+    (tmp_path / "c.csv.gz").write_bytes(gzip.compress(b'id,name\n1,"Smith, Jo"\n2,Lee\n'))
+    (tmp_path / "r.tsv.gz").write_bytes(gzip.compress(b"id\tname\n1\tA\n2\tB\textra\n"))
+    spec = spec_for(
+        tmp_path,
+        """\
+        tables:
+          t: {source: t.tsv, primary_key: id}
+          g: {source: g.tsv.gz, primary_key: id}
+          c: {source: c.csv.gz, primary_key: id}
+          r: {source: r.tsv.gz, format: csv}
+        """,
+    )
+    for table in ("t", "g", "c"):
+        frame = read_table_source(spec, table)
+        assert frame.columns == ["id", "name"] and frame["name"].to_list() == ["Smith, Jo", "Lee"], table
+    assert find_ragged_row(str(tmp_path / "r.tsv.gz")) == (3, 2, 3)
+    with pytest.raises(SourceError, match=r"r.tsv.gz, line 3: has 3 fields but the header has 2"):
+        read_table_source(spec, "r")
+
+
 def test_files_with_clashing_schemas(tmp_path):
     pl.DataFrame({"id": [1]}).write_parquet(tmp_path / "a.parquet")
     pl.DataFrame({"other": ["x"]}).write_parquet(tmp_path / "b.parquet")
