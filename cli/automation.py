@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,8 +127,9 @@ def run_automation(args: argparse.Namespace) -> int:
         return subprocess.run([dagster, kind, "list", "-m", args.module], env=env, capture_output=True,
                               text=True, timeout=600)  # fmt: skip
 
-    with ThreadPoolExecutor(max_workers=2) as pool:  # each loads the definitions: side by side
-        done = list(pool.map(listing, ("schedule", "sensor")))
+    # One after the other: two `dagster` processes opening a fresh instance at once race to create its
+    # SQLite storage (the second failed in CI).
+    done = [listing(kind) for kind in ("schedule", "sensor")]
     for kind, completed in zip(("schedule", "sensor"), done, strict=True):
         if completed.returncode != 0:
             print(f"kumo: `dagster {kind} list -m {args.module}` failed (exit {completed.returncode}):\n"
