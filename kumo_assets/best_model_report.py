@@ -44,15 +44,15 @@ def leaderboard_table(rows: list[dict[str, Any]], holdout: dict[str, Any]) -> dg
         return f"{text}; {short}" if row["model"].startswith("published: ") else text
 
     columns = [
-        dg.TableColumn("model", "string"),
-        dg.TableColumn("rows", "string", description="the split the value is computed on"),
-        dg.TableColumn("value", "float", description=f"{metric}, unless the note names another metric"),
-        dg.TableColumn("95% CI", "string", description="over entities resampled with replacement"),
-        dg.TableColumn("note", "string"),
+        ("model", "string"),
+        ("rows", "string", "the split the value is computed on"),
+        ("value", "float", f"{metric}, unless the note names another metric"),
+        ("95% CI", "string", "over entities resampled with replacement"),
+        ("note", "string"),
     ]
-    records = [dg.TableRecord({"model": row["model"], "rows": row["rows"], "value": readable(row["value"]),
-                               "95% CI": _interval(row), "note": note(row)}) for row in rows]  # fmt: skip
-    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=columns))
+    return ui_table(
+        columns, [[row["model"], row["rows"], row["value"], _interval(row), note(row)] for row in rows]
+    )
 
 
 def _interval(row: dict[str, Any]) -> str:

@@ -18,10 +18,11 @@ def readable(value: Any, digits: int = 4) -> Any:
     return value
 
 
-def ui_table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> dg.MetadataValue:
-    """A native table: ``columns`` as (name, type) with type one of string, int, float, bool."""
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in columns])
-    records = [dg.TableRecord({name: readable(value) for (name, _), value in zip(columns, row, strict=True)})
+def ui_table(columns: Sequence[tuple[str, ...]], rows: Sequence[Sequence[Any]]) -> dg.MetadataValue:
+    """A native table: ``columns`` as (name, type) or (name, type, description), type one of string, int,
+    float, bool; the description shows under "Show schema"."""
+    schema = dg.TableSchema(columns=[dg.TableColumn(*column) for column in columns])
+    records = [dg.TableRecord({column[0]: readable(value) for column, value in zip(columns, row, strict=True)})
                for row in rows]  # fmt: skip
     return dg.MetadataValue.table(records=records, schema=schema)
 

@@ -107,7 +107,7 @@ class TemporalSampler:
         type_index = {name: i for i, name in enumerate(self.node_types)}
         self._src_type = np.array([type_index[e[0]] for e in self.edge_types], dtype=np.int64)
         self._dst_type = np.array([type_index[e[2]] for e in self.edge_types], dtype=np.int64)
-        counts = np.array([graph.node_counts[t] for t in self.node_types], dtype=np.int64)
+        counts = np.array([self._node_counts[t] for t in self.node_types], dtype=np.int64)
         self._type_offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self._has_time = np.array([t in graph.node_times for t in self.node_types], dtype=np.bool_)
         manifest = graph.manifest
@@ -199,8 +199,8 @@ class TemporalSampler:
             if chunks > 1 and _may_run_parallel():
                 output = self._sample_parallel(chunks, arguments)
             else:
-                node_buffer, edge_buffer, *output = sample_batch(*self._buffers.serial(), *arguments)
-                self._buffers.keep_serial(node_buffer, edge_buffer)
+                node_buffer, edge_buffer, *output = sample_batch(*self._buffers.serial, *arguments)
+                self._buffers.serial = (node_buffer, edge_buffer)
         return self._result(*output)
 
     def _sample_parallel(self, chunks: int, arguments: tuple) -> list:
@@ -268,14 +268,11 @@ class _RowBuffers:
     into fresh memory would allocate and page-fault it again for every batch."""
 
     def __init__(self) -> None:
-        self._serial = (np.empty((0, 4), np.int64), np.empty((0, 4), np.int64))
+        self.serial = (
+            np.empty((0, 4), np.int64),
+            np.empty((0, 4), np.int64),
+        )  # replaced by what the kernel returns
         self._parallel = (np.empty((0, 0, 4), np.int64), np.empty((0, 0, 4), np.int64))
-
-    def serial(self) -> tuple[np.ndarray, np.ndarray]:
-        return self._serial
-
-    def keep_serial(self, node_buffer: np.ndarray, edge_buffer: np.ndarray) -> None:
-        self._serial = (node_buffer, edge_buffer)
 
     def parallel(self, chunks: int, seeds_per_chunk: int) -> tuple[np.ndarray, np.ndarray]:
         """chunks x rows x 4 buffers: at least as many chunks and rows as before (8 rows a seed to start)."""
