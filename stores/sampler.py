@@ -8,8 +8,10 @@ visible ones, ``uniform`` draws ``k`` without replacement (Floyd's algorithm). A
 keeps neighbours with time in [seed + a, seed + b] (b is capped at 0). Output per node type is in
 (hop, seed) order, so ``num_sampled_nodes`` describes layers as PyG expects.
 
-Seeds are split into one contiguous chunk per thread and the whole batch runs in one compiled call
-(`stores.sampler_batch`): on the calling thread, or on numba's OpenMP threads, one chunk each. Every seed
+Seeds are split into one contiguous chunk per thread, of about equal work (by the neighbours each seed's
+first hop takes), and the whole batch runs in one compiled call (`stores.sampler_batch`), which also
+checks the seeds and maps them to store ids: on the calling thread, or on numba's OpenMP threads, one
+chunk each. Every seed
 draws from its own counter-based random stream, so results do not depend on the number of threads.
 Threads default to `default_threads()`. A process forked after this one sampled on several threads (a
 DataLoader worker, say) samples on one: GNU OpenMP does not survive a fork, and the workers are the
@@ -23,7 +25,6 @@ Fanouts, strategy and windows come from the sampler's `SamplerConfig`, or per ca
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 from collections.abc import Sequence
@@ -33,7 +34,7 @@ import numba
 import numpy as np
 
 from stores.graph_core import StoredGraph
-from stores.sampler_batch import sample_batch, sample_batch_parallel
+from stores.sampler_batch import row_dtype, sample_batch, sample_batch_parallel
 from stores.sampler_search import NO_WINDOW
 
 __all__ = ["MAX_DEFAULT_THREADS", "SampledSubgraph", "SamplerConfig", "TemporalSampler", "default_threads"]
@@ -99,12 +100,18 @@ class TemporalSampler:
         self.threads = threads or default_threads()
         self._lock = threading.Lock()
         self._owner_pid = os.getpid()
-        self._buffers = _RowBuffers()
         self.node_types = sorted(graph.node_counts)
         self._node_counts = graph.node_counts  # a property that builds its dict on every read
-        self._orders = [graph.order.get(name) for name in self.node_types]  # store id -> caller id, or None
+        # Row buffers (rows of 4 ints; per chunk when parallel) kept from one batch to the next: sampling into
+        # fresh memory would allocate and page-fault it again for every batch. The kernels replace them when
+        # too small.
+        rows = row_dtype(sum(self._node_counts.values()))
+        self._serial_buffers = (np.empty((0, 4), rows), np.empty((0, 4), rows))
+        self._parallel_buffers = (np.empty((0, 0, 4), rows), np.empty((0, 0, 4), rows))
+        self._orders = dict(graph.order)  # node type -> (store id -> caller id), where they differ
         self.edge_types = sorted(graph.edge_types)
-        type_index = {name: i for i, name in enumerate(self.node_types)}
+        self._type_index = {name: i for i, name in enumerate(self.node_types)}
+        type_index = self._type_index
         self._src_type = np.array([type_index[e[0]] for e in self.edge_types], dtype=np.int64)
         self._dst_type = np.array([type_index[e[2]] for e in self.edge_types], dtype=np.int64)
         counts = np.array([self._node_counts[t] for t in self.node_types], dtype=np.int64)
@@ -119,6 +126,18 @@ class TemporalSampler:
         self._single = np.array([meta["layout"] == "single" for meta in metas], dtype=np.bool_)
         self._indices_offset = np.array([meta["indices_offset"] for meta in metas], dtype=np.int64)
         self._plan = None if config is None else self._compile(config)
+        no_rank = np.empty(0, np.int64)
+        self._seed_rank = {name: np.ascontiguousarray(graph.rank.get(name, no_rank), np.int64)
+                           for name in self.node_types}  # fmt: skip
+        # Plain ndarray views of the (memory-mapped) arrays: numba types an np.memmap argument on its slow
+        # path, ~3 µs each call after a batch has flushed the caches.
+        times, indptr, indices = (
+            np.asarray(a).view(np.ndarray) for a in (graph.times, graph.indptr, graph.indices)
+        )
+        self._graph_arguments = (
+            self._src_type, self._dst_type, self._type_offset, self._has_time, times, self._time_offset, indptr,
+            self._indptr_offset, indices, self._indices_offset, self._single,
+        )  # fmt: skip
 
     def _compile(self, config: SamplerConfig) -> tuple[np.ndarray, np.ndarray, bool]:
         """(fanouts per hop and edge type, windows per hop, take the last) for the kernels."""
@@ -171,74 +190,85 @@ class TemporalSampler:
 
         ``fanouts``/``strategy``/``windows`` override the sampler's `SamplerConfig` for this call.
         """
-        fanout_matrix, window_matrix, take_last = self._call_plan(fanouts, strategy, windows)
-        if seed_type not in self.node_types:
+        plan = self._call_plan(fanouts, strategy, windows)
+        seed_type_index = self._type_index.get(seed_type)
+        if seed_type_index is None:
             raise ValueError(f"unknown node type {seed_type!r}; known: {self.node_types}")
         seeds = np.ascontiguousarray(seeds, dtype=np.int64)
-        if len(seeds) and (seeds.min() < 0 or seeds.max() >= self._node_counts[seed_type]):
-            raise ValueError(f"seed ids must lie in [0, {self._node_counts[seed_type]}) for {seed_type!r}")
-        if seed_type in self.graph.rank:
-            seeds = np.ascontiguousarray(self.graph.rank[seed_type][seeds], dtype=np.int64)
         if seed_times is None:
             seed_times = np.full(len(seeds), np.iinfo(np.int64).max, dtype=np.int64)
         seed_times = np.ascontiguousarray(seed_times, dtype=np.int64)
         if len(seed_times) != len(seeds):
             raise ValueError("give one seed time per seed")
-        graph = self.graph
-        arguments = (
-            self.node_types.index(seed_type), seeds, seed_times, self._src_type, self._dst_type, self._type_offset,
-            self._has_time, graph.times, self._time_offset, graph.indptr, self._indptr_offset, graph.indices,
-            self._indices_offset, self._single, fanout_matrix, window_matrix, take_last,
-            np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF),
-        )  # fmt: skip
+        seed_count = self._node_counts[seed_type]
+        arguments = (seed_type_index, seed_count, self._seed_rank[seed_type], seeds, seed_times,
+                     *self._graph_arguments, *plan, np.uint64(rng_seed & 0xFFFFFFFFFFFFFFFF))  # fmt: skip
         chunks = max(1, min(self.threads, len(seeds)))
         # Forked (e.g. a DataLoader worker): the parent's lock may be held by a thread that did not follow.
         if os.getpid() != self._owner_pid:
             self._lock, self._owner_pid = threading.Lock(), os.getpid()
         with self._lock:  # one sample call at a time per sampler (its row buffers are shared)
             if chunks > 1 and _may_run_parallel():
-                output = self._sample_parallel(chunks, arguments)
+                bad_seed, *output = self._sample_parallel(chunks, arguments)
             else:
-                node_buffer, edge_buffer, *output = sample_batch(*self._buffers.serial, *arguments)
-                self._buffers.serial = (node_buffer, edge_buffer)
-        return self._result(*output)
+                bad_seed, node_buffer, edge_buffer, *output = sample_batch(*self._serial_buffers, *arguments)
+                self._serial_buffers = (node_buffer, edge_buffer)
+        if bad_seed >= 0:
+            raise ValueError(
+                f"seed ids must lie in [0, {seed_count}) for {seed_type!r}: seeds[{bad_seed}] is {seeds[bad_seed]}"
+            )
+        return self._result(plan[0].shape[0], *output)
 
     def _sample_parallel(self, chunks: int, arguments: tuple) -> list:
-        """The batch on ``chunks`` numba threads, into per-chunk buffers grown (and the batch resampled)
-        when a chunk needed more rows than they had."""
-        seeds = arguments[1]
-        bounds = np.array([len(seeds) * chunk // chunks for chunk in range(chunks + 1)], dtype=np.int64)
-        previous = numba.get_num_threads()
-        numba.set_num_threads(min(chunks, numba.config.NUMBA_NUM_THREADS))
+        """The batch on ``chunks`` numba threads, into per-chunk row buffers kept for the next batch."""
+        get_threads, set_threads = _thread_count_functions()
+        previous, wanted = get_threads(), min(chunks, numba.config.NUMBA_NUM_THREADS)
+        if previous != wanted:
+            set_threads(wanted)
         try:
-            while True:
-                node_buffers, edge_buffers = self._buffers.parallel(chunks, len(seeds) // chunks + 1)
-                with _LAUNCH_LOCK if _launches_must_queue() else contextlib.nullcontext():
-                    used, *output = sample_batch_parallel(node_buffers, edge_buffers, bounds, *arguments)
-                if self._buffers.fits(used):
-                    return output
+            call = (*self._parallel_buffers, chunks, *arguments)
+            if _launches_must_queue():
+                with _LAUNCH_LOCK:
+                    bad_seed, node_buffers, edge_buffers, *output = sample_batch_parallel(*call)
+            else:
+                bad_seed, node_buffers, edge_buffers, *output = sample_batch_parallel(*call)
         finally:
-            numba.set_num_threads(previous)
+            if previous != wanted:
+                set_threads(previous)
+        self._parallel_buffers = (node_buffers, edge_buffers)
+        return [bad_seed, *output]
 
-    def _result(
-        self, node_id, node_seed, row, col, node_totals, edge_totals, type_start, edge_start
-    ) -> SampledSubgraph:
+    def _result(self, hops: int, node_id, node_seed, row, col, layout) -> SampledSubgraph:
         """Every node and edge type's slice of the output (empty when none), node ids as caller ids."""
-        result = SampledSubgraph({}, {}, dict(zip(self.node_types, node_totals.tolist(), strict=True)), {}, {},
-                                 dict(zip(self.edge_types, edge_totals.tolist(), strict=True)))  # fmt: skip
-        start = 0
-        for name, end, order in zip(self.node_types, type_start[1:].tolist(), self._orders, strict=True):
-            ids = node_id[start:end]  # slicing with Python ints: a third of numpy ints' cost
-            result.node[name] = ids if order is None else order[ids].astype(np.int64)
-            result.batch[name] = node_seed[start:end]
-            start = end
-        start = 0
-        for name, end in zip(self.edge_types, edge_start[1:].tolist(), strict=True):
-            result.row[name], result.col[name] = row[start:end], col[start:end]
-            start = end
+        layout = layout.tolist()  # one call: numpy runs slowly on the caches a batch has just flushed
+        types, edge_types = len(self.node_types), len(self.edge_types)
+        type_start, edge_start = layout[: types + 1], layout[types + 1 : types + edge_types + 2]
+        node_totals = _runs(layout, types + edge_types + 2, self.node_types, hops + 1)
+        edge_totals = _runs(layout, types + edge_types + 2 + types * (hops + 1), self.edge_types, hops)
+        # A slice costs ~0.5 µs on the caches a batch has flushed; most types of a batch are empty (15 of
+        # F1's 26 edge types in a 2-hop batch of drivers), and they all share one empty array instead.
+        result = SampledSubgraph({}, {}, node_totals, {}, {}, edge_totals)
+        for name, start, end in zip(self.node_types, type_start, type_start[1:], strict=False):
+            if start == end:
+                result.node[name] = result.batch[name] = _NOTHING
+            else:  # slicing with Python ints: a third of numpy ints' cost
+                result.node[name], result.batch[name] = node_id[start:end], node_seed[start:end]
+        for name, order in self._orders.items():  # types whose caller ids are not their store ids
+            result.node[name] = order[result.node[name]].astype(np.int64)
+        for name, start, end in zip(self.edge_types, edge_start, edge_start[1:], strict=False):
+            if start == end:
+                result.row[name] = result.col[name] = _NOTHING
+            else:
+                result.row[name], result.col[name] = row[start:end], col[start:end]
         return result
 
 
+def _runs(layout: list, offset: int, names: list, width: int) -> dict:
+    """``width`` consecutive counts per name, read from ``layout`` at ``offset``."""
+    return {name: layout[offset + i * width : offset + (i + 1) * width] for i, name in enumerate(names)}
+
+
+_NOTHING = np.empty(0, np.int64)  # every empty type's ids, seeds, rows and columns
 _PARALLEL_PID: int | None = None  # the process whose numba threads sampled first
 
 
@@ -251,45 +281,32 @@ def _may_run_parallel() -> bool:
     return os.getpid() == _PARALLEL_PID
 
 
+def _thread_count_functions() -> tuple:
+    """(get, set) this thread's numba thread count. numba's public pair takes a multiprocessing lock on
+    every call (~12 µs a pair after a batch); once its threads are launched, the threading layer's own
+    functions, which the public ones wrap, answer in well under a microsecond."""
+    global _THREAD_COUNT_FUNCTIONS
+    if _THREAD_COUNT_FUNCTIONS is None:
+        numba.get_num_threads()  # launches numba's threads if they are not yet
+        layer = numba.np.ufunc.parallel
+        direct = (getattr(layer, "_get_num_threads", None), getattr(layer, "_set_num_threads", None))
+        usable = all(callable(function) for function in direct)
+        _THREAD_COUNT_FUNCTIONS = direct if usable else (numba.get_num_threads, numba.set_num_threads)
+    return _THREAD_COUNT_FUNCTIONS
+
+
+_THREAD_COUNT_FUNCTIONS: tuple | None = None
 _LAUNCH_LOCK = threading.Lock()
+_QUEUE_LAUNCHES: bool | None = None  # known after the first parallel launch
 
 
 def _launches_must_queue() -> bool:
     """Whether parallel launches must take turns: numba's own `workqueue` layer (used when neither OpenMP
     nor TBB is there) aborts when two threads launch at once; before the first launch, to be safe."""
-    try:
-        return numba.threading_layer() == "workqueue"
-    except ValueError:  # no parallel launch yet in this process
-        return True
-
-
-class _RowBuffers:
-    """A sampler's node and edge row buffers (rows of 4 int64), kept from one batch to the next: sampling
-    into fresh memory would allocate and page-fault it again for every batch."""
-
-    def __init__(self) -> None:
-        self.serial = (
-            np.empty((0, 4), np.int64),
-            np.empty((0, 4), np.int64),
-        )  # replaced by what the kernel returns
-        self._parallel = (np.empty((0, 0, 4), np.int64), np.empty((0, 0, 4), np.int64))
-
-    def parallel(self, chunks: int, seeds_per_chunk: int) -> tuple[np.ndarray, np.ndarray]:
-        """chunks x rows x 4 buffers: at least as many chunks and rows as before (8 rows a seed to start)."""
-        if self._parallel[0].shape[0] < chunks:
-            self._parallel = tuple(
-                np.empty((chunks, max(buffers.shape[1], 8 * seeds_per_chunk), 4), np.int64)
-                for buffers in self._parallel
-            )
-        return self._parallel
-
-    def fits(self, used: np.ndarray) -> bool:
-        """Whether every chunk's rows fitted; if not, the buffers grow to a quarter more than was used."""
-        node_buffers, edge_buffers = self._parallel
-        most_nodes, most_edges = int(used[:, 0].max()), int(used[:, 1].max())
-        if most_nodes <= node_buffers.shape[1] and most_edges <= edge_buffers.shape[1]:
+    global _QUEUE_LAUNCHES
+    if _QUEUE_LAUNCHES is None:
+        try:
+            _QUEUE_LAUNCHES = numba.threading_layer() == "workqueue"
+        except ValueError:  # no parallel launch yet in this process
             return True
-        chunks = node_buffers.shape[0]
-        rows = (max(most_nodes, node_buffers.shape[1]), max(most_edges, edge_buffers.shape[1]))
-        self._parallel = tuple(np.empty((chunks, n + n // 4, 4), np.int64) for n in rows)
-        return False
+    return _QUEUE_LAUNCHES

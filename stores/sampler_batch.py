@@ -1,10 +1,16 @@
-"""One sampled batch in one compiled call: the seeds' chunks sampled, then placed in the output, with no
-Python between the steps. `sample_batch` runs one chunk on the calling thread; `sample_batch_parallel`
-runs one chunk per numba thread (OpenMP's team: waking it costs microseconds, where each hand-off to a
-sleeping Python thread cost ~90 µs on a VM, three a batch, against ~1 ms to sample 512 F1 seeds).
+"""One sampled batch in one compiled call: the seeds checked and mapped to store ids, their chunks sampled,
+then placed in the output, with no Python between the steps. `sample_batch` runs one chunk on the calling
+thread; `sample_batch_parallel` runs one chunk per numba thread (OpenMP's team: waking it costs
+microseconds, where each hand-off to a sleeping Python thread cost ~90 µs on a VM, three a batch, against
+~1 ms to sample 512 F1 seeds). Every numpy call after a batch runs on caches the batch has just flushed
+(a 1 µs reduction takes ~20 µs there), so what Python did around the kernel (range checks, buffer
+checks, the layout's pieces) happens in here.
 
-Both return the output arrays: node ids and seed indices per node, local (row, col) per edge, counts
-per (type, hop) and (edge type, hop), and where each type's and edge type's slice starts.
+Both take the seeds in the caller's ids (``seed_rank``: caller id -> store id, empty when they agree) and
+return (first seed out of [0, ``seed_count``), or -1; node buffer(s), edge buffer(s), grown or as given;
+node ids, seed index per node, local (row, col) per edge; the layout, one array: where each node type's
+slice starts and the total, the same per edge type, then node counts per (type, hop) and edge counts per
+(edge type, hop), flattened). With a seed out of range nothing is sampled and the outputs are empty.
 """
 
 from __future__ import annotations
@@ -15,66 +21,85 @@ import numpy as np
 from stores.sampler_kernels import sample_chunk_into
 from stores.sampler_placement import place, placement
 
-__all__ = ["sample_batch", "sample_batch_parallel"]
+__all__ = ["row_dtype", "sample_batch", "sample_batch_parallel"]
+
+FIRST_ROWS_PER_SEED = 8  # a parallel chunk's first row buffers; they grow to a quarter more than needed
+
+
+def row_dtype(nodes: int) -> type:
+    """The row buffers' integer type for a graph of ``nodes`` nodes: int32 when every id fits (half the
+    memory traffic of int64: 7-8% faster on F1), else int64. Rows also hold a chunk's record numbers, which
+    stay far below 2^31 (a chunk of 2^31 sampled nodes would need 64 GB of rows)."""
+    return np.int32 if nodes < 2**31 else np.int64
 
 
 @numba.njit(cache=True, nogil=True)
-def sample_batch(node_buffer, edge_buffer, seed_type, seeds, seed_times, src_type, dst_type, type_offset, has_time,
-                 times, time_offset, indptr, indptr_offset, indices, indices_offset, single, fanouts, windows,
-                 take_last, rng_seed):  # fmt: skip
+def sample_batch(node_buffer, edge_buffer, seed_type, seed_count, seed_rank, seeds, seed_times, src_type, dst_type,
+                 type_offset, has_time, times, time_offset, indptr, indptr_offset, indices, indices_offset, single,
+                 fanouts, windows, take_last, rng_seed):  # fmt: skip
     """All seeds as one chunk on this thread. ``node_buffer``/``edge_buffer`` (n x 4 int64, any n) are
-    reused; returns (node buffer, edge buffer, *output), the buffers replaced when they were too small."""
+    reused, and replaced when too small."""
+    bad_seed, seeds = _store_seeds(seeds, seed_count, seed_rank)
     node_counts, edge_counts = _new_counts(1, type_offset, fanouts)
-    node_buffer, edge_buffer, nodes, edges = sample_chunk_into(
-        node_buffer, edge_buffer, node_counts[0], edge_counts[0], seed_type, seeds, seed_times, 0, len(seeds),
-        src_type, dst_type, type_offset, has_time, times, time_offset, indptr, indptr_offset, indices,
-        indices_offset, single, fanouts, windows, take_last, rng_seed,
-    )  # fmt: skip
+    nodes = edges = 0
+    if bad_seed < 0:
+        node_buffer, edge_buffer, nodes, edges = sample_chunk_into(
+            node_buffer, edge_buffer, node_counts[0], edge_counts[0], seed_type, seeds, seed_times, 0, len(seeds),
+            src_type, dst_type, type_offset, has_time, times, time_offset, indptr, indptr_offset, indices,
+            indices_offset, single, fanouts, windows, take_last, rng_seed,
+        )  # fmt: skip
     node_base, edge_base, type_start, edge_start, node_totals, edge_totals = placement(
         node_counts, edge_counts
     )
     node_id, node_seed, row, col = _outputs(type_start, edge_start)
     place(node_buffer[:nodes], edge_buffer[:edges], node_base[0], edge_base[0], type_start, node_id, node_seed, row,
           col)  # fmt: skip
-    return (
-        node_buffer,
-        edge_buffer,
-        node_id,
-        node_seed,
-        row,
-        col,
-        node_totals,
-        edge_totals,
-        type_start,
-        edge_start,
-    )
+    layout = _layout(type_start, edge_start, node_totals, edge_totals)
+    return bad_seed, node_buffer, edge_buffer, node_id, node_seed, row, col, layout
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
-def sample_batch_parallel(node_buffers, edge_buffers, bounds, seed_type, seeds, seed_times, src_type, dst_type,
-                          type_offset, has_time, times, time_offset, indptr, indptr_offset, indices, indices_offset,
-                          single, fanouts, windows, take_last, rng_seed):  # fmt: skip
-    """Chunk c (seeds ``bounds[c] .. bounds[c + 1] - 1``) sampled into ``node_buffers[c]`` and
-    ``edge_buffers[c]`` (chunks x n x 4 int64), one numba thread per chunk. Returns (rows used per chunk
-    (chunks x 2), *output); when a chunk needed more rows than its buffer has, its rows used are those
-    it needed and the output is empty: grow the buffers to them and call again (the sample is the same)."""
-    chunks = bounds.shape[0] - 1
+def sample_batch_parallel(node_buffers, edge_buffers, chunks, seed_type, seed_count, seed_rank, seeds, seed_times,
+                          src_type, dst_type, type_offset, has_time, times, time_offset, indptr, indptr_offset,
+                          indices, indices_offset, single, fanouts, windows, take_last, rng_seed):  # fmt: skip
+    """``chunks`` contiguous runs of seeds, one numba thread each, sampled into ``node_buffers[c]`` and
+    ``edge_buffers[c]`` (chunks x n x 4 int64, any shape). When a chunk needs more rows than its buffer
+    has, the buffers grow to a quarter more than the most any chunk needed and the batch is sampled again
+    (the same sample: every seed has its own random stream)."""
+    bad_seed, seeds = _store_seeds(seeds, seed_count, seed_rank)
+    bounds = np.zeros(chunks + 1, np.int64)  # seeds out of range: nothing is read with them
+    if bad_seed < 0:
+        bounds = _balanced_bounds(chunks, seed_type, seeds, dst_type, single, indptr, indptr_offset, fanouts)
     node_counts, edge_counts = _new_counts(chunks, type_offset, fanouts)
-    used = np.empty((chunks, 2), np.int64)
-    for chunk in numba.prange(chunks):
-        node_rows, edge_rows, nodes, edges = sample_chunk_into(
-            node_buffers[chunk], edge_buffers[chunk], node_counts[chunk], edge_counts[chunk], seed_type, seeds,
-            seed_times, bounds[chunk], bounds[chunk + 1], src_type, dst_type, type_offset, has_time, times,
-            time_offset, indptr, indptr_offset, indices, indices_offset, single, fanouts, windows, take_last,
-            rng_seed,
-        )  # fmt: skip
-        # A buffer replaced (grown: the kernel keeps some rows spare) holds this chunk's rows, not ours.
-        grown = node_rows.shape[0] != node_buffers.shape[1] or edge_rows.shape[0] != edge_buffers.shape[1]
-        used[chunk, 0] = node_rows.shape[0] if grown else nodes
-        used[chunk, 1] = edge_rows.shape[0] if grown else edges
-    if used[:, 0].max() > node_buffers.shape[1] or used[:, 1].max() > edge_buffers.shape[1]:
-        node_counts[:, :, :] = 0  # an empty output of the right shapes; the caller grows the buffers
-        edge_counts[:, :, :] = 0
+    used = np.zeros((chunks, 2), np.int64)
+    if node_buffers.shape[0] < chunks:
+        rows = max(node_buffers.shape[1], FIRST_ROWS_PER_SEED * (len(seeds) // chunks + 1))
+        node_buffers = np.empty((chunks, rows, 4), node_buffers.dtype)
+        edge_buffers = np.empty((chunks, max(edge_buffers.shape[1], rows), 4), edge_buffers.dtype)
+    while bad_seed < 0:
+        for chunk in numba.prange(chunks):
+            # Counts of its own, copied when done: the kernel adds to them for every neighbourhood, and
+            # neighbouring chunks' rows of one array share cache lines, which would bounce between cores.
+            chunk_node_counts, chunk_edge_counts = _new_counts(1, type_offset, fanouts)
+            node_rows, edge_rows, nodes, edges = sample_chunk_into(
+                node_buffers[chunk], edge_buffers[chunk], chunk_node_counts[0], chunk_edge_counts[0], seed_type,
+                seeds, seed_times, bounds[chunk], bounds[chunk + 1], src_type, dst_type, type_offset, has_time,
+                times, time_offset, indptr, indptr_offset, indices, indices_offset, single, fanouts, windows,
+                take_last, rng_seed,
+            )  # fmt: skip
+            node_counts[chunk] = chunk_node_counts[0]
+            edge_counts[chunk] = chunk_edge_counts[0]
+            # A buffer replaced (grown: the kernel keeps some rows spare) holds this chunk's rows, not ours.
+            grown = node_rows.shape[0] != node_buffers.shape[1] or edge_rows.shape[0] != edge_buffers.shape[1]
+            used[chunk, 0] = node_rows.shape[0] if grown else nodes
+            used[chunk, 1] = edge_rows.shape[0] if grown else edges
+        most_nodes, most_edges = used[:, 0].max(), used[:, 1].max()
+        if most_nodes <= node_buffers.shape[1] and most_edges <= edge_buffers.shape[1]:
+            break
+        most_nodes = max(most_nodes, node_buffers.shape[1])
+        most_edges = max(most_edges, edge_buffers.shape[1])
+        node_buffers = np.empty((node_buffers.shape[0], most_nodes + most_nodes // 4, 4), node_buffers.dtype)
+        edge_buffers = np.empty((edge_buffers.shape[0], most_edges + most_edges // 4, 4), edge_buffers.dtype)
     node_base, edge_base, type_start, edge_start, node_totals, edge_totals = placement(
         node_counts, edge_counts
     )
@@ -83,15 +108,56 @@ def sample_batch_parallel(node_buffers, edge_buffers, bounds, seed_type, seeds, 
         for chunk in numba.prange(chunks):
             place(node_buffers[chunk, : used[chunk, 0]], edge_buffers[chunk, : used[chunk, 1]], node_base[chunk],
                   edge_base[chunk], type_start, node_id, node_seed, row, col)  # fmt: skip
-    return used, node_id, node_seed, row, col, node_totals, edge_totals, type_start, edge_start
+    layout = _layout(type_start, edge_start, node_totals, edge_totals)
+    return bad_seed, node_buffers, edge_buffers, node_id, node_seed, row, col, layout
+
+
+@numba.njit(cache=True, nogil=True)
+def _balanced_bounds(chunks, seed_type, seeds, dst_type, single, indptr, indptr_offset, fanouts):
+    """Contiguous runs of seeds with about equal work, by the neighbours each seed's first hop takes (its
+    neighbourhood sizes, capped by the fanouts): equal runs of seeds left one thread waiting ~10% of a
+    [128, 64] batch on F1, where some drivers have ten times the races of others."""
+    weight = np.ones(seeds.shape[0] + 1, np.int64)  # weight[i + 1]: seed i's; weight[0] = 0
+    weight[0] = 0
+    for e in range(dst_type.shape[0]):
+        k = fanouts[0, e]
+        if dst_type[e] != seed_type or k == 0:
+            continue
+        for i in range(seeds.shape[0]):
+            if single[e]:
+                weight[i + 1] += 1
+            else:
+                at = indptr_offset[e] + seeds[i]
+                size = indptr[at + 1] - indptr[at]
+                weight[i + 1] += size if k < 0 or size < k else k
+    total = weight.cumsum()
+    bounds = np.empty(chunks + 1, np.int64)
+    bounds[0], bounds[chunks] = 0, seeds.shape[0]
+    for chunk in range(1, chunks):
+        bounds[chunk] = np.searchsorted(total, total[-1] * chunk // chunks)
+    return bounds
+
+
+@numba.njit(cache=True, nogil=True)
+def _store_seeds(seeds, seed_count, seed_rank):
+    """(index of the first seed outside [0, seed_count), or -1; the seeds as store ids)."""
+    for index in range(seeds.shape[0]):
+        if seeds[index] < 0 or seeds[index] >= seed_count:
+            return index, seeds
+    if seed_rank.shape[0] == 0:
+        return -1, seeds
+    store_ids = np.empty_like(seeds)
+    for index in range(seeds.shape[0]):
+        store_ids[index] = seed_rank[seeds[index]]
+    return -1, store_ids
 
 
 @numba.njit(cache=True, nogil=True)
 def _new_counts(chunks, type_offset, fanouts):
-    """Per chunk: nodes per (type, hop) and edges per (edge type, hop), to be filled by the sampling."""
+    """Per chunk: nodes per (type, hop) and edges per (edge type, hop), zero until the sampling fills them."""
     hops, edge_types = fanouts.shape
-    node_counts = np.empty((chunks, type_offset.shape[0] - 1, hops + 1), np.int64)
-    return node_counts, np.empty((chunks, edge_types, hops), np.int64)
+    node_counts = np.zeros((chunks, type_offset.shape[0] - 1, hops + 1), np.int64)
+    return node_counts, np.zeros((chunks, edge_types, hops), np.int64)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -104,3 +170,9 @@ def _outputs(type_start, edge_start):
         np.empty(edges, np.int64),
         np.empty(edges, np.int64),
     )
+
+
+@numba.njit(cache=True, nogil=True)
+def _layout(type_start, edge_start, node_totals, edge_totals):
+    """type_start, edge_start, node_totals and edge_totals in one array: Python reads it with one call."""
+    return np.concatenate((type_start, edge_start, node_totals.ravel(), edge_totals.ravel()))

@@ -10,10 +10,12 @@ import pytest
 from benchmarks.sampler_graphs import build_power_law_store, power_law_graph, power_law_seeds
 from stores.graph_store import open_graph_store
 from stores.sampler import SamplerConfig, TemporalSampler
-from stores.sampler_batch import sample_batch, sample_batch_parallel
+from stores.sampler_batch import row_dtype, sample_batch, sample_batch_parallel
 from stores.sampler_kernels import sample_chunk_into
 from stores.sampler_search import NO_WINDOW
 from tests.support.sampler_reference import per_seed_view, reference_last
+
+ROWS = row_dtype(0)  # the sampler's row type on every graph here (int32)
 
 WORKLOADS = [(15, 10), (128, 64), (15, 10, 5)]
 SEEDS = 40  # more than one block of seeds (16) in every chunk
@@ -98,7 +100,7 @@ def chunk_rows(head, rest):
     """One chunk's node and edge rows, sampled into empty buffers."""
     hops, edge_types = rest[11].shape
     counts = (np.empty((len(rest[2]) - 1, hops + 1), np.int64), np.empty((edge_types, hops), np.int64))
-    empty = np.empty((0, 4), np.int64)
+    empty = np.empty((0, 4), ROWS)
     node_rows, edge_rows, nodes, edges = sample_chunk_into(empty, empty, *counts, *head, *rest)
     return node_rows[:nodes], edge_rows[:edges]
 
@@ -106,27 +108,67 @@ def chunk_rows(head, rest):
 @pytest.mark.parametrize("strategy", ["last", "uniform"])
 def test_serial_and_parallel_batches_agree(store, seeds, strategy):
     """sample_batch (one chunk, this thread) == sample_batch_parallel over 1, 2 and 3 chunks, with windows
-    too; buffers too small to start with are reported (no output), and once grown give the same batch."""
+    too; row buffers too small to start with grow inside the call (the batch resampled, the same), and the
+    grown ones give the same batch again."""
     users, times = seeds
     for fanouts, windows in [((15, 10, 5), None), ((-1, 3), ((-30 * 86400, 0), None)), ((4, 0, 2), None)]:
         head, rest = kernel_arguments(store, users, times, fanouts, strategy, windows, rng_seed=11)
-        empty = np.empty((0, 4), np.int64)
-        expected = sample_batch(empty, empty, *head[:3], *rest)[2:]
-        assert expected[0].size > len(users)  # something was sampled
+        empty = np.empty((0, 4), ROWS)
+        batch = (head[0], store.node_counts["users"], np.empty(0, np.int64), *head[1:3], *rest)
+        bad_seed, _, _, *expected = sample_batch(empty, empty, *batch)
+        assert bad_seed == -1 and expected[0].size > len(users)  # something was sampled
         for chunks in (1, 2, 3):
-            bounds = np.array([len(users) * c // chunks for c in range(chunks + 1)], np.int64)
-            small = np.empty((chunks, 8, 4), np.int64)
-            used, *got = sample_batch_parallel(small, small.copy(), bounds, *head[:3], *rest)
-            assert used.max() > 8 and got[0].size == 0
-            rows = int(used.max())
-            _, *got = sample_batch_parallel(
-                np.empty((chunks, rows, 4), np.int64),
-                np.empty((chunks, rows, 4), np.int64),
-                bounds,
-                *head[:3],
-                *rest,
+            small = np.empty((chunks, 8, 4), ROWS)
+            bad_seed, node_buffers, edge_buffers, *got = sample_batch_parallel(
+                small, small.copy(), chunks, *batch
             )
+            assert bad_seed == -1 and node_buffers.shape[1] > 8 and edge_buffers.shape[1] > 8
             assert all(np.array_equal(a, b) for a, b in zip(expected, got, strict=True))
+            _, again_nodes, again_edges, *again = sample_batch_parallel(
+                node_buffers, edge_buffers, chunks, *batch
+            )
+            assert again_nodes is node_buffers and again_edges is edge_buffers  # big enough: kept
+            assert all(np.array_equal(a, b) for a, b in zip(expected, again, strict=True))
+
+
+def test_int64_rows_for_graphs_beyond_int32_ids(store, seeds):
+    """Graphs of 2^31 nodes or more sample into int64 rows: the same batch as int32 rows, both kernels."""
+    assert row_dtype(2**31 - 1) is np.int32 and row_dtype(2**31) is np.int64
+    users, times = seeds
+    head, rest = kernel_arguments(store, users, times, (15, 10))
+    batch = (head[0], store.node_counts["users"], np.empty(0, np.int64), *head[1:3], *rest)
+    narrow, wide = np.empty((0, 4), np.int32), np.empty((0, 4), np.int64)
+    expected = sample_batch(narrow, narrow, *batch)[3:]
+    assert all(
+        np.array_equal(a, b) for a, b in zip(expected, sample_batch(wide, wide, *batch)[3:], strict=True)
+    )
+    parallel = sample_batch_parallel(wide[None], wide[None], 2, *batch)
+    assert parallel[1].dtype == np.int64
+    assert all(np.array_equal(a, b) for a, b in zip(expected, parallel[3:], strict=True))
+
+
+def test_kernels_refuse_seeds_out_of_range(store, seeds):
+    """A seed id outside [0, count) is reported by its position, before anything is read with it; a rank
+    (caller id -> store id) maps the seeds inside the call."""
+    users, times = seeds
+    head, rest = kernel_arguments(store, users, times, (15, 10))
+    count = store.node_counts["users"]
+    empty = np.empty((0, 4), ROWS)
+    for bad in (-1, count):
+        wrong = np.array(users, np.int64)
+        wrong[5] = bad
+        for sample in (
+            lambda batch: sample_batch(empty, empty, *batch),
+            lambda batch: sample_batch_parallel(empty[None], empty[None], 2, *batch),
+        ):
+            bad_seed, _, _, node_id, _, row, _, layout = sample(
+                (head[0], count, np.empty(0, np.int64), wrong, head[2], *rest)
+            )
+            assert bad_seed == 5 and node_id.size == 0 and row.size == 0 and not layout.any()
+    reverse = np.arange(count)[::-1].copy()  # caller id i is store id count - 1 - i
+    mapped = sample_batch(empty, empty, head[0], count, reverse, count - 1 - head[1], head[2], *rest)
+    direct = sample_batch(empty, empty, head[0], count, np.empty(0, np.int64), head[1], head[2], *rest)
+    assert all(np.array_equal(a, b) for a, b in zip(mapped[3:], direct[3:], strict=True))
 
 
 def test_ids_out_of_time_order(store, seeds):

@@ -177,6 +177,23 @@ def test_every_node_and_edge_type_is_in_the_result():
     assert all(len(ids) == 0 for ids in empty.node.values()) and set(empty.row) == set(built.edge_types)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_seed_ids_out_of_range_are_refused_by_position(threads):
+    """Checked inside the compiled call, before any id is mapped or read: the position and the id named; a
+    good batch afterwards samples as a fresh sampler does."""
+    graph = caller_graph(5, 4, 3, 30, user_times=True).in_memory()  # users out of time order: seeds ranked
+    config = SamplerConfig((2, 2), "last")
+    sampler = TemporalSampler(graph, config, threads=threads)
+    for bad in (-1, 4):
+        with pytest.raises(ValueError, match=rf"lie in \[0, 4\) for 'users': seeds\[2\] is {bad}"):
+            sampler.sample("users", np.array([0, 3, bad]), np.zeros(3, np.int64))
+    seeds, times = np.array([0, 3, 1]), np.full(3, 100)
+    good = sampler.sample("users", seeds, times)
+    assert sum(len(rows) for rows in good.row.values()) > 0
+    fresh = TemporalSampler(graph, config, threads=threads).sample("users", seeds, times)
+    assert per_seed_view(good, 3) == per_seed_view(fresh, 3)
+
+
 def test_ids_already_in_time_order_keep_no_permutation(tmp_path):
     graph = caller_graph(6, 5, 3, 20, user_times=False)
     graph.times["events"] = np.sort(graph.times["events"])
