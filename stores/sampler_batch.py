@@ -66,40 +66,30 @@ def sample_batch_parallel(node_buffers, edge_buffers, chunks, seed_type, seed_co
     ``edge_buffers[c]`` (chunks x n x 4 int64, any shape). When a chunk needs more rows than its buffer
     has, the buffers grow to a quarter more than the most any chunk needed and the batch is sampled again
     (the same sample: every seed has its own random stream)."""
+    # Only the two prange loops may be parallel: numba turns a numpy call here (np.zeros, .max()) into a
+    # parallel region of its own, each a wake-up and a join of the team; the helpers are not parallel.
     bad_seed, seeds = _store_seeds(seeds, seed_count, seed_rank)
-    bounds = np.zeros(chunks + 1, np.int64)  # seeds out of range: nothing is read with them
-    if bad_seed < 0:
-        bounds = _balanced_bounds(chunks, seed_type, seeds, dst_type, single, indptr, indptr_offset, fanouts)
+    bounds = _balanced_bounds(
+        chunks, bad_seed, seed_type, seeds, dst_type, single, indptr, indptr_offset, fanouts
+    )
     node_counts, edge_counts = _new_counts(chunks, type_offset, fanouts)
-    used = np.zeros((chunks, 2), np.int64)
-    if node_buffers.shape[0] < chunks:
-        rows = max(node_buffers.shape[1], FIRST_ROWS_PER_SEED * (len(seeds) // chunks + 1))
-        node_buffers = np.empty((chunks, rows, 4), node_buffers.dtype)
-        edge_buffers = np.empty((chunks, max(edge_buffers.shape[1], rows), 4), edge_buffers.dtype)
+    used = np.empty((chunks, 2), np.int64)
+    node_buffers, edge_buffers = _chunk_buffers(node_buffers, edge_buffers, chunks, len(seeds))
     while bad_seed < 0:
         for chunk in numba.prange(chunks):
-            # Counts of its own, copied when done: the kernel adds to them for every neighbourhood, and
-            # neighbouring chunks' rows of one array share cache lines, which would bounce between cores.
-            chunk_node_counts, chunk_edge_counts = _new_counts(1, type_offset, fanouts)
             node_rows, edge_rows, nodes, edges = sample_chunk_into(
-                node_buffers[chunk], edge_buffers[chunk], chunk_node_counts[0], chunk_edge_counts[0], seed_type,
+                node_buffers[chunk], edge_buffers[chunk], node_counts[chunk], edge_counts[chunk], seed_type,
                 seeds, seed_times, bounds[chunk], bounds[chunk + 1], src_type, dst_type, type_offset, has_time,
                 times, time_offset, indptr, indptr_offset, indices, indices_offset, single, fanouts, windows,
                 take_last, rng_seed,
             )  # fmt: skip
-            node_counts[chunk] = chunk_node_counts[0]
-            edge_counts[chunk] = chunk_edge_counts[0]
             # A buffer replaced (grown: the kernel keeps some rows spare) holds this chunk's rows, not ours.
             grown = node_rows.shape[0] != node_buffers.shape[1] or edge_rows.shape[0] != edge_buffers.shape[1]
             used[chunk, 0] = node_rows.shape[0] if grown else nodes
             used[chunk, 1] = edge_rows.shape[0] if grown else edges
-        most_nodes, most_edges = used[:, 0].max(), used[:, 1].max()
-        if most_nodes <= node_buffers.shape[1] and most_edges <= edge_buffers.shape[1]:
+        fitted, node_buffers, edge_buffers = _fitted_buffers(node_buffers, edge_buffers, used)
+        if fitted:
             break
-        most_nodes = max(most_nodes, node_buffers.shape[1])
-        most_edges = max(most_edges, edge_buffers.shape[1])
-        node_buffers = np.empty((node_buffers.shape[0], most_nodes + most_nodes // 4, 4), node_buffers.dtype)
-        edge_buffers = np.empty((edge_buffers.shape[0], most_edges + most_edges // 4, 4), edge_buffers.dtype)
     node_base, edge_base, type_start, edge_start, node_totals, edge_totals = placement(
         node_counts, edge_counts
     )
@@ -113,10 +103,13 @@ def sample_batch_parallel(node_buffers, edge_buffers, chunks, seed_type, seed_co
 
 
 @numba.njit(cache=True, nogil=True)
-def _balanced_bounds(chunks, seed_type, seeds, dst_type, single, indptr, indptr_offset, fanouts):
+def _balanced_bounds(chunks, bad_seed, seed_type, seeds, dst_type, single, indptr, indptr_offset, fanouts):
     """Contiguous runs of seeds with about equal work, by the neighbours each seed's first hop takes (its
     neighbourhood sizes, capped by the fanouts): equal runs of seeds left one thread waiting ~10% of a
-    [128, 64] batch on F1, where some drivers have ten times the races of others."""
+    [128, 64] batch on F1, where some drivers have ten times the races of others. All empty when a seed
+    is out of range (nothing is read with it)."""
+    if bad_seed >= 0:
+        return np.zeros(chunks + 1, np.int64)
     weight = np.ones(seeds.shape[0] + 1, np.int64)  # weight[i + 1]: seed i's; weight[0] = 0
     weight[0] = 0
     for e in range(dst_type.shape[0]):
@@ -136,6 +129,32 @@ def _balanced_bounds(chunks, seed_type, seeds, dst_type, single, indptr, indptr_
     for chunk in range(1, chunks):
         bounds[chunk] = np.searchsorted(total, total[-1] * chunk // chunks)
     return bounds
+
+
+@numba.njit(cache=True, nogil=True)
+def _chunk_buffers(node_buffers, edge_buffers, chunks, seeds):
+    """The row buffers, or new ones when they have fewer than ``chunks`` chunks (at first)."""
+    if node_buffers.shape[0] >= chunks:
+        return node_buffers, edge_buffers
+    rows = max(node_buffers.shape[1], FIRST_ROWS_PER_SEED * (seeds // chunks + 1))
+    return (
+        np.empty((chunks, rows, 4), node_buffers.dtype),
+        np.empty((chunks, max(edge_buffers.shape[1], rows), 4), edge_buffers.dtype),
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _fitted_buffers(node_buffers, edge_buffers, used):
+    """(whether every chunk's rows fitted, the buffers: as given, or a quarter bigger than the most any
+    chunk needed, for sampling the batch again)."""
+    most_nodes, most_edges = used[:, 0].max(), used[:, 1].max()
+    if most_nodes <= node_buffers.shape[1] and most_edges <= edge_buffers.shape[1]:
+        return True, node_buffers, edge_buffers
+    most_nodes = max(most_nodes, node_buffers.shape[1])
+    most_edges = max(most_edges, edge_buffers.shape[1])
+    node_buffers = np.empty((node_buffers.shape[0], most_nodes + most_nodes // 4, 4), node_buffers.dtype)
+    edge_buffers = np.empty((edge_buffers.shape[0], most_edges + most_edges // 4, 4), edge_buffers.dtype)
+    return False, node_buffers, edge_buffers
 
 
 @numba.njit(cache=True, nogil=True)
