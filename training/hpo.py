@@ -363,10 +363,14 @@ def _record(study: optuna.Study, trial, result: dict[str, Any], placement: Place
 
 def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
     """Every trial, best first: number, state, family, parameters, value, time, instance type, cost and, for
-    a failed trial, why."""
+    a failed trial, why. A trial still queued (a seed trial not yet asked for when the study's deadline hit)
+    shows the parameters it was enqueued with, its family among them."""
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        params = trial.user_attrs.get("params", {})
+        params = trial.user_attrs.get("params")
+        if params is None and trial.state == TrialState.WAITING:
+            params = trial.system_attrs.get("fixed_params", {})
+        params = params or {}
         placement = trial.user_attrs.get("placement", {})
         rows.append({
             "number": trial.number,

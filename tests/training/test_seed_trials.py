@@ -10,7 +10,14 @@ import optuna
 from optuna.trial import TrialState
 
 from cluster.placement import Placement
-from training.hpo import StudySettings, enqueue_seed_trials, open_hpo_study, run_slot, slot_quotas
+from training.hpo import (
+    StudySettings,
+    enqueue_seed_trials,
+    leaderboard,
+    open_hpo_study,
+    run_slot,
+    slot_quotas,
+)
 from training.search_space import search_space
 from training.studies import StudyStorage
 
@@ -101,3 +108,16 @@ def test_a_budget_smaller_than_the_seeds_takes_them_in_order(tmp_path):
     assert enqueue_seed_trials(open_seeded(url, small), small) == []
     assert enqueue_seed_trials(open_seeded(url, SPACE), SPACE) == seeds[2:]
     assert len(open_seeded(url, SPACE).get_trials()) == 4
+
+
+def test_queued_seed_trials_show_their_family_on_the_leaderboard(tmp_path):
+    """Seeds enqueued but not yet asked for (the study's deadline hit first) are listed as waiting with the
+    family and draws they were enqueued with, not as rows without a family."""
+    study = open_seeded(str(tmp_path / "journal.log"))
+    seeds = enqueue_seed_trials(study, SPACE)
+    rows = leaderboard(study)
+    assert [row["state"] for row in rows] == ["waiting"] * len(seeds)
+    assert (
+        [row["family"] for row in rows] == [seed["family"] for seed in seeds] == ["gnn", "gbdt", "gnn", "gnn"]
+    )
+    assert [row["params"].get("sampling_2") for row in rows] == [seed.get("sampling_2") for seed in seeds]
