@@ -111,33 +111,37 @@ class TemporalSampler:
         self._orders = dict(graph.order)  # node type -> (store id -> caller id), where they differ
         self.edge_types = sorted(graph.edge_types)
         self._type_index = {name: i for i, name in enumerate(self.node_types)}
-        type_index = self._type_index
-        self._src_type = np.array([type_index[e[0]] for e in self.edge_types], dtype=np.int64)
-        self._dst_type = np.array([type_index[e[2]] for e in self.edge_types], dtype=np.int64)
-        counts = np.array([self._node_counts[t] for t in self.node_types], dtype=np.int64)
-        self._type_offset = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        self._has_time = np.array([t in graph.node_times for t in self.node_types], dtype=np.bool_)
-        manifest = graph.manifest
-        self._time_offset = np.array(
-            [manifest["node_types"][t]["time_offset"] for t in self.node_types], dtype=np.int64
-        )
-        metas = [manifest["edge_types"]["__".join(e)] for e in self.edge_types]
-        self._indptr_offset = np.array([meta["indptr_offset"] for meta in metas], dtype=np.int64)
-        self._single = np.array([meta["layout"] == "single" for meta in metas], dtype=np.bool_)
-        self._indices_offset = np.array([meta["indices_offset"] for meta in metas], dtype=np.int64)
         self._plan = None if config is None else self._compile(config)
         no_rank = np.empty(0, np.int64)
         self._seed_rank = {name: np.ascontiguousarray(graph.rank.get(name, no_rank), np.int64)
                            for name in self.node_types}  # fmt: skip
+        self._graph_arguments = self._kernel_graph_arguments()
+
+    def _kernel_graph_arguments(self) -> tuple:
+        """The graph as the kernels take it: per edge type its end types, per node type its id and time
+        offsets, the concatenated arrays, per edge type its offsets and layout."""
+        graph, index = self.graph, self._type_index
+        counts = np.array([self._node_counts[t] for t in self.node_types], dtype=np.int64)
+        node_metas = [graph.manifest["node_types"][t] for t in self.node_types]
+        edge_metas = [graph.manifest["edge_types"]["__".join(e)] for e in self.edge_types]
         # Plain ndarray views of the (memory-mapped) arrays: numba types an np.memmap argument on its slow
         # path, ~3 µs each call after a batch has flushed the caches.
         times, indptr, indices = (
             np.asarray(a).view(np.ndarray) for a in (graph.times, graph.indptr, graph.indices)
         )
-        self._graph_arguments = (
-            self._src_type, self._dst_type, self._type_offset, self._has_time, times, self._time_offset, indptr,
-            self._indptr_offset, indices, self._indices_offset, self._single,
-        )  # fmt: skip
+        return (
+            np.array([index[e[0]] for e in self.edge_types], dtype=np.int64),  # source type
+            np.array([index[e[2]] for e in self.edge_types], dtype=np.int64),  # destination type
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),  # type offset
+            np.array([t in graph.node_times for t in self.node_types], dtype=np.bool_),  # has time
+            times,
+            np.array([meta["time_offset"] for meta in node_metas], dtype=np.int64),
+            indptr,
+            np.array([meta["indptr_offset"] for meta in edge_metas], dtype=np.int64),
+            indices,
+            np.array([meta["indices_offset"] for meta in edge_metas], dtype=np.int64),
+            np.array([meta["layout"] == "single" for meta in edge_metas], dtype=np.bool_),
+        )
 
     def _compile(self, config: SamplerConfig) -> tuple[np.ndarray, np.ndarray, bool]:
         """(fanouts per hop and edge type, windows per hop, take the last) for the kernels."""
