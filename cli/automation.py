@@ -18,7 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Instigator", "add_automation_command", "parse_listing", "render", "run_automation"]
+__all__ = [
+    "Instigator",
+    "add_automation_command",
+    "parse_listing",
+    "render",
+    "run_automation",
+    "turn_on_commands",
+]
 
 DEFINITIONS_MODULE = "kumo_assets.definitions"  # the code location of workspace.yaml and the Makefile
 FAILED = 2
@@ -103,14 +110,28 @@ def render(items: list[Instigator], home: Path, module: str, dagster: str) -> st
     for item in items:
         state = "on" if item.running else "off"
         lines.append(f"  {state:<5}  {item.kind:<8}  {item.name:<{width}}  {what_it_does(item)}")
-    off = [item for item in items if not item.running]
-    if off:
+    commands = turn_on_commands(items, module, dagster)
+    if commands:
         lines.append("Turn on what is off (the daemon that ticks them runs under `make dev`):")
         lines.append(f"  export DAGSTER_HOME={home}")
-        lines += [f"  {dagster} {item.kind} start -m {module} {item.name}" for item in off]
+        lines += [f"  {command}" for command in commands]
     else:
         lines.append("All on; the daemon that ticks them runs under `make dev`.")
     return "\n".join(lines)
+
+
+def turn_on_commands(items: list[Instigator], module: str, dagster: str) -> list[str]:
+    """The `dagster` commands that turn on what is off: one ``--start-all`` per kind when all of that kind
+    are off (each command loads the code location, ~10 s), else one per instigator that is off."""
+    commands = []
+    for kind in ("schedule", "sensor"):
+        of_kind = [item for item in items if item.kind == kind]
+        off = [item for item in of_kind if not item.running]
+        if off and len(off) == len(of_kind):
+            commands.append(f"{dagster} {kind} start -m {module} --start-all")
+        else:
+            commands += [f"{dagster} {kind} start -m {module} {item.name}" for item in off]
+    return commands
 
 
 def run_automation(args: argparse.Namespace) -> int:

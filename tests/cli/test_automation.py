@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cli.automation import Instigator, parse_listing, render
+from cli.automation import Instigator, dagster_executable, parse_listing, render
 from cli.main import main
 
 SCHEDULES = """\
@@ -60,6 +60,11 @@ def test_render_lists_every_state_and_the_commands_for_what_is_off(monkeypatch):
         "  .venv/bin/dagster schedule start -m kumo_assets.definitions f1__driver_dnf__refresh_daily",
         "  .venv/bin/dagster sensor start -m kumo_assets.definitions capacity_ahead_of_demand",
     ]
+    all_off = [Instigator(item.kind, item.name, False, item.cron) for item in items]
+    assert render(all_off, Path("/inst"), "m", "dagster").splitlines()[-2:] == [
+        "  dagster schedule start -m m --start-all",
+        "  dagster sensor start -m m --start-all",
+    ]  # every one of a kind off: one command for the kind (each command loads the code location)
     all_on = [Instigator(item.kind, item.name, True, item.cron) for item in items]
     assert "start" not in render(all_on, Path("/inst"), "m", "dagster")
     assert render(all_on, Path("/inst"), "m", "dagster").endswith("All on; the daemon that ticks them runs "
@@ -75,8 +80,10 @@ def test_kumo_automation_reads_a_real_instance(tmp_path, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert f"Automation in the Dagster instance {home.resolve()}:" in out
     for name in ("f1__driver_dnf__refresh_daily", "capacity_ahead_of_demand", "new_data"):
-        assert f"sensor start -m kumo_assets.definitions {name}" in out or f"schedule start -m " \
-            f"kumo_assets.definitions {name}" in out  # fmt: skip
+        assert name in out
+    commands = out.splitlines()[-2:]  # tests/integration/test_readme.py runs them and finds everything on
+    assert commands == [f"  {dagster_executable()} {kind} start -m kumo_assets.definitions --start-all"
+                        for kind in ("schedule", "sensor")]  # fmt: skip
     rows = [line.split() for line in out.splitlines()]
     states = [row[0] for row in rows if row[1:2] in (["schedule"], ["sensor"]) and row[0] in ("on", "off")]
     assert states == ["off"] * 5  # three refresh schedules, two sensors
