@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from cluster.placement import Placement
 from cluster.provisioner import ProvisioningError
-from training.search_space import SearchSpace
+from training.search_space import SearchSpace, preset_params
 from training.studies import FINISHED_STATES, claim_trial, trial_owner_alive
 
 __all__ = [
@@ -361,6 +361,16 @@ def _record(study: optuna.Study, trial, result: dict[str, Any], placement: Place
         study.tell(trial.number, float(value))
 
 
+def _enqueued_params(fixed: Mapping[str, Any]) -> dict[str, Any]:
+    """A queued trial's enqueued draws as a finished trial records them: a GNN's sampling preset
+    (``sampling_<layers>``) as its batch size, fanouts and strategy, which tell queued GNN seeds apart."""
+    params = {name: value for name, value in fixed.items() if not name.startswith("sampling_")}
+    for name, preset in fixed.items():
+        if name.startswith("sampling_"):
+            params.update(preset_params(preset))
+    return params
+
+
 def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
     """Every trial, best first: number, state, family, parameters, value, time, instance type, cost and, for
     a failed trial, why. A trial still queued (a seed trial not yet asked for when the study's deadline hit)
@@ -369,7 +379,7 @@ def leaderboard(study: optuna.Study) -> list[dict[str, Any]]:
     for trial in study.get_trials(deepcopy=False):
         params = trial.user_attrs.get("params")
         if params is None and trial.state == TrialState.WAITING:
-            params = trial.system_attrs.get("fixed_params", {})
+            params = _enqueued_params(trial.system_attrs.get("fixed_params", {}))
         params = params or {}
         placement = trial.user_attrs.get("placement", {})
         rows.append({

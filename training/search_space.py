@@ -34,6 +34,7 @@ __all__ = [
     "PRESET_STRATEGIES",
     "SAMPLING_PRESETS",
     "SearchSpace",
+    "preset_params",
     "sampling_key",
     "search_space",
 ]
@@ -114,7 +115,6 @@ class SearchSpace:
         layers = _choice(trial, "layers", self.layers)
         presets = [name for name in self.sampling if len(SAMPLING_PRESETS[name][1]) == layers]
         preset = _choice(trial, f"sampling_{layers}", tuple(presets))
-        batch_size, fanouts = SAMPLING_PRESETS[preset]
         return {
             **drawn,
             "family": "gnn",
@@ -129,9 +129,7 @@ class SearchSpace:
             "epochs": trial.suggest_int("epochs", *self.epochs)
             if self.epochs[0] < self.epochs[1]
             else self.epochs[0],
-            "batch_size": batch_size,
-            "fanouts": list(fanouts),
-            "sampling_strategy": PRESET_STRATEGIES.get(preset, "uniform"),
+            **preset_params(preset),
             "max_steps_per_epoch": self.max_steps_per_epoch,
         }
 
@@ -233,6 +231,13 @@ def search_space(
             raise ValueError(f"search space `{name}` is {overrides[name]}; set it above 0")
     fields = {"mode": mode, "task_type": task_type, "families": chosen, **base, **overrides}
     return SearchSpace(**fields)
+
+
+def preset_params(preset: str) -> dict[str, Any]:
+    """A sampling preset as the trial parameters it sets: batch size, fanouts per hop and strategy."""
+    batch_size, fanouts = SAMPLING_PRESETS[preset]
+    return {"batch_size": batch_size, "fanouts": list(fanouts),
+            "sampling_strategy": PRESET_STRATEGIES.get(preset, "uniform")}  # fmt: skip
 
 
 def sampling_key(params: Mapping[str, Any]) -> tuple:
