@@ -1,4 +1,5 @@
-"""Normalisation of raw columns: null tokens to null, and every time to UTC int64 seconds since epoch."""
+"""Normalisation of raw columns: null tokens to null, decimals to plain numbers, and every time to UTC int64
+seconds since epoch."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ __all__ = [
     "TimeParse",
     "clock_to_seconds",
     "date_and_clock_to_epoch_seconds",
+    "decimals_to_numbers",
     "normalise_nulls",
     "to_epoch_seconds",
 ]
@@ -48,6 +50,27 @@ class TimeParse:
     @property
     def parse_rate(self) -> float:
         return 1.0 if self.non_null == 0 else (self.non_null - self.failed) / self.non_null
+
+
+def decimals_to_numbers(frame: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, str]]:
+    """DECIMAL columns (databases export NUMERIC/NUMBER as them) as the numbers they hold: whole-number ones
+    (scale 0: ids, counts) as Int64, text when a value is beyond Int64; the rest as Float64. Returns the frame
+    and, per converted column, what was done ("Decimal(10, 2) read as Float64")."""
+    converted, notes = [], {}
+    for name, dtype in frame.schema.items():
+        if not isinstance(dtype, pl.Decimal):
+            continue
+        column = frame.get_column(name)
+        if dtype.scale == 0:
+            try:
+                column = column.cast(pl.Int64, strict=True)
+            except pl.exceptions.InvalidOperationError:  # a value beyond int64 (precision > 18)
+                column = column.cast(pl.String)
+        else:
+            column = column.cast(pl.Float64)
+        converted.append(column)
+        notes[name] = f"Decimal({dtype.precision}, {dtype.scale}) read as {column.dtype}"
+    return (frame.with_columns(converted) if converted else frame), notes
 
 
 def normalise_nulls(frame: pl.DataFrame, null_values: list[str] | tuple[str, ...]) -> pl.DataFrame:

@@ -26,6 +26,7 @@ from relational.normalise import (
     TimeParse,
     clock_to_seconds,
     date_and_clock_to_epoch_seconds,
+    decimals_to_numbers,
     normalise_nulls,
     to_epoch_seconds,
 )
@@ -98,6 +99,7 @@ def build_table(
     trusted = table_is_trusted(spec, table)  # else no message quotes the source's names or values
     _require_columns(spec, table, raw.columns, trusted)
     frame = normalise_nulls(raw.drop(table_spec.drop_columns), table_spec.null_values or DEFAULT_NULL_VALUES)
+    frame, decimals = decimals_to_numbers(frame)
     key_columns = table_spec.primary_key_columns
     fk_columns = {column: fk.table for fk in foreign_keys for column in fk.columns}
     end_columns = [table_spec.end_time_column] if table_spec.end_time_column else []
@@ -106,6 +108,8 @@ def build_table(
     )
     time_columns = [column for column in table_spec.own_time_columns if column != clock] + end_columns
     stypes = infer_stypes(frame, key_columns, fk_columns, time_columns, table_spec.stypes)
+    for column, note in decimals.items():  # the reason says what the source held
+        stypes[column] = replace(stypes[column], reason=f"{stypes[column].reason} ({note})")
     event_time = _own_event_time(frame, table_spec.time_column, table_spec.timezone)
     if clock is not None and clock not in table_spec.stypes:
         stypes[clock] = StypeDecision("numerical", "clock time of the event, as seconds after midnight")
@@ -187,7 +191,7 @@ def normalise_key_frame(
     frame: pl.DataFrame, null_values: list[str] | None, timezone: str | None
 ) -> pl.DataFrame:
     """Key columns normalised as `build_table` would: null tokens, and date/time dtypes to seconds."""
-    frame = normalise_nulls(frame, null_values or DEFAULT_NULL_VALUES)
+    frame, _ = decimals_to_numbers(normalise_nulls(frame, null_values or DEFAULT_NULL_VALUES))
     converted = []
     for name, dtype in frame.schema.items():
         if dtype == pl.Date or isinstance(dtype, pl.Datetime):

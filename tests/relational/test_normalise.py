@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from relational.normalise import (
     clock_to_seconds,
     date_and_clock_to_epoch_seconds,
+    decimals_to_numbers,
     normalise_nulls,
     to_epoch_seconds,
 )
@@ -112,3 +113,20 @@ def test_zoned_text_equals_the_same_instant(moment, hours):
     assert to_epoch_seconds(pl.Series([text])).seconds.to_list() == [
         int(moment.replace(tzinfo=zone).timestamp())
     ]
+
+
+def test_decimals_become_int64_float64_or_text_when_beyond_int64():
+    frame = pl.DataFrame({
+        "count": pl.Series([3, None, 7]).cast(pl.Decimal(10, 0)),
+        "amount": pl.Series(["12.50", "0.01", None]).str.to_decimal(scale=2),
+        "big_id": pl.Series(["1", "123456789012345678901234", None]).str.to_decimal(scale=0),
+        "name": ["a", "b", "c"],
+    })  # fmt: skip
+    out, notes = decimals_to_numbers(frame)
+    assert out.schema == pl.Schema(
+        {"count": pl.Int64, "amount": pl.Float64, "big_id": pl.String, "name": pl.String}
+    )
+    assert out["count"].to_list() == [3, None, 7] and out["amount"].to_list() == [12.5, 0.01, None]
+    assert out["big_id"].to_list() == ["1", "123456789012345678901234", None]
+    assert notes == {"count": "Decimal(10, 0) read as Int64", "amount": "Decimal(38, 2) read as Float64",
+                     "big_id": "Decimal(38, 0) read as String"}  # fmt: skip

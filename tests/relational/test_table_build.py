@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from relational.errors import IngestError
 from relational.graph_tables import ingest_in_memory
@@ -175,3 +176,25 @@ tables:
     assert built["weather"].frame[EVENT_TIME][0] == 1357034400  # 05:00 EST = 10:00 UTC
     ids = built["flights"].frame["_kumo_fk__weather_hour"].to_list()
     assert ids == [built["weather"].frame.filter(pl.col("origin") == "JFK")[NODE_ID][0], 2, None]
+
+
+def test_decimal_columns_ingest_as_the_numbers_they_hold(tmp_path):
+    """Parquet DECIMAL, what databases export NUMERIC/NUMBER columns as: a whole-number one (ids, counts) is
+    read as Int64 and one with a scale as Float64, so keys resolve and amounts are numerical features, as in
+    the same tables without decimals (before, an amount became a high-cardinality category)."""
+    tables = make_tables()
+    plain = build_all(load_spec(write_fake_db(tmp_path / "plain", "parquet", tables)))
+    whole, scaled = pl.Decimal(12, 0), pl.Decimal(10, 2)
+    decimal = {
+        **tables,
+        "users": tables["users"].with_columns(pl.col("user_id", "referrer_id").cast(whole)),
+        "orders": tables["orders"].with_columns(pl.col("user_id").cast(whole)),
+        "products": tables["products"].with_columns(pl.col("price").cast(scaled)),
+    }
+    built = build_all(load_spec(write_fake_db(tmp_path / "decimal", "parquet", decimal)))
+    for name, table in plain.items():
+        assert_frame_equal(built[name].frame, table.frame, check_exact=False)
+        assert [check.passed for check in built[name].checks] == [check.passed for check in table.checks]
+    price = built["products"].meta["stypes"]["price"]
+    assert price["stype"] == "numerical" and "Decimal(10, 2) read as Float64" in price["reason"]
+    assert built["users"].meta["stypes"]["user_id"]["stype"] == "id"
