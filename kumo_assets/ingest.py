@@ -25,6 +25,7 @@ from kumo_assets.asset_keys import table_asset_key, tables_group
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ui_tables import human_bytes, ui_table
 from relational.checks import CheckOutcome, ingest_check_names
+from relational.sources import table_is_trusted
 from relational.spec import GraphSpec
 from relational.table_build import (
     BuiltTable,
@@ -88,7 +89,8 @@ def _table_asset(spec: GraphSpec, table: str) -> AssetsDefinition:
             yield check_result(outcome)
         meta = publish_table(spec, built, data_plane)
         context.log.info(f"{table}: {meta['rows']} rows -> {meta['uri']}")
-        yield MaterializeResult(metadata=table_metadata(built, time.perf_counter() - started))
+        seconds = time.perf_counter() - started
+        yield MaterializeResult(metadata=table_metadata(built, seconds, table_is_trusted(spec, table)))
 
     return _ingest
 
@@ -100,8 +102,20 @@ def check_result(outcome: CheckOutcome) -> AssetCheckResult:
                             metadata=outcome.metadata)  # fmt: skip
 
 
-def table_metadata(built: BuiltTable, seconds: float) -> dict:
-    """What the UI shows for an ingested table: size, schema with stypes, nulls, keys, time range, preview."""
+def table_metadata(built: BuiltTable, seconds: float, trusted: bool = True) -> dict:
+    """What the UI shows for an ingested table: size, schema with stypes, nulls, keys, time range, preview.
+
+    ``trusted`` False (a source outside graph.yaml's folder and $KUMO_SHARED_DATA, `table_is_trusted`): no
+    column names, values or times, as the table's messages quote none (a CSV's header is the file's own text).
+    """
+    if not trusted:
+        return _sizes(built, seconds) | {
+            "columns_and_values": MetadataValue.text(
+                f"not shown: a source of {built.table!r} lies outside the folder of graph.yaml and "
+                "$KUMO_SHARED_DATA, so the UI quotes none of its names or values (set KUMO_SHARED_DATA to the "
+                "data's root folder to show them)"
+            ),
+        }
     meta, frame = built.meta, built.frame
     user_columns = [column for column in frame.columns if not column.startswith("_kumo_")]
     stypes = meta["stypes"]
@@ -109,8 +123,7 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
         column: frame.get_column(column).null_count() / max(frame.height, 1) for column in user_columns
     }
     metadata = {
-        "dagster/row_count": MetadataValue.int(meta["rows"]),
-        "dagster/uri": MetadataValue.path(meta["uri"]),
+        **_sizes(built, seconds),
         "dagster/column_schema": MetadataValue.table_schema(
             TableSchema(
                 columns=[
@@ -121,9 +134,6 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
                 ]
             )
         ),
-        "content_hash": MetadataValue.text(meta["content_hash"]),
-        "size": MetadataValue.text(human_bytes(meta["bytes"])),
-        "build_seconds": MetadataValue.float(round(seconds, 3)),
         "stypes": ui_table(
             [("column", "string"), ("stype", "string"), ("decided by", "string"), ("reason", "string"),
              ("null rate", "float")],
@@ -146,6 +156,18 @@ def table_metadata(built: BuiltTable, seconds: float) -> dict:
         )
         metadata["rows_dropped_without_time"] = MetadataValue.int(time_meta["dropped_null_rows"])
     return metadata
+
+
+def _sizes(built: BuiltTable, seconds: float) -> dict:
+    """Rows, where the table was written, its hash and size, and the build time: no names or values."""
+    meta = built.meta
+    return {
+        "dagster/row_count": MetadataValue.int(meta["rows"]),
+        "dagster/uri": MetadataValue.path(meta["uri"]),
+        "content_hash": MetadataValue.text(meta["content_hash"]),
+        "size": MetadataValue.text(human_bytes(meta["bytes"])),
+        "build_seconds": MetadataValue.float(round(seconds, 3)),
+    }
 
 
 def _stype_text(decision: dict | None) -> str:

@@ -67,6 +67,31 @@ def test_fake_db_materialises_with_checks_and_metadata(fake_spec, data_plane, tm
         )
 
 
+def test_a_table_from_outside_the_spec_folder_shows_no_names_or_values(tmp_path, data_plane, monkeypatch):
+    """A source outside graph.yaml's folder and $KUMO_SHARED_DATA (a CSV's header is the file's own text)
+    ingests, but its page quotes none of its names or values, as its messages do not; it says why."""
+    monkeypatch.delenv("KUMO_SHARED_DATA", raising=False)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "secret.csv").write_text(
+        "TOPSECRET_user,TOPSECRET_hash,when\nalice,hunter2,2024-01-01\nbob,swordfish,2024-01-02\n"
+    )
+    (tmp_path / "spec").mkdir()
+    (tmp_path / "spec" / "graph.yaml").write_text(
+        "name: leaky\ntables:\n  leak: {source: ../elsewhere/secret.csv, time_column: when}\n"
+    )
+    spec = load_spec(tmp_path / "spec" / "graph.yaml")
+    (tmp_path / "instance").mkdir()
+    with instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
+        assert materialize(
+            build_ingest_assets(spec), resources={"data_plane": data_plane}, instance=instance
+        ).success
+        event = instance.get_latest_materialization_event(AssetKey(["leaky", "leak"])).asset_materialization
+    shown = repr(event.metadata)
+    assert not any(word in shown for word in ("TOPSECRET", "alice", "hunter2", "swordfish", "2024-01-0"))
+    assert event.metadata["dagster/row_count"].value == 2
+    assert "lies outside the folder of graph.yaml" in event.metadata["columns_and_values"].value
+
+
 def test_blocking_check_stops_downstream_and_keeps_the_old_version(tmp_path, data_plane):
     spec_path = write_fake_db(tmp_path / "db")
     spec = load_spec(spec_path)
