@@ -105,10 +105,11 @@ def tpe_sampler(seed: int, n_trials: int) -> optuna.samplers.TPESampler:
                                           n_startup_trials=min(10, max(2, n_trials // 3)))  # fmt: skip
 
 
-def proposal_seed(seed: int, slot_key: str, trials_so_far: int) -> int:
-    """A sampler seed per proposal. Every slot process builds its own sampler; with one shared seed their
-    random start-up draws would coincide and parallel slots would propose the same trial."""
-    digest = hashlib.sha256(f"{seed}|{slot_key}|{trials_so_far}".encode()).digest()
+def proposal_seed(seed: int, trial_number: int) -> int:
+    """The sampler seed of one trial's draws: by the study seed and the trial's number, so a trial draws the
+    same whichever slot runs it (slots race for queued trials), and parallel slots, each with a sampler of its
+    own, never share their random start-up draws."""
+    digest = hashlib.sha256(f"{seed}|trial {trial_number}".encode()).digest()
     return int.from_bytes(digest[:4], "little")
 
 
@@ -270,12 +271,11 @@ def run_slot(
             params = dict(frozen.user_attrs["params"])
             outcome.resumed.append(frozen.number)
         else:
-            trials_so_far = len(study.get_trials(deepcopy=False))
-            study.sampler = tpe_sampler(proposal_seed(seed, slot_key, trials_so_far), space.n_trials)
             # Postgres heartbeats serve Study.optimize; an ask/tell driver claims its trials instead.
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial = study.ask()
+                trial = study.ask()  # draws nothing yet: Optuna samples at the first suggest
+            study.sampler = tpe_sampler(proposal_seed(seed, trial.number), space.n_trials)
             claim_trial(study, trial)
             params = {**space.suggest(trial), **base_params}
             trial.set_user_attr("params", params)

@@ -76,6 +76,24 @@ def test_parallel_slots_run_each_seed_trial_exactly_once(tmp_path):
     assert all(trial.user_attrs.get("seeded") for trial in trials)
 
 
+def test_a_trial_draws_the_same_parameters_whichever_slot_runs_it(tmp_path):
+    """A study seed fixes each trial's random draws by the trial's number, not by the slot that asked for it.
+    Before, slots racing for the queued seed trials gave a seeded GNN trial other draws (learning rate,
+    channels, ...) from one run of the same study seed to the next."""
+    drawn = []
+    for order in ((0, 1), (1, 0)):  # which slot takes the first two queued trials
+        url = str(tmp_path / f"journal-{order[0]}.log")
+        enqueue_seed_trials(open_seeded(url), SPACE)
+        for slot in order:
+            run_slot(open_seeded(url), SPACE, f"run/{slot}", 2, time.time() + 60,
+                     lambda params: Placement.local_cpu(1, 2.0), either_family, {"seed": 0, "device": "cpu"}, 1,
+                     log=lambda message: None, seed=7)  # fmt: skip
+        trials = open_seeded(url).get_trials()
+        assert [trial.user_attrs["slot_key"] for trial in trials[:2]] == [f"run/{order[0]}"] * 2
+        drawn.append({trial.number: trial.user_attrs["params"] for trial in trials})
+    assert drawn[0] == drawn[1] and len(drawn[0]) == 4
+
+
 def test_reopening_a_study_enqueues_no_seed_twice(tmp_path):
     """A retried run opens the study again: seeds already waiting, running, finished or failed are covered."""
     url = str(tmp_path / "journal.log")
