@@ -65,9 +65,8 @@ class StudySettings:
     # observe_until); overrides simulate_staleness
     search_staleness: bool = False
     device: str = "auto"
-    share_batches: bool = (
-        True  # trials on one sampling preset reuse each other's minibatches (node-local cache)
-    )
+    # trials on one sampling preset reuse each other's minibatches, GBDT trials their features (node-local cache)
+    share_batches: bool = True
 
     def __post_init__(self) -> None:
         """A budget that cannot run a trial is an error, not an empty study that "succeeds"."""

@@ -31,6 +31,7 @@ from stores.batch_cache import BatchCache
 from stores.data_plane import DataPlane
 from stores.feature_store import FeatureStores
 from stores.graph_store import GraphStores
+from training.design_cache import design_cache
 from training.link_trial import link_query, run_gbdt_link_trial
 from training.list_labels import LIST_TASKS, label_vocabulary, multi_hot_splits
 from training.run_config_checks import refuse_impossible_run_config
@@ -181,10 +182,13 @@ def train_query_model(
                                          freeze_validation=_freezes_validation(config),
                                          simulate_staleness=config.simulate_staleness, holdout=config.refit or config.holdout)  # fmt: skip
         else:
+            tables_version = "|".join(f"{name}={metas[name]['content_hash']}" for name in sorted(metas))
             result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
                                     freeze_validation=_freezes_validation(config),
                                     simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta),
-                                    holdout=config.refit or config.holdout, masked=masked)  # fmt: skip
+                                    holdout=config.refit or config.holdout, masked=masked,
+                                    cache=design_cache(batch_cache) if batch_cache else None,
+                                    tables_version=tables_version)  # fmt: skip
         # a GBDT's "best epoch" is the number of boosting rounds it kept, which its refit reuses
         metrics, resumed_from, best_epoch = result.metrics, None, result.model.best_iteration
         extra["vocabulary_limit"] = getattr(result, "vocabulary_limit", None)

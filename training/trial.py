@@ -32,6 +32,7 @@ from stores.feature_store import StoredFeatures
 from stores.fetcher import MinibatchFetcher, TrainingSplit
 from stores.graph_store import StoredGraph
 from stores.sampler import SamplerConfig
+from training.design_cache import cached_design, design_key
 from training.list_labels import label_vocabulary
 
 __all__ = [
@@ -288,6 +289,8 @@ def run_gbdt_trial(
     top_k: int = 10,
     holdout: bool = True,
     masked: Mapping[str, Collection[str]] | None = None,
+    cache: BatchCache | None = None,
+    tables_version: str | None = None,
 ) -> GBDTTrialResult:
     """Propositionalise every split in one pass (shared columns), fit LightGBM on train, early-stop on val.
 
@@ -300,6 +303,8 @@ def run_gbdt_trial(
     List labels (multilabel, ranking) become multi-hot rows over the training categories; forecasting labels
     (a list of horizon values per row) become (rows, horizons) floats.
     ``masked`` (table -> columns): columns no feature reads (a static target's own column, `masked_columns`).
+    ``cache`` with ``tables_version`` (what identifies ``frames``: their content hashes): the features are
+    shared with the study's other GBDT trials on this node (`training.design_cache`).
     """
     config = replace(config or GBDTConfig(), top_k=top_k)
     started = time.perf_counter()
@@ -309,8 +314,17 @@ def run_gbdt_trial(
     entities = view_entities(rows, simulate_staleness or freeze_validation)
     limit = vocabulary_limit(entities, observe_until)
     splits = rows["split"]
-    design = build_relational_features(frames, schema, entity_table, entities, features or PropositionalConfig(),
-                                       observe_until, masked=masked)  # fmt: skip
+    features = features or PropositionalConfig()
+
+    def build(entities: pl.DataFrame = entities) -> pl.DataFrame:
+        return build_relational_features(frames, schema, entity_table, entities, features, observe_until,
+                                         masked=masked)  # fmt: skip
+
+    if cache is not None and tables_version is not None:
+        key = design_key(tables_version, entity_table, entities, features, observe_until, masked)
+        design = cached_design(cache, key, build)
+    else:
+        design = build()
     feature_seconds = time.perf_counter() - started
     labels, vocabulary = rows["label"].to_list(), None
     if task_type in ("multilabel_classification", "ranking"):  # category lists -> multi-hot rows
