@@ -1,12 +1,12 @@
 """GBDT design matrices shared through the node's cache (`stores.batch_cache`): every GBDT trial of a study
 propositionalises the same rows of the same tables (only LightGBM's parameters differ), so the first trial
 builds the features and the others read them, or wait for the builder instead of building alongside it
-(F1's GBDT trials spent 55-175 s each on their features, docs/benchmarks.md).
+(completejourney churn: 20 s of features in a 29 s trial; docs/benchmarks.md).
 
 The key covers everything the features are a function of: the tables' versions (their content hashes),
 the entity table, the rows (node id, anchor, cutoff), the feature settings, the frozen-database cutoff,
-the masked columns and the feature code itself (its source files' hash), so a change to any of them builds
-anew rather than reading features made otherwise.
+the masked columns, the category vocabulary's cutoff and the feature code itself (its source files' hash),
+so a change to any of them builds anew rather than reading features made otherwise.
 """
 
 from __future__ import annotations
@@ -42,18 +42,13 @@ def design_key(
     config: PropositionalConfig,
     data_cutoff: int | None,
     masked: Mapping[str, Collection[str]] | None,
+    vocabulary_limit: int | None = None,
 ) -> str:
     """The cache key of the features of ``entities`` (`models.propositional.build_relational_features`)."""
     digest = hashlib.sha256()
     hidden = sorted((table, sorted(columns)) for table, columns in (masked or {}).items())
-    for part in (
-        tables_version,
-        entity_table,
-        repr(config),
-        repr(data_cutoff),
-        repr(hidden),
-        _feature_code(),
-    ):
+    settings = (repr(config), repr(data_cutoff), repr(hidden), repr(vocabulary_limit))
+    for part in (tables_version, entity_table, *settings, _feature_code()):
         digest.update(part.encode() + b"\0")
     digest.update(_ipc(entities))
     return f"gbdt-design-{digest.hexdigest()}"

@@ -24,6 +24,8 @@ from models.propositional_config import PropositionalConfig
 from models.uncertainty import ScoredRows
 from relational.keys import NODE_ID
 from relational.schema import GraphSchema
+from stores.batch_cache import BatchCache
+from training.design_cache import cached_design, design_key
 from training.trial import SPLITS, GBDTTrialResult, view_entities, with_frozen_views
 
 __all__ = [
@@ -67,7 +69,8 @@ def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema,
                         observe_until: int | None = None, top_k: int = 10, features: PropositionalConfig | None = None,
                         candidates: CandidateConfig | None = None, objective: str = "lambdarank",
                         train_negatives: int | None = 40, freeze_validation: bool = False,
-                        simulate_staleness: bool = False, holdout: bool = True) -> GBDTTrialResult:  # fmt: skip
+                        simulate_staleness: bool = False, holdout: bool = True, cache: BatchCache | None = None,
+                        tables_version: str | None = None) -> GBDTTrialResult:  # fmt: skip
     """Fit the pair scorer on train, early-stop on val, and score every split's top-``top_k`` rankings.
 
     ``entity_keys``: the entity table's key column and its ``_kumo_id``; ``observe_until`` freezes the
@@ -76,6 +79,8 @@ def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema,
     (a fixed pseudo-random choice); None keeps all. Validation and test rows keep all their candidates.
     ``simulate_staleness``/``freeze_validation``: as `run_gbdt_trial` (`with_frozen_views`): a row's
     candidates and features are those of the database its view sees, its label stays its anchor's.
+    ``cache`` with ``tables_version``: the entities' features are shared with the study's other GBDT trials
+    (`training.design_cache`).
     """
     started = time.perf_counter()
     key = entity_keys.columns[0]
@@ -97,8 +102,16 @@ def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema,
         pairs = subsample_training_negatives(pairs, split_of_row, train_negatives)
     views = view_entities(rows, simulate_staleness or freeze_validation)
     limit = vocabulary_limit(views, observe_until)  # what scoring other rows later pins category columns to
-    entity_design = build_relational_features(frames, schema, entity_table, views, features or PropositionalConfig(),
-                                              observe_until, limit)  # fmt: skip
+    features = features or PropositionalConfig()
+
+    def build() -> pl.DataFrame:
+        return build_relational_features(frames, schema, entity_table, views, features, observe_until, limit)
+
+    if cache is not None and tables_version is not None:
+        key = design_key(tables_version, entity_table, views, features, observe_until, None, limit)
+        entity_design = cached_design(cache, key, build)
+    else:
+        entity_design = build()
     widen = PairWidener(frames, schema, link.target_table, pairs, entity_design, as_of, limit)
     pairs = as_float32(pairs)
     feature_seconds = time.perf_counter() - started

@@ -174,21 +174,22 @@ def train_query_model(
             table = pl.concat(
                 [table, table.filter(pl.col("split") == "val").with_columns(split=pl.lit("train"))]
             )
+        tables_version = "|".join(f"{name}={metas[name]['content_hash']}" for name in sorted(metas))
+        cache = design_cache(batch_cache) if batch_cache else None
         if task_type == "link_prediction":
             if masked:  # link targets are windows after the anchor: nothing is masked, and the ranker cannot
                 raise ValueError(f"the GBDT link ranker cannot hide masked input columns {hidden}")
             result = run_gbdt_link_trial(frames, schema, entity_table, keys, table, link_query(meta["parsed"]),
                                          gbdt, observe_until, query_top_k(meta),
                                          freeze_validation=_freezes_validation(config),
-                                         simulate_staleness=config.simulate_staleness, holdout=config.refit or config.holdout)  # fmt: skip
+                                         simulate_staleness=config.simulate_staleness, holdout=config.refit or config.holdout,
+                                         cache=cache, tables_version=tables_version)  # fmt: skip
         else:
-            tables_version = "|".join(f"{name}={metas[name]['content_hash']}" for name in sorted(metas))
             result = run_gbdt_trial(frames, schema, entity_table, keys, table, task_type, gbdt, observe_until,
                                     freeze_validation=_freezes_validation(config),
                                     simulate_staleness=config.simulate_staleness, top_k=query_top_k(meta),
                                     holdout=config.refit or config.holdout, masked=masked,
-                                    cache=design_cache(batch_cache) if batch_cache else None,
-                                    tables_version=tables_version)  # fmt: skip
+                                    cache=cache, tables_version=tables_version)  # fmt: skip
         # a GBDT's "best epoch" is the number of boosting rounds it kept, which its refit reuses
         metrics, resumed_from, best_epoch = result.metrics, None, result.model.best_iteration
         extra["vocabulary_limit"] = getattr(result, "vocabulary_limit", None)

@@ -321,7 +321,7 @@ def run_gbdt_trial(
                                          masked=masked)  # fmt: skip
 
     if cache is not None and tables_version is not None:
-        key = design_key(tables_version, entity_table, entities, features, observe_until, masked)
+        key = design_key(tables_version, entity_table, entities, features, observe_until, masked, limit)
         design = cached_design(cache, key, build)
     else:
         design = build()

@@ -50,5 +50,6 @@ def test_the_key_follows_everything_the_features_depend_on():
         (*base[:3], PropositionalConfig(), *base[4:]),
         (*base[:4], None, base[5]),
         (*base[:5], None),
+        (*base, 50),  # the category vocabulary read up to another time
     ]
     assert len({design_key(*parts) for parts in changed} | {key}) == len(changed) + 1
