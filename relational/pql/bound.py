@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass, field
 
 from relational.pql.ast import BoolOp, Column, Comparison, Condition, Literal, Membership, Not, NullCheck
+from relational.pql.render import render_condition, render_value
 from relational.spec import ForeignKey
 
 __all__ = ["BoundAggregation", "BoundQuery", "ParentColumn", "Window", "describe_condition"]
@@ -171,13 +172,19 @@ class BoundQuery:
 
 
 def describe_condition(node: object) -> str:
-    """A bound condition as readable text (for explain and messages)."""
+    """A bound condition as PQL text (for explain and messages): `render_condition`, with each bound
+    aggregation's window as bound."""
+    return render_condition(node, value=_describe_value)
+
+
+def _describe_value(node: object) -> str:
     if isinstance(node, BoundAggregation):
         inner = f"{node.table}.{node.column or '*'}"
         where = " WHERE " + describe_condition(node.where) if node.where else ""
         return f"{node.function}({inner}{where}, {node.window.describe()})"
-    if isinstance(node, Column | ParentColumn):
+    if isinstance(node, ParentColumn):
         return str(node)
+    return render_value(node)
     if isinstance(node, Literal):
         return repr(node.value)
     if isinstance(node, Comparison):

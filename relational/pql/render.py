@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 
 from relational.pql.ast import (
     Aggregation,
@@ -23,7 +24,7 @@ from relational.pql.ast import (
 )
 from relational.pql.tokens import AGGREGATIONS, KEYWORDS
 
-__all__ = ["render_condition", "render_query"]
+__all__ = ["render_condition", "render_query", "render_value"]
 
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PRECEDENCE = {"OR": 1, "AND": 2}
@@ -51,26 +52,29 @@ def render_query(query: Query) -> str:
     return " ".join(parts)
 
 
-def render_condition(node: Condition, outer: int = 0) -> str:
-    """A condition as PQL; parentheses only where AND/OR/NOT precedence needs them."""
+def render_condition(node: Condition, outer: int = 0, value: Callable[[object], str] | None = None) -> str:
+    """A condition as PQL; parentheses only where AND/OR/NOT precedence needs them. ``value`` prints the
+    operands (default `render_value`; a bound query passes one that knows its bound aggregations)."""
+    value = value or render_value
     if isinstance(node, BoolOp):
         own = _PRECEDENCE[node.operator]
-        text = f" {node.operator} ".join(render_condition(item, own + 1) for item in node.items)
+        text = f" {node.operator} ".join(render_condition(item, own + 1, value) for item in node.items)
         return f"({text})" if outer > own else text
     if isinstance(node, Not):
-        text = f"NOT {render_condition(node.item, 3)}"
+        text = f"NOT {render_condition(node.item, 3, value)}"
         return f"({text})" if outer > 3 else text
     if isinstance(node, Comparison):
-        return f"{_value(node.left)} {node.operator} {_literal(node.right)}"
+        return f"{value(node.left)} {node.operator} {value(node.right)}"
     if isinstance(node, Membership):
-        options = ", ".join(_literal(option) for option in node.options)
-        return f"{_value(node.value)} {'NOT IN' if node.negated else 'IN'} ({options})"
+        options = ", ".join(value(option) for option in node.options)
+        return f"{value(node.value)} {'NOT IN' if node.negated else 'IN'} ({options})"
     if isinstance(node, NullCheck):
-        return f"{_value(node.value)} IS {'NOT ' if node.negated else ''}NULL"
-    return _value(node)
+        return f"{value(node.value)} IS {'NOT ' if node.negated else ''}NULL"
+    return value(node)
 
 
-def _value(node) -> str:
+def render_value(node) -> str:
+    """An operand as PQL: an aggregation, a column or a literal."""
     if isinstance(node, Aggregation):
         inner = _column(node.target)
         if node.where is not None:

@@ -237,3 +237,14 @@ def test_rendering_parses_back_to_the_same_query(text):
     rendered = render_query(parsed)
     assert replace(parse_query(rendered), text="") == replace(parsed, text="")
     assert render_query(parse_query(rendered)) == rendered
+
+
+def test_a_bound_condition_is_described_as_the_pql_it_came_from():
+    """`describe_condition` (explain, messages) prints conditions with the parser's own printer: quoting,
+    NULL, booleans and precedence as PQL writes them (it printed Python's repr before)."""
+    from relational.pql.bound import describe_condition
+
+    text = ("PREDICT COUNT(orders.*, 0, 30, days) > 0 FOR EACH users.user_id WHERE (users.country IN ('DE', "
+            "'it''s') OR users.vip = TRUE) AND NOT users.age IS NULL")  # fmt: skip
+    where = parse_query(text).where
+    assert describe_condition(where) == text.split(" WHERE ", 1)[1]
