@@ -18,7 +18,6 @@ import itertools
 import json
 import os
 import platform
-import resource
 import sys
 import tempfile
 import time
@@ -32,8 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from calibrate_provisioner import CONFIGS, SEED_TYPE, data_stats, prepare  # noqa: E402
+from process_memory import GIB, peak_rss_gib  # noqa: E402
 
-GIB = 1024**3
 SHAPES = [config for config in CONFIGS if config.get("family", "gnn") == "gnn"]
 
 
@@ -154,7 +153,7 @@ def measure_shape(stores: tuple, splits: dict, prepared: dict, params: dict, arg
         row["gpu_context_gib"] = (total - free - torch.cuda.memory_reserved()) / GIB
         # the process's peak so far (shapes run in order): the host memory beside a GPU that the estimate's
         # BASE_HOST_GPU_GIB assumes (a CUDA build of torch maps its libraries)
-        row["host_peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+        row["host_peak_rss_gib"] = peak_rss_gib()
         row["gpu_end_to_end_step_s"] = time_end_to_end(trainer, stores, splits["train"], params,
                                                        args.gpu_steps, threads=args.sample_threads)  # fmt: skip
         # the estimate's GPU step: the device's work (speed-1 GPU) or the host's dispatch, whichever is longer

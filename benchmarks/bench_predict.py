@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -53,6 +52,7 @@ from predict_setup import (  # noqa: E402
     train_runs,
     write_synthetic_db,
 )
+from process_memory import peak_rss_gib  # noqa: E402
 
 __all__ = [
     "Measured",
@@ -73,22 +73,12 @@ PATHS = ("serving", "training")
 # -- workers: one scoring pass, run in a fresh process -------------------------------------------------
 
 
-def _peak_rss_gib() -> float:
-    """This process's peak resident set (VmHWM). Not ru_maxrss: Linux carries that over exec from the
-    forking parent, so a worker would report the driver's own peak."""
-    try:
-        with open("/proc/self/status") as status:
-            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM")) / 2**20
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
 def run_worker(job: dict[str, Any]) -> PathResult:
     """Score ``job['rows']`` (Parquet of entity, anchor_time) on one path; scores saved to ``job['scores']``."""
     from relational.spec_loader import load_spec
     from serving.served_model import load_member
 
-    imported = _peak_rss_gib()
+    imported = peak_rss_gib()
     prepared = Plane(**job["plane"])
     family, path, threads = job["family"], job["path"], job["threads"]
     started = time.perf_counter()
@@ -98,11 +88,11 @@ def run_worker(job: dict[str, Any]) -> PathResult:
     rows_in = pl.read_parquet(job["rows"])
     scorer = _serving_scorer if path == "serving" else _training_scorer
     score = scorer(prepared, spec, family, member, rows_in, (plane, graphs, features), threads)
-    load_seconds, base = time.perf_counter() - started, _peak_rss_gib()
+    load_seconds, base = time.perf_counter() - started, peak_rss_gib()
     started = time.perf_counter()
     scores = score()
     seconds = time.perf_counter() - started
-    peak = _peak_rss_gib()
+    peak = peak_rss_gib()
     np.save(job["scores"], np.asarray(scores, dtype=np.float64).reshape(len(scores), -1)[:, 0])
     return PathResult(path, len(scores), seconds, peak, imported, base, load_seconds, job["scores"])
 

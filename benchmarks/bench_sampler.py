@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from kumo_relational_engine.relationallib import NeighborSampler  # noqa: E402
 
+from benchmarks.process_memory import peak_rss_gib  # noqa: E402
 from benchmarks.sampler_graphs import (  # noqa: E402
     SEED_KINDS,
     TIME_VIEWS,
@@ -48,10 +48,6 @@ from tests.support.sampler_reference import per_seed_view, reference_last  # noq
 
 WORKLOADS = {"2-hop [15, 10]": (15, 10), "2-hop [128, 64]": (128, 64), "3-hop [15, 10, 5]": (15, 10, 5)}
 RUNNERS = ("ours_1", "ours_2", "relationallib_1")
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def load() -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
+
+from process_memory import peak_rss_gib, rusage_gib, status_gib  # noqa: E402
 
 QUERY = "driver_dnf"
 SEED_TYPE = "drivers"
@@ -40,41 +41,6 @@ CONFIGS = [
     {"conv": "sage", "channels": 256, "layers": 3, "batch_size": 256, "fanouts": [16, 8, 4]},
     {"family": "gbdt", "gbdt_trees": 300, "gbdt_leaves": 31, "gbdt_learning_rate": 0.05},
 ]
-GIB = 1024**3
-
-
-def peak_rss_gib() -> float:
-    """This process's own peak resident set in GiB: the high-water mark of its address space (VmHWM).
-
-    Not ``getrusage(RUSAGE_SELF).ru_maxrss``: on exec Linux folds the outgoing address space's high-water
-    mark into the process's ru_maxrss, and `subprocess` starts children with vfork, so the outgoing address
-    space is the launcher's. A trial launched by a pytest process that had already peaked at 1.13 GiB
-    reported 1.13 GiB whatever it used itself (RUSAGE_CHILDREN in the launcher, the max over reaped
-    children, inherits the same figure). VmHWM belongs to the new address space exec creates: only the
-    trial's own pages, as a fresh pod or the warm trial server's fork would hold them.
-    """
-    peak = _status_gib("VmHWM")
-    if peak is not None:
-        return peak
-    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no /proc: macOS reports bytes, others KiB
-    return maxrss * (1 if sys.platform == "darwin" else 1024) / GIB
-
-
-def _status_gib(field: str) -> float | None:
-    """A ``/proc/self/status`` memory field (``VmHWM``, ``VmRSS``) in GiB; None without /proc."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) * 1024 / GIB  # kB
-    except OSError:
-        pass
-    return None
-
-
-def _rusage_gib() -> float:
-    """``ru_maxrss`` as Linux reports it (the launcher's peak folded in): kept beside the real peak."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
 def prepare(scratch: Path) -> dict:
@@ -225,7 +191,7 @@ def child(payload: dict) -> None:
     trained = time.perf_counter()
     result = run_gnn_trial(graph, features, splits, payload["task_type"], config, threads=1)
     finished = time.perf_counter()
-    print(json.dumps({"peak_rss_gib": peak_rss_gib(), "base_rss_gib": base, "ru_maxrss_gib": _rusage_gib(),
+    print(json.dumps({"peak_rss_gib": peak_rss_gib(), "base_rss_gib": base, "ru_maxrss_gib": rusage_gib(),
                       "import_seconds": imported - started, "trial_seconds": finished - trained,
                       "fit_seconds": result.fit.seconds, "steps": result.fit.steps,
                       **payload.get("extra", {})}))  # fmt: skip
@@ -237,7 +203,7 @@ def warm_child(payload: dict) -> None:
     from training.trial_server import _preload
 
     _preload()
-    server = _status_gib("VmRSS")
+    server = status_gib("VmRSS")
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -274,7 +240,7 @@ def child_gbdt(payload: dict) -> None:
     result = run_gbdt_trial(setup.frames, setup.schema, SEED_TYPE, setup.frames[SEED_TYPE].select("driverId", "_kumo_id"),
                             setup.tables[QUERY], setup.task_types[QUERY], config, observe_until=TEST_TIMESTAMP)  # fmt: skip
     finished = time.perf_counter()
-    print(json.dumps({"peak_rss_gib": peak_rss_gib(), "base_rss_gib": base, "ru_maxrss_gib": _rusage_gib(),
+    print(json.dumps({"peak_rss_gib": peak_rss_gib(), "base_rss_gib": base, "ru_maxrss_gib": rusage_gib(),
                       "import_seconds": imported - started, "trial_seconds": finished - trained, "fit_seconds": result.fit_seconds,
                       "feature_seconds": result.feature_seconds, "features": result.features,
                       "steps": int(result.model.best_iterations[0]), **payload.get("extra", {})}))  # fmt: skip
