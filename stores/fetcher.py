@@ -7,7 +7,6 @@ sampling and gathering again; a background thread builds the next batches while 
 
 from __future__ import annotations
 
-import io
 import queue
 import threading
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import torch
 from torch_geometric.data import HeteroData
 
 from stores.batch_cache import BatchCache
+from stores.batch_codec import BATCH_FORMAT, decode_content, encode_content
 from stores.feature_store import StoredFeatures
 from stores.graph_store import StoredGraph
 from stores.sampler import SamplerConfig, TemporalSampler
@@ -73,8 +73,9 @@ class MinibatchFetcher:
     def key(self, split: TrainingSplit, epoch_seed: int, index: int) -> str:
         sampling = f"{self.sampling.fanouts}|{self.sampling.strategy}|{self.sampling.windows}"
         masked = f"|masked={','.join(self.features.masked)}" if self.features.masked else ""
+        # the byte format is part of the key: entries an older format wrote are never read as this one
         return (
-            f"graph={self.graph.version}|features={self.features.version}{masked}|split={split.name}|"
+            f"{BATCH_FORMAT}|graph={self.graph.version}|features={self.features.version}{masked}|split={split.name}|"
             f"batch_size={self.batch_size}|sampling={sampling}|epoch={epoch_seed}|batch={index}"
         )
 
@@ -93,10 +94,8 @@ class MinibatchFetcher:
         )
 
     def build(self, split: TrainingSplit, epoch_seed: int, index: int, shuffle: bool = True) -> bytes:
-        """The serialised batch, built without the cache."""
-        buffer = io.BytesIO()
-        torch.save(self.content(split, epoch_seed, index, shuffle), buffer)
-        return buffer.getvalue()
+        """The serialised batch (`stores.batch_codec`), built without the cache."""
+        return encode_content(self.content(split, epoch_seed, index, shuffle))
 
     def content(self, split: TrainingSplit, epoch_seed: int, index: int, shuffle: bool = True) -> dict:
         """Sample the batch's subgraph, gather its features and labels, as plain tensors."""
@@ -175,8 +174,8 @@ class MinibatchFetcher:
 
 
 def decode_batch(payload: bytes | dict) -> HeteroData:
-    """A batch (serialised, or its tensors) as `HeteroData`; bytes load with ``weights_only=True``."""
-    content = payload if isinstance(payload, dict) else torch.load(io.BytesIO(payload), weights_only=True)
+    """A batch (serialised by `stores.batch_codec`, or its tensors) as `HeteroData`."""
+    content = payload if isinstance(payload, dict) else decode_content(payload)
     data = HeteroData()
     for node_type, entry in content["nodes"].items():
         for name, value in entry.items():
