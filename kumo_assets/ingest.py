@@ -25,7 +25,6 @@ from kumo_assets.asset_keys import table_asset_key, tables_group
 from kumo_assets.execution import CPU_BOUND
 from kumo_assets.ui_tables import human_bytes, ui_table
 from relational.checks import CheckOutcome, ingest_check_names
-from relational.sources import table_is_trusted
 from relational.spec import GraphSpec
 from relational.table_build import (
     BuiltTable,
@@ -89,8 +88,7 @@ def _table_asset(spec: GraphSpec, table: str) -> AssetsDefinition:
             yield check_result(outcome)
         meta = publish_table(spec, built, data_plane)
         context.log.info(f"{table}: {meta['rows']} rows -> {meta['uri']}")
-        seconds = time.perf_counter() - started
-        yield MaterializeResult(metadata=table_metadata(built, seconds, table_is_trusted(spec, table)))
+        yield MaterializeResult(metadata=table_metadata(built, time.perf_counter() - started))
 
     return _ingest
 
@@ -102,13 +100,13 @@ def check_result(outcome: CheckOutcome) -> AssetCheckResult:
                             metadata=outcome.metadata)  # fmt: skip
 
 
-def table_metadata(built: BuiltTable, seconds: float, trusted: bool = True) -> dict:
+def table_metadata(built: BuiltTable, seconds: float) -> dict:
     """What the UI shows for an ingested table: size, schema with stypes, nulls, keys, time range, preview.
 
-    ``trusted`` False (a source outside graph.yaml's folder and $KUMO_SHARED_DATA, `table_is_trusted`): no
-    column names, values or times, as the table's messages quote none (a CSV's header is the file's own text).
+    An untrusted table (a source outside graph.yaml's folder and $KUMO_SHARED_DATA, `BuiltTable.trusted`):
+    no column names, values or times, as its messages quote none (a CSV's header is the file's own text).
     """
-    if not trusted:
+    if not built.trusted:
         return _sizes(built, seconds) | {
             "columns_and_values": MetadataValue.text(
                 f"not shown: a source of {built.table!r} lies outside the folder of graph.yaml and "

@@ -60,6 +60,7 @@ class BuiltTable:
     frame: pl.DataFrame
     meta: dict
     checks: list[CheckOutcome] = field(default_factory=list)
+    trusted: bool = True  # `table_is_trusted`: whether its messages and pages may quote its names and values
 
     @property
     def blocking_failures(self) -> list[CheckOutcome]:
@@ -155,7 +156,7 @@ def build_table(
             "null_rows": pk_report.null_rows,
             "duplicate_rows": pk_report.duplicate_rows,
         }
-    return BuiltTable(table, frame, meta, checks)
+    return BuiltTable(table, frame, meta, checks, trusted)
 
 
 def build_implied_table(spec: GraphSpec, table: str, key_frames: list[pl.DataFrame]) -> BuiltTable:
@@ -165,13 +166,12 @@ def build_implied_table(spec: GraphSpec, table: str, key_frames: list[pl.DataFra
         key_frames: one frame per referencing foreign key, already renamed to this table's key columns.
     """
     key_columns = spec.table(table).primary_key_columns
+    trusted = table_is_trusted(spec, table)
     try:
         keys = pl.concat([frame.select(key_columns) for frame in key_frames], how="vertical_relaxed")
     except (pl.exceptions.SchemaError, pl.exceptions.ComputeError) as exc:
         types = sorted({str(frame.schema[column]) for frame in key_frames for column in key_columns})
-        detail = (
-            f"{types}: {exc}" if table_is_trusted(spec, table) else f"{types}; {hidden_note('the details')}"
-        )
+        detail = f"{types}: {exc}" if trusted else f"{types}; {hidden_note('the details')}"
         raise IngestError(
             f"implied table {table!r}: the foreign keys that point at it have clashing types ({detail}); "
             "store them with one type in every source, or declare them `id` in `stypes` (read as text)"
@@ -184,7 +184,7 @@ def build_implied_table(spec: GraphSpec, table: str, key_frames: list[pl.DataFra
     frame = keys.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias(NODE_ID))
     stypes = {column: StypeDecision("id", "primary key of an implied table", "key") for column in key_columns}
     meta = _table_meta(spec, table, frame, stypes, {}, [], None, {})
-    return BuiltTable(table, frame, meta, [column_types_check(table, frame, stypes)])
+    return BuiltTable(table, frame, meta, [column_types_check(table, frame, stypes)], trusted)
 
 
 def normalise_key_frame(

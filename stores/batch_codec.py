@@ -20,6 +20,7 @@ __all__ = ["BATCH_FORMAT", "BatchFormatError", "decode_content", "encode_content
 MAGIC = b"KUMOMB01"
 BATCH_FORMAT = MAGIC.decode()  # what batch cache keys name (`MinibatchFetcher.key`)
 _LENGTH = struct.Struct("<Q")
+_HEADER_AT = len(MAGIC) + _LENGTH.size  # the magic, the header length, then the header
 _ALIGN = 64
 
 
@@ -37,11 +38,10 @@ def encode_content(content: dict[str, Any]) -> bytes:
         arrays.append((offset, array))
         offset += _aligned(array.nbytes)
     header = json.dumps({"node_type": content["node_type"], "tensors": entries}).encode()
-    start = _aligned(len(MAGIC) + _LENGTH.size + len(header))
+    start = _aligned(_HEADER_AT + len(header))
     payload = bytearray(start + offset)
-    payload[: len(MAGIC)] = MAGIC
-    payload[len(MAGIC) : len(MAGIC) + _LENGTH.size] = _LENGTH.pack(len(header))
-    payload[len(MAGIC) + _LENGTH.size : len(MAGIC) + _LENGTH.size + len(header)] = header
+    payload[:_HEADER_AT] = MAGIC + _LENGTH.pack(len(header))
+    payload[_HEADER_AT : _HEADER_AT + len(header)] = header
     for at, array in arrays:
         if array.nbytes:
             np.frombuffer(payload, np.uint8, array.nbytes, start + at)[:] = array.reshape(-1).view(np.uint8)
@@ -53,8 +53,8 @@ def decode_content(payload: bytes) -> dict[str, Any]:
     if payload[: len(MAGIC)] != MAGIC:
         raise BatchFormatError(f"not a cached minibatch: it starts {bytes(payload[:8])!r}, not {MAGIC!r}")
     (length,) = _LENGTH.unpack_from(payload, len(MAGIC))
-    header = json.loads(bytes(payload[len(MAGIC) + _LENGTH.size : len(MAGIC) + _LENGTH.size + length]))
-    start = _aligned(len(MAGIC) + _LENGTH.size + length)
+    header = json.loads(bytes(payload[_HEADER_AT : _HEADER_AT + length]))
+    start = _aligned(_HEADER_AT + length)
     data = bytearray(payload)  # writable: models may write into a batch's tensors
     content: dict[str, Any] = {"node_type": header["node_type"], "nodes": {}, "edges": {}, "seed": {}}
     for section, group, name, dtype, shape, offset in header["tensors"]:

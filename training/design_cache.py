@@ -14,16 +14,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import polars as pl
 
 import models.propositional
+from models.propositional import build_relational_features
 from models.propositional_config import PropositionalConfig
+from relational.schema import GraphSchema
 from stores.batch_cache import BatchCache
 
-__all__ = ["DESIGN_LOCK_SECONDS", "cached_design", "design_cache", "design_key"]
+__all__ = ["DESIGN_LOCK_SECONDS", "design_cache", "design_key", "relational_features"]
 
 # How long a trial waits for another process building the same features (a dead builder is noticed sooner,
 # by its pid): the minibatch cache's two minutes are shorter than a feature build under contention.
@@ -54,10 +56,28 @@ def design_key(
     return f"gbdt-design-{digest.hexdigest()}"
 
 
-def cached_design(cache: BatchCache | None, key: str, build: Callable[[], pl.DataFrame]) -> pl.DataFrame:
-    """The features under ``key``: read from ``cache``, or built (once across the node's processes)."""
-    if cache is None:
+def relational_features(
+    frames: Mapping[str, pl.DataFrame],
+    schema: GraphSchema,
+    entity_table: str,
+    entities: pl.DataFrame,
+    config: PropositionalConfig,
+    data_cutoff: int | None,
+    vocabulary_limit: int,
+    masked: Mapping[str, Collection[str]] | None = None,
+    cache: BatchCache | None = None,
+    tables_version: str | None = None,
+) -> pl.DataFrame:
+    """`build_relational_features` of ``entities``; with ``cache`` and ``tables_version`` (what identifies
+    ``frames``: their content hashes) read from the cache, or built once across the node's processes."""
+
+    def build() -> pl.DataFrame:
+        return build_relational_features(frames, schema, entity_table, entities, config, data_cutoff,
+                                         vocabulary_limit, masked)  # fmt: skip
+
+    if cache is None or tables_version is None:
         return build()
+    key = design_key(tables_version, entity_table, entities, config, data_cutoff, masked, vocabulary_limit)
     built: list[pl.DataFrame] = []
 
     def build_bytes() -> bytes:

@@ -363,10 +363,9 @@ def _record(study: optuna.Study, trial, result: dict[str, Any], placement: Place
 def _enqueued_params(fixed: Mapping[str, Any]) -> dict[str, Any]:
     """A queued trial's enqueued draws as a finished trial records them: a GNN's sampling preset
     (``sampling_<layers>``) as its batch size, fanouts and strategy, which tell queued GNN seeds apart."""
-    params = {name: value for name, value in fixed.items() if not name.startswith("sampling_")}
-    for name, preset in fixed.items():
-        if name.startswith("sampling_"):
-            params.update(preset_params(preset))
+    params: dict[str, Any] = {}
+    for name, value in fixed.items():
+        params.update(preset_params(value) if name.startswith("sampling_") else {name: value})
     return params
 
 

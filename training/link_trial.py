@@ -25,7 +25,7 @@ from models.uncertainty import ScoredRows
 from relational.keys import NODE_ID
 from relational.schema import GraphSchema
 from stores.batch_cache import BatchCache
-from training.design_cache import cached_design, design_key
+from training.design_cache import relational_features
 from training.trial import SPLITS, GBDTTrialResult, view_entities, with_frozen_views
 
 __all__ = [
@@ -102,16 +102,8 @@ def run_gbdt_link_trial(frames: Mapping[str, pl.DataFrame], schema: GraphSchema,
         pairs = subsample_training_negatives(pairs, split_of_row, train_negatives)
     views = view_entities(rows, simulate_staleness or freeze_validation)
     limit = vocabulary_limit(views, observe_until)  # what scoring other rows later pins category columns to
-    features = features or PropositionalConfig()
-
-    def build() -> pl.DataFrame:
-        return build_relational_features(frames, schema, entity_table, views, features, observe_until, limit)
-
-    if cache is not None and tables_version is not None:
-        key = design_key(tables_version, entity_table, views, features, observe_until, None, limit)
-        entity_design = cached_design(cache, key, build)
-    else:
-        entity_design = build()
+    entity_design = relational_features(frames, schema, entity_table, views, features or PropositionalConfig(),
+                                        observe_until, limit, cache=cache, tables_version=tables_version)  # fmt: skip
     widen = PairWidener(frames, schema, link.target_table, pairs, entity_design, as_of, limit)
     pairs = as_float32(pairs)
     feature_seconds = time.perf_counter() - started

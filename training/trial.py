@@ -21,7 +21,7 @@ from models.gbdt import GBDTConfig, GBDTModel
 from models.gnn import GNNConfig, RelationalGNN
 from models.heads import TaskSpec
 from models.metrics import compute_metrics
-from models.propositional import ROW_CUTOFF, build_relational_features, stale_view_rows, vocabulary_limit
+from models.propositional import ROW_CUTOFF, stale_view_rows, vocabulary_limit
 from models.propositional_config import PropositionalConfig
 from models.trainer import FitResult, Predictions, Trainer, TrainerConfig, seed_everything
 from models.uncertainty import ScoredRows
@@ -32,7 +32,7 @@ from stores.feature_store import StoredFeatures
 from stores.fetcher import MinibatchFetcher, TrainingSplit
 from stores.graph_store import StoredGraph
 from stores.sampler import SamplerConfig
-from training.design_cache import cached_design, design_key
+from training.design_cache import relational_features
 from training.list_labels import label_vocabulary
 
 __all__ = [
@@ -314,17 +314,8 @@ def run_gbdt_trial(
     entities = view_entities(rows, simulate_staleness or freeze_validation)
     limit = vocabulary_limit(entities, observe_until)
     splits = rows["split"]
-    features = features or PropositionalConfig()
-
-    def build(entities: pl.DataFrame = entities) -> pl.DataFrame:
-        return build_relational_features(frames, schema, entity_table, entities, features, observe_until,
-                                         masked=masked)  # fmt: skip
-
-    if cache is not None and tables_version is not None:
-        key = design_key(tables_version, entity_table, entities, features, observe_until, masked, limit)
-        design = cached_design(cache, key, build)
-    else:
-        design = build()
+    design = relational_features(frames, schema, entity_table, entities, features or PropositionalConfig(),
+                                 observe_until, limit, masked, cache, tables_version)  # fmt: skip
     feature_seconds = time.perf_counter() - started
     labels, vocabulary = rows["label"].to_list(), None
     if task_type in ("multilabel_classification", "ranking"):  # category lists -> multi-hot rows
